@@ -1,0 +1,180 @@
+/**
+ * The `lmstrix` command line: builds the command tree, installs the signal handlers and maps
+ * errors to exit codes. This is the only file that reads `Deno.args` or sets the exit code.
+ */
+
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import config from "./deno.json" with { type: "json" };
+import { runList, SORT_KEYS } from "./src/cli/list.ts";
+import { runScan } from "./src/cli/scan.ts";
+import { runShow } from "./src/cli/show.ts";
+import { runStatus } from "./src/cli/status.ts";
+import { runTest, type TestCommandOptions } from "./src/cli/test.ts";
+import {
+  LmStudioUnreachableError,
+  LmstrixError,
+  LockHeldError,
+  ModelNotFoundError,
+  RegistryError,
+  UsageError,
+} from "./src/errors.ts";
+import { InterruptedError, LMStrix } from "./src/lmstrix.ts";
+import { Output } from "./src/output.ts";
+
+/** Global options, accepted before or after the command. */
+interface GlobalOptions {
+  server?: string;
+  lmstudioDir?: string;
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  color?: boolean;
+}
+
+/** Exit codes of the contract, decided here and nowhere else. */
+export function exitCodeFor(error: unknown): number {
+  if (error instanceof InterruptedError) return error.signal === "SIGTERM" ? 143 : 130;
+  if (error instanceof LockHeldError) return 4;
+  if (error instanceof LmStudioUnreachableError) return 3;
+  if (error instanceof UsageError || error instanceof ModelNotFoundError || error instanceof RegistryError) return 2;
+  return 1;
+}
+
+/** Parses a token count: `4096`, or with a `k` suffix, `32k` = 32768. */
+function parseTokens(value: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(k?)\s*$/i.exec(value);
+  const amount = match ? Number(match[1]) * (match[2] ? 1024 : 1) : NaN;
+  if (!Number.isSafeInteger(amount) || amount <= 0) {
+    throw new InvalidArgumentError(`expected a positive whole number of tokens such as 4096 or 32k`);
+  }
+  return amount;
+}
+
+function addGlobalOptions(command: Command): Command {
+  return command
+    .option("--server <url>", "LM Studio address, ws://host:port (env LMSTRIX_SERVER; default: discovery)")
+    .option("--lmstudio-dir <dir>", "LM Studio home directory (env LMSTRIX_LMSTUDIO_DIR)")
+    .option("--json", "print one JSON document on stdout")
+    .option("-q, --quiet", "print nothing on success but the data")
+    .option("-v, --verbose", "print more, and stack traces of errors")
+    .option("--no-color", "no colour (also NO_COLOR)");
+}
+
+/** Runs the CLI with `args` and returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  let output = new Output({ color: Deno.env.get("NO_COLOR") === undefined });
+  const interrupt = new AbortController();
+  let exitCode = 0;
+  let stderrText = "";
+
+  const setup = (command: Command) => {
+    const options = command.optsWithGlobals() as GlobalOptions;
+    output = new Output({
+      json: options.json ?? false,
+      quiet: options.quiet ?? false,
+      verbose: options.verbose ?? false,
+      color: (options.color ?? true) && Deno.env.get("NO_COLOR") === undefined,
+    });
+    return new LMStrix({ server: options.server, lmstudioDir: options.lmstudioDir });
+  };
+
+  const program = addGlobalOptions(new Command("lmstrix"))
+    .description("Find the real context limits of the LLMs in LM Studio: loadable and working context.")
+    .version(config.version, "-V, --version", "print the version")
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => output.stdout.write(text),
+      writeErr: (text) => {
+        stderrText += text;
+      },
+      outputError: (text) => {
+        stderrText += text;
+      },
+    });
+
+  addGlobalOptions(program.command("scan"))
+    .description("discover the models in LM Studio and add them to the registry")
+    .action(async (_options, command: Command) => {
+      exitCode = await runScan(setup(command), output);
+    });
+
+  addGlobalOptions(program.command("list"))
+    .description("show the registry: declared, loadable and working context of every model")
+    .addOption(new Option("--sort <key>", "sort by").choices([...SORT_KEYS]).default("name"))
+    .option("--reverse", "reverse the order")
+    .action(async (options: { sort: string; reverse?: boolean }, command: Command) => {
+      exitCode = await runList(setup(command), output, options);
+    });
+
+  addGlobalOptions(program.command("test"))
+    .description("find the loadable and working context of models (resumable)")
+    .argument("[model...]", "model ids, or unique parts of ids")
+    .option("--all", "test every LLM not yet tested")
+    .option("--force", "test again models already tested")
+    .option("--precision <tokens>", "precision of the results (default max(256, 1% of declared))", parseTokens)
+    .option("--min-context <tokens>", "smallest context worth testing (default 2048)", parseTokens)
+    .option("--max-context <tokens>", "never load a model above this context", parseTokens)
+    .action(async (models: string[], options: TestCommandOptions, command: Command) => {
+      exitCode = await runTest(setup(command), output, models, options, interrupt.signal);
+    });
+
+  addGlobalOptions(program.command("status"))
+    .description("count models by status and show who holds the lock")
+    .action(async (_options, command: Command) => {
+      exitCode = await runStatus(setup(command), output);
+    });
+
+  addGlobalOptions(program.command("show"))
+    .description("show one model's record and its latest attempts")
+    .argument("<model>", "model id, or a unique part of one")
+    .action(async (model: string, _options, command: Command) => {
+      exitCode = await runShow(setup(command), output, model);
+    });
+
+  // First signal: stop cleanly (unload, save, release the lock). Second: leave at once.
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  const handlers = signals.map((signal) => {
+    const handler = () => {
+      if (interrupt.signal.aborted) Deno.exit(signal === "SIGTERM" ? 143 : 130);
+      output.warn(`${signal}: stopping, unloading and saving progress (again to quit at once)`);
+      interrupt.abort(signal);
+    };
+    Deno.addSignalListener(signal, handler);
+    return [signal, handler] as const;
+  });
+
+  try {
+    await program.parseAsync(args, { from: "user" });
+  } catch (error) {
+    exitCode = report(error, output, stderrText);
+  } finally {
+    for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
+  }
+  return exitCode;
+}
+
+/** Prints an error the user can act on; returns its exit code. */
+function report(error: unknown, output: Output, commanderText: string): number {
+  if (error instanceof CommanderError) {
+    if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") {
+      return 0;
+    }
+    const message = commanderText.trim().replace(/^error:\s*/i, "") || error.message;
+    output.error(message, 'run "lmstrix --help" (or "lmstrix <command> --help") to see the options');
+    return 2;
+  }
+  if (error instanceof LmstrixError) {
+    output.error(error.message, error.hint);
+    if (output.verbose && error.stack) output.debug(error.stack);
+    return exitCodeFor(error);
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  output.error(`Unexpected failure: ${message}`, output.verbose ? undefined : "run again with --verbose for details");
+  if (output.verbose && error instanceof Error && error.stack) output.debug(error.stack);
+  return 1;
+}
+
+if (import.meta.main) {
+  Deno.exitCode = await main(Deno.args);
+}

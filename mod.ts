@@ -1,0 +1,38 @@
+/**
+ * LMStrix finds the real context limits of the LLMs in LM Studio: the largest context a model
+ * loads at (loadable) and the largest at which it still finds a needle in a prompt that fills it
+ * (working), and keeps them in a registry under the LM Studio home.
+ *
+ * ```ts
+ * import { LMStrix } from "./mod.ts";
+ * const lmstrix = new LMStrix();                   // discovery and the usual LM Studio home
+ * await lmstrix.scan();
+ * const limits = await lmstrix.testContextLimits("qwen2.5-7b-instruct");
+ * console.log(limits.working);                     // e.g. 32512
+ * ```
+ *
+ * @module
+ */
+
+export {
+  type ContextLimits,
+  InterruptedError,
+  LMStrix,
+  type LMStrixOptions,
+  type ScanResult,
+  type StatusReport,
+  type TestEvent,
+  type TestOptions,
+  type TestResult,
+} from "./src/lmstrix.ts";
+export {
+  AmbiguousModelError,
+  LmStudioUnreachableError,
+  LmstrixError,
+  LockHeldError,
+  ModelNotFoundError,
+  RegistryError,
+  UsageError,
+} from "./src/errors.ts";
+export type { ContractModelRecord as ModelRecord, ModelStatus } from "./src/registry/model_record.ts";
+export type { Timeouts } from "./src/lmstudio/client.ts";

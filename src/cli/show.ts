@@ -1,0 +1,68 @@
+/** `lmstrix show <model>`: one model's record and its latest attempts. */
+
+import type { LMStrix } from "../lmstrix.ts";
+import { reductionPercent } from "../lmstrix.ts";
+import type { Output } from "../output.ts";
+import { logFileFor } from "../paths.ts";
+import { readAttempts } from "../registry/attempt_log.ts";
+import { toContractJson } from "../registry/model_record.ts";
+import { formatBytes, formatPercent, formatTokens } from "./format.ts";
+
+/** How many of the latest attempts `show` prints. */
+const SHOWN_ATTEMPTS = 12;
+
+/** Runs `show`. */
+export async function runShow(lmstrix: LMStrix, output: Output, query: string): Promise<number> {
+  const record = await lmstrix.show(query);
+  const logFile = logFileFor(lmstrix.paths, record.id);
+  const attempts = await readAttempts(lmstrix.paths, record.id);
+  if (output.json) {
+    output.document({
+      ...toContractJson(record),
+      type: record.type,
+      displayName: record.displayName ?? null,
+      format: record.format ?? null,
+      quantization: record.quantization ?? null,
+      reductionPercent: reductionPercent(record.declaredContext, record.workingContext),
+      precision: record.precision ?? null,
+      attempts: attempts.length,
+      log: logFile,
+    });
+    return 0;
+  }
+  const exact = (n: number | null) => n === null ? "-" : `${n} (${formatTokens(n)})`;
+  const rows: [string, string][] = [
+    ["model", record.id],
+    ["name", record.displayName ?? "-"],
+    ["type", record.type],
+    ["path", record.path],
+    ["size", formatBytes(record.sizeBytes)],
+    ["architecture", record.architecture || "-"],
+    ["format", [record.format, record.quantization].filter(Boolean).join(" ") || "-"],
+    ["declared", exact(record.declaredContext)],
+    ["loadable", exact(record.loadableContext)],
+    ["working", exact(record.workingContext)],
+    ["reduction", formatPercent(reductionPercent(record.declaredContext, record.workingContext))],
+    ["status", record.status],
+    ["tested at", record.testedAt ?? "-"],
+    ["precision", record.precision === undefined ? "-" : `${record.precision} tokens`],
+  ];
+  if (record.error) rows.push(["error", record.error]);
+  rows.push(["log", `${logFile} (${attempts.length} attempts)`]);
+  const width = Math.max(...rows.map(([k]) => k.length));
+  output.data(rows.map(([k, v]) => `${output.style.bold(k.padEnd(width))}  ${v}`).join("\n"));
+  const recent = attempts.slice(-SHOWN_ATTEMPTS);
+  if (recent.length > 0) {
+    output.data(`\nLatest attempts:`);
+    for (const a of recent) {
+      const e = a as Record<string, unknown>;
+      const size = e["action"] === "load"
+        ? `ctx ${e["askedContext"]}${e["actualContext"] && e["actualContext"] !== e["askedContext"] ? ` -> ${e["actualContext"]}` : ""}`
+        : e["action"] === "needle"
+        ? `prompt ${e["promptTokens"]} in ctx ${e["askedContext"]}`
+        : `in ctx ${e["askedContext"]}`;
+      output.data(`  ${String(e["time"] ?? "").slice(0, 19)}  ${String(e["phase"]).padEnd(8)} ${String(e["action"]).padEnd(6)} ${size}: ${e["outcome"]}`);
+    }
+  }
+  return 0;
+}

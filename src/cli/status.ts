@@ -1,0 +1,26 @@
+/** `lmstrix status`: counts by status, and who holds the lock. */
+
+import type { LMStrix } from "../lmstrix.ts";
+import type { Output } from "../output.ts";
+
+/** Runs `status`. */
+export async function runStatus(lmstrix: LMStrix, output: Output): Promise<number> {
+  const report = await lmstrix.status();
+  if (output.json) {
+    const { total, untested, testing, tested, failed, lock, missing, embeddings } = report;
+    output.document({ total, untested, testing, tested, failed, lock, missing, embeddings });
+    return 0;
+  }
+  const lines = [
+    `Models: ${report.total} LLMs: ${report.tested} tested, ${report.untested} untested, ` +
+    `${report.testing} testing, ${report.failed} failed` +
+    (report.embeddings ? `; ${report.embeddings} embedding` : "") +
+    (report.missing ? `; ${report.missing} missing` : ""),
+    report.lock
+      ? `Lock: held by pid ${report.lock.pid ?? "?"} since ${report.lock.startedAt ?? "?"}`
+      : "Lock: free",
+    `Registry: ${report.registry}`,
+  ];
+  output.data(lines.join("\n"));
+  return 0;
+}

@@ -1,0 +1,294 @@
+/**
+ * The LM Studio adapter: the only module that imports `@lmstudio/sdk`.
+ *
+ * It turns the SDK's open-ended promises into typed results with a deadline on every call, keeps
+ * the SDK quiet, classifies failures, and marks every instance it loads with an identifier that
+ * says it is LMStrix's. The SDK is imported lazily, so commands that only read the registry do
+ * not pay for loading it.
+ */
+
+import type { LLM, LMStudioClient } from "@lmstudio/sdk";
+import { classifyFailure, LmStudioCallError, messageOf } from "./failures.ts";
+
+/** Every instance LMStrix loads has an identifier starting with this. */
+export const INSTANCE_PREFIX = "lmstrix-";
+
+/** A model as LM Studio lists it among the downloaded ones. */
+export interface ModelListing {
+  id: string;
+  type: "llm" | "embedding";
+  path: string;
+  displayName: string;
+  format: string;
+  sizeBytes: number;
+  architecture: string;
+  declaredContext: number;
+  quantization?: string;
+  paramsString?: string;
+}
+
+/** A model instance loaded on the server. */
+export interface LoadedInstance {
+  identifier: string;
+  modelKey: string;
+  contextLength: number;
+}
+
+/** Deadlines, in milliseconds; predictions get more time for longer prompts. */
+export interface Timeouts {
+  /** Listing, token counting, unloading and other small calls. */
+  rpcMs: number;
+  /** One model load. */
+  loadMs: number;
+  /** A prediction's fixed part. */
+  predictBaseMs: number;
+  /** A prediction's extra allowance per prompt token. */
+  predictPerTokenMs: number;
+}
+
+/** Defaults sized for a slow laptop: a 128k prompt may take twenty minutes to prefill. */
+export const DEFAULT_TIMEOUTS: Timeouts = {
+  rpcMs: 60_000,
+  loadMs: 10 * 60_000,
+  predictBaseMs: 2 * 60_000,
+  predictPerTokenMs: 15,
+};
+
+/** The result of asking LM Studio to load a model. */
+export type LoadResult =
+  | { kind: "loaded"; model: LoadedModel; actual: number }
+  | { kind: "refused"; message: string };
+
+/** What a completion returned. */
+export interface Completion {
+  text: string;
+  /** Prompt tokens as the server counted them, when it says. */
+  promptTokens: number | undefined;
+}
+
+/** A loaded instance LMStrix can use. */
+export interface LoadedModel {
+  readonly identifier: string;
+  readonly modelKey: string;
+  /** The context length the server reports for this instance. */
+  readonly contextLength: number;
+  /** Counts tokens with the model's own tokenizer. */
+  countTokens(text: string): Promise<number>;
+  /** Raw completion at temperature 0. */
+  complete(
+    prompt: string,
+    options: { maxTokens: number; promptTokens: number; signal?: AbortSignal },
+  ): Promise<Completion>;
+  /** Unloads this instance. */
+  unload(): Promise<void>;
+}
+
+/** The adapter's surface. */
+export interface LmStudio {
+  readonly baseUrl: string;
+  listModels(): Promise<ModelListing[]>;
+  listLoaded(): Promise<LoadedInstance[]>;
+  load(
+    modelKey: string,
+    contextLength: number,
+    options: { identifier: string; signal?: AbortSignal },
+  ): Promise<LoadResult>;
+  unload(identifier: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Options for {@link connectLmStudio}. */
+export interface ConnectOptions {
+  timeouts?: Partial<Timeouts>;
+}
+
+const quietLogger = {
+  info() {},
+  warn() {},
+  error() {},
+  debug() {},
+};
+
+/**
+ * Creates the adapter for `baseUrl` (a `ws://host:port` address, already discovered). Nothing
+ * is sent until the first call; a refused connection surfaces as an `"unreachable"` failure.
+ */
+export async function connectLmStudio(
+  baseUrl: string,
+  options: ConnectOptions = {},
+): Promise<LmStudio> {
+  // Plain-text errors: the SDK otherwise draws boxes with colour codes into error messages.
+  if (Deno.env.get("LMS_NO_FANCY_ERRORS") === undefined) Deno.env.set("LMS_NO_FANCY_ERRORS", "1");
+  const sdk = await import("@lmstudio/sdk");
+  const client = new sdk.LMStudioClient({ baseUrl, logger: quietLogger });
+  return new SdkLmStudio(client, baseUrl, { ...DEFAULT_TIMEOUTS, ...options.timeouts });
+}
+
+/**
+ * Runs `work` with a deadline. On timeout or on `outer` aborting, the inner signal aborts so the
+ * SDK cancels its channel, and the caller gets a classified error at once, even if the SDK's own
+ * promise never settles.
+ */
+async function withDeadline<T>(
+  call: string,
+  ms: number,
+  outer: AbortSignal | undefined,
+  work: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const controller = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  const stop = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      controller.abort();
+      reject(new LmStudioCallError(call, "timeout", `LM Studio did not answer "${call}" within ${Math.round(ms / 1000)} s`));
+    }, ms);
+    onAbort = () => {
+      controller.abort();
+      reject(new LmStudioCallError(call, "aborted", `"${call}" was interrupted`));
+    };
+    if (outer?.aborted) onAbort();
+    else outer?.addEventListener("abort", onAbort, { once: true });
+  });
+  const running = work(controller.signal);
+  // The loser of the race must not surface as an unhandled rejection.
+  running.catch(() => {});
+  stop.catch(() => {});
+  try {
+    return await Promise.race([running, stop]);
+  } catch (error) {
+    if (error instanceof LmStudioCallError) throw error;
+    const kind = controller.signal.aborted && outer?.aborted ? "aborted" : classifyFailure(error);
+    throw new LmStudioCallError(call, kind, messageOf(error), { cause: error });
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) outer?.removeEventListener("abort", onAbort);
+  }
+}
+
+class SdkLmStudio implements LmStudio {
+  readonly #client: LMStudioClient;
+  readonly #timeouts: Timeouts;
+  readonly baseUrl: string;
+
+  constructor(client: LMStudioClient, baseUrl: string, timeouts: Timeouts) {
+    this.#client = client;
+    this.baseUrl = baseUrl;
+    this.#timeouts = timeouts;
+  }
+
+  listModels(): Promise<ModelListing[]> {
+    return withDeadline("listDownloadedModels", this.#timeouts.rpcMs, undefined, async () => {
+      const models = await this.#client.system.listDownloadedModels();
+      return models.map((m): ModelListing => {
+        const listing: ModelListing = {
+          id: m.modelKey,
+          type: m.type,
+          path: m.path,
+          displayName: m.displayName,
+          format: m.format,
+          sizeBytes: m.sizeBytes,
+          architecture: m.architecture ?? "unknown",
+          declaredContext: m.type === "llm" ? m.maxContextLength : m.maxContextLength ?? 0,
+        };
+        if (m.quantization?.name) listing.quantization = m.quantization.name;
+        if (m.paramsString) listing.paramsString = m.paramsString;
+        return listing;
+      });
+    });
+  }
+
+  listLoaded(): Promise<LoadedInstance[]> {
+    return withDeadline("listLoaded", this.#timeouts.rpcMs, undefined, async () => {
+      const loaded = await this.#client.llm.listLoaded();
+      const infos = await Promise.all(loaded.map((model) => model.getModelInfo()));
+      return infos.map((info) => ({
+        identifier: info.identifier,
+        modelKey: info.modelKey,
+        contextLength: info.contextLength,
+      }));
+    });
+  }
+
+  async load(
+    modelKey: string,
+    contextLength: number,
+    options: { identifier: string; signal?: AbortSignal },
+  ): Promise<LoadResult> {
+    let model: LLM;
+    try {
+      model = await withDeadline("load", this.#timeouts.loadMs, options.signal, (signal) =>
+        this.#client.llm.load(modelKey, {
+          identifier: options.identifier,
+          config: { contextLength },
+          signal,
+          verbose: false,
+        }));
+    } catch (error) {
+      if (error instanceof LmStudioCallError && error.kind === "refused") {
+        return { kind: "refused", message: error.message };
+      }
+      throw error;
+    }
+    // The load config is the truth: a fitted load reports less than was asked.
+    const actual = await withDeadline(
+      "getContextLength",
+      this.#timeouts.rpcMs,
+      options.signal,
+      () => model.getContextLength(),
+    );
+    return { kind: "loaded", model: new SdkLoadedModel(model, options.identifier, modelKey, actual, this.#timeouts), actual };
+  }
+
+  unload(identifier: string): Promise<void> {
+    return withDeadline("unload", this.#timeouts.rpcMs, undefined, () => this.#client.llm.unload(identifier));
+  }
+
+  async close(): Promise<void> {
+    try {
+      await withDeadline("close", 5_000, undefined, () => this.#client[Symbol.asyncDispose]());
+    } catch {
+      // Closing is best effort: the process is about to end anyway.
+    }
+  }
+}
+
+class SdkLoadedModel implements LoadedModel {
+  readonly #model: LLM;
+  readonly #timeouts: Timeouts;
+  readonly identifier: string;
+  readonly modelKey: string;
+  readonly contextLength: number;
+
+  constructor(model: LLM, identifier: string, modelKey: string, contextLength: number, timeouts: Timeouts) {
+    this.#model = model;
+    this.identifier = identifier;
+    this.modelKey = modelKey;
+    this.contextLength = contextLength;
+    this.#timeouts = timeouts;
+  }
+
+  countTokens(text: string): Promise<number> {
+    return withDeadline("countTokens", this.#timeouts.rpcMs, undefined, () => this.#model.countTokens(text));
+  }
+
+  complete(
+    prompt: string,
+    options: { maxTokens: number; promptTokens: number; signal?: AbortSignal },
+  ): Promise<Completion> {
+    const ms = this.#timeouts.predictBaseMs + options.promptTokens * this.#timeouts.predictPerTokenMs;
+    return withDeadline("complete", ms, options.signal, async (signal) => {
+      const result = await this.#model.complete(prompt, {
+        maxTokens: options.maxTokens,
+        temperature: 0,
+        contextOverflowPolicy: "stopAtLimit",
+        signal,
+      });
+      return { text: result.content, promptTokens: result.stats.promptTokensCount };
+    });
+  }
+
+  unload(): Promise<void> {
+    return withDeadline("unload", this.#timeouts.rpcMs, undefined, () => this.#model.unload());
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * Where LMStrix finds LM Studio's home directory and where it keeps its own files there.
+ *
+ * The LM Studio home is, in order: the `--lmstudio-dir` flag, the `LMSTRIX_LMSTUDIO_DIR`
+ * environment variable, then the first directory that exists of: the path written in
+ * `~/.lmstudio-home-pointer`, `~/.lmstudio`, `~/.cache/lm-studio`,
+ * `~/Library/Application Support/LM Studio`, `/Users/Shared/lmstudio` (on Windows: the pointer,
+ * then `%USERPROFILE%\.lmstudio`). When none exists, it is `~/.lmstudio`, the directory current LM
+ * Studio versions create, so that a first run on a fresh machine has a sensible place to write to.
+ *
+ * Side effects (environment, home directory, file checks) are injected, with production defaults.
+ *
+ * @module
+ */
+
+import { join, posix, win32 } from "node:path";
+import { UsageError } from "./errors.ts";
+
+/** What {@linkcode resolveLmstudioDir} looks at; every field has a production default. */
+export interface ResolveLmstudioDirOptions {
+  /** The value of `--lmstudio-dir`, if given. */
+  flag?: string | undefined;
+  /** Reads an environment variable (default: `Deno.env.get`). */
+  env?: (name: string) => string | undefined;
+  /** The user's home directory (default: `HOME`, or `USERPROFILE` on Windows). */
+  homeDir?: string | undefined;
+  /** The operating system, as in `Deno.build.os` (default: `Deno.build.os`). */
+  platform?: string;
+  /** Whether a directory exists at the path (default: a `Deno.statSync` check). */
+  exists?: (path: string) => boolean;
+  /** Reads a text file, or returns undefined when it cannot (default: `Deno.readTextFileSync`). */
+  readTextFile?: (path: string) => string | undefined;
+  /** The directory relative paths are resolved against (default: `Deno.cwd()`). */
+  cwd?: () => string;
+}
+
+/** The files LMStrix keeps under `<lmstudio-dir>/lmstrix/`, plus the lmsm.json it imports. */
+export interface LmstrixPaths {
+  /** The LM Studio home directory. */
+  lmstudioDir: string;
+  /** `<lmstudio-dir>/lmstrix`: everything LMStrix writes lives here. */
+  root: string;
+  /** `<root>/models.json`: the registry. */
+  registry: string;
+  /** `<root>/lmstrix.lock`: held while a command writes. */
+  lock: string;
+  /** `<root>/context_tests`: one attempt log per model. */
+  logsDir: string;
+  /** `<lmstudio-dir>/lmsm.json`: the older format, imported when no registry exists yet. */
+  lmsm: string;
+}
+
+/** The environment variable that names the LM Studio home. */
+export const LMSTUDIO_DIR_ENV = "LMSTRIX_LMSTUDIO_DIR";
+
+/** The file in the home directory in which LM Studio writes where its home is. */
+export const HOME_POINTER_FILE = ".lmstudio-home-pointer";
+
+/**
+ * Finds the LM Studio home directory (see the module doc for the order) as an absolute path.
+ * Throws {@linkcode UsageError} when neither a flag, the environment variable nor a home
+ * directory is available.
+ */
+export function resolveLmstudioDir(options: ResolveLmstudioDirOptions = {}): string {
+  const platform = options.platform ?? Deno.build.os;
+  const path = platform === "windows" ? win32 : posix;
+  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  const exists = options.exists ?? directoryExists;
+  const readTextFile = options.readTextFile ?? readTextFileOrUndefined;
+  const homeDir = nonEmpty(options.homeDir) ??
+    nonEmpty(platform === "windows" ? env("USERPROFILE") : env("HOME")) ??
+    nonEmpty(env("HOME"));
+  const cwd = options.cwd ?? (() => Deno.cwd());
+
+  const absolute = (dir: string): string => {
+    const expanded = homeDir !== undefined && (dir === "~" || /^~[\\/]/.test(dir))
+      ? path.join(homeDir, dir.slice(1))
+      : dir;
+    return path.resolve(cwd(), expanded);
+  };
+
+  const explicit = nonEmpty(options.flag) ?? nonEmpty(env(LMSTUDIO_DIR_ENV));
+  if (explicit !== undefined) return absolute(explicit);
+
+  if (homeDir === undefined) {
+    throw new UsageError("Cannot find the LM Studio home: the home directory is not set", {
+      hint: `pass --lmstudio-dir or set ${LMSTUDIO_DIR_ENV}`,
+    });
+  }
+
+  const candidates: string[] = [];
+  // LM Studio writes its home into the pointer file; older versions left a trailing newline.
+  const pointer = readTextFile(path.join(homeDir, HOME_POINTER_FILE))?.split(/\r?\n/)[0]?.trim();
+  if (pointer) candidates.push(absolute(pointer));
+  candidates.push(path.join(homeDir, ".lmstudio"));
+  if (platform === "windows") {
+    candidates.push(path.join(homeDir, ".cache", "lm-studio"));
+  } else {
+    candidates.push(
+      path.join(homeDir, ".cache", "lm-studio"),
+      path.join(homeDir, "Library", "Application Support", "LM Studio"),
+      "/Users/Shared/lmstudio",
+    );
+  }
+  return candidates.find((dir) => exists(dir)) ?? path.join(homeDir, ".lmstudio");
+}
+
+/** The LMStrix file locations under the LM Studio home `lmstudioDir`. */
+export function lmstrixPaths(lmstudioDir: string): LmstrixPaths {
+  const root = join(lmstudioDir, "lmstrix");
+  return {
+    lmstudioDir,
+    root,
+    registry: join(root, "models.json"),
+    lock: join(root, "lmstrix.lock"),
+    logsDir: join(root, "context_tests"),
+    lmsm: join(lmstudioDir, "lmsm.json"),
+  };
+}
+
+/** The longest file-safe id kept in a log file name, so the name stays under 255 bytes. */
+const MAX_SAFE_ID_LENGTH = 160;
+
+/**
+ * Turns a model id into a string that is safe as a file name and distinct for distinct ids.
+ *
+ * Characters other than `A-Z a-z 0-9 . _ -` become `_`. When that changes the id, or the id has
+ * upper-case letters (case-insensitive file systems would merge `Qwen` and `qwen`), or it is cut
+ * to length, an 8-hex-digit hash of the original id is appended.
+ */
+export function fileSafeModelId(modelId: string): string {
+  let safe = modelId.replace(/[^A-Za-z0-9._-]/g, "_");
+  let changed = safe !== modelId || /[A-Z]/.test(modelId) || safe === "" || /^\.+$/.test(safe);
+  if (safe.length > MAX_SAFE_ID_LENGTH) {
+    safe = safe.slice(0, MAX_SAFE_ID_LENGTH);
+    changed = true;
+  }
+  return changed ? `${safe}-${fnv1a32(modelId)}` : safe;
+}
+
+/** The attempt log of `modelId`: `<logsDir>/<file-safe id>_context_test.log`. */
+export function logFileFor(paths: Pick<LmstrixPaths, "logsDir">, modelId: string): string {
+  return join(paths.logsDir, `${fileSafeModelId(modelId)}_context_test.log`);
+}
+
+/** FNV-1a over the UTF-8 bytes: small, synchronous and stable across runs and platforms. */
+function fnv1a32(text: string): string {
+  let hash = 0x811c9dc5;
+  for (const byte of new TextEncoder().encode(text)) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash.toString(16).padStart(8, "0");
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === "" ? undefined : value;
+}
+
+function directoryExists(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+function readTextFileOrUndefined(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,263 @@
+/**
+ * The search's probe, played against LM Studio through the adapter.
+ *
+ * It loads and unloads the model under test, asks the sanity and needle questions, and absorbs
+ * the faults that are not the model's: a dropped connection or a call that hangs is retried with
+ * exponential backoff (reloading the instance when the server lost it), and only when the retries
+ * run out does the failure reach the search's caller. Nothing here is ever recorded as a limit
+ * unless LM Studio itself refused the load or the model answered.
+ */
+
+import type { LmStudio, LoadedModel } from "../lmstudio/client.ts";
+import { INSTANCE_PREFIX } from "../lmstudio/client.ts";
+import { LmStudioCallError, messageOf } from "../lmstudio/failures.ts";
+import type { Answer, LoadOutcome, Probe } from "../search/context_search.ts";
+import { gradeNeedle, gradeSanity, Haystack, SANITY_PROMPT } from "./haystack.ts";
+
+/** New tokens the model may write after a needle prompt: the contract's reserve. */
+export const NEEDLE_MAX_TOKENS = 64;
+const SANITY_MAX_TOKENS = 16;
+
+/** What the probe did last, for the attempt log. */
+export interface OperationRecord {
+  durationMs: number;
+  /** Prompt tokens as built and counted by the model's tokenizer. */
+  promptTokens?: number;
+  /** Faults absorbed by retries during the operation. */
+  retries: number;
+  error?: string;
+}
+
+/** Settings of a probe; everything with a side effect has a production default. */
+export interface LmStudioProbeOptions {
+  /** Aborts the call in flight (interrupts). */
+  signal?: AbortSignal;
+  /** Seed of the first haystack; fresh haystacks count up from it. */
+  seed?: number;
+  /** Tells loads of this run apart from others. */
+  runId?: string;
+  /** How many times a transient fault is retried. */
+  retries?: number;
+  /** First backoff delay in ms; it doubles each retry. */
+  backoffMs?: number;
+  /** Waits; injectable so tests need not. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** The clock for durations. */
+  now?: () => number;
+  /** Called when a transient fault is being retried. */
+  onRetry?: (what: string, error: LmStudioCallError, attempt: number) => void;
+}
+
+function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Makes a run id short enough to read in `lms ps`. */
+export function newRunId(): string {
+  return `${Date.now().toString(36)}${Math.floor(Math.random() * 36 ** 3).toString(36)}`;
+}
+
+/** The probe for one model. */
+export class LmStudioProbe implements Probe {
+  readonly #lms: LmStudio;
+  readonly #modelKey: string;
+  readonly #signal: AbortSignal | undefined;
+  readonly #retries: number;
+  readonly #backoffMs: number;
+  readonly #sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+  readonly #now: () => number;
+  readonly #onRetry: LmStudioProbeOptions["onRetry"];
+  readonly #runId: string;
+  #seed: number;
+  #haystack: Haystack;
+  #loaded: LoadedModel | undefined;
+  #loadCount = 0;
+  /** Loads made, including reloads after faults. */
+  loads = 0;
+  /** Prompt tokens sent, including retries. */
+  promptTokens = 0;
+  /** The last operation, for the attempt log. */
+  last: OperationRecord = { durationMs: 0, retries: 0 };
+
+  /** Creates the probe of `modelKey` on `lms`. */
+  constructor(lms: LmStudio, modelKey: string, options: LmStudioProbeOptions = {}) {
+    this.#lms = lms;
+    this.#modelKey = modelKey;
+    this.#signal = options.signal;
+    this.#retries = options.retries ?? 3;
+    this.#backoffMs = options.backoffMs ?? 1_000;
+    this.#sleep = options.sleep ?? defaultSleep;
+    this.#now = options.now ?? (() => performance.now());
+    this.#onRetry = options.onRetry;
+    this.#runId = options.runId ?? newRunId();
+    this.#seed = options.seed ?? 1;
+    this.#haystack = new Haystack(this.#seed);
+  }
+
+  /** The instance loaded now, if any. */
+  get loaded(): LoadedModel | undefined {
+    return this.#loaded;
+  }
+
+  async #timed<T>(work: (record: OperationRecord) => Promise<T>): Promise<T> {
+    const record: OperationRecord = { durationMs: 0, retries: 0 };
+    const start = this.#now();
+    try {
+      return await work(record);
+    } catch (error) {
+      record.error = messageOf(error);
+      throw error;
+    } finally {
+      record.durationMs = Math.round(this.#now() - start);
+      this.last = record;
+    }
+  }
+
+  /** Runs `call`, retrying transient faults with exponential backoff; `recover` runs before a retry. */
+  async #retrying<T>(
+    what: string,
+    record: OperationRecord,
+    call: () => Promise<T>,
+    recover: () => Promise<void>,
+  ): Promise<T> {
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await call();
+      } catch (error) {
+        if (!(error instanceof LmStudioCallError) || !error.transient || attempt >= this.#retries) throw error;
+        record.retries++;
+        this.#onRetry?.(what, error, attempt + 1);
+        await this.#sleep(this.#backoffMs * 2 ** attempt, this.#signal);
+        await recover();
+      }
+    }
+  }
+
+  /** Loads at `context` once, with no retry. */
+  async #loadOnce(context: number): Promise<LoadOutcome> {
+    const identifier = `${INSTANCE_PREFIX}${this.#runId}-${++this.#loadCount}`;
+    this.loads++;
+    const options = this.#signal ? { identifier, signal: this.#signal } : { identifier };
+    const result = await this.#lms.load(this.#modelKey, context, options);
+    if (result.kind === "refused") return { kind: "refused", message: result.message };
+    this.#loaded = result.model;
+    return { kind: "loaded", actual: result.actual };
+  }
+
+  /** After a fault, unloads whatever instance of this run may be left on the server. */
+  async #clearInstances(): Promise<void> {
+    this.#loaded = undefined;
+    const prefix = `${INSTANCE_PREFIX}${this.#runId}-`;
+    const loaded = await this.#lms.listLoaded();
+    for (const instance of loaded) {
+      if (instance.identifier.startsWith(prefix)) await this.#lms.unload(instance.identifier);
+    }
+  }
+
+  /** Loads the model at `context`, unloading the instance loaded before. */
+  load(context: number): Promise<LoadOutcome> {
+    return this.#timed(async (record) => {
+      await this.unload();
+      return await this.#retrying(
+        "load",
+        record,
+        () => this.#loadOnce(context),
+        () => this.#clearInstances(),
+      );
+    });
+  }
+
+  /** Makes sure an instance at the same context is loaded after a fault took it away. */
+  async #reloadIfLost(): Promise<void> {
+    const current = this.#loaded;
+    if (!current) throw new Error("No model is loaded");
+    const loaded = await this.#lms.listLoaded();
+    if (loaded.some((instance) => instance.identifier === current.identifier)) return;
+    await this.#clearInstances();
+    const outcome = await this.#loadOnce(current.contextLength);
+    if (outcome.kind !== "loaded" || outcome.actual !== current.contextLength) {
+      throw new LmStudioCallError("load", "other", `Reloading "${this.#modelKey}" after a fault gave a different result`);
+    }
+  }
+
+  async #ask(prompt: string, promptTokens: number, maxTokens: number, record: OperationRecord) {
+    return await this.#retrying(
+      "complete",
+      record,
+      async () => {
+        const model = this.#loaded;
+        if (!model) throw new Error("No model is loaded");
+        this.promptTokens += promptTokens;
+        const options = this.#signal
+          ? { maxTokens, promptTokens, signal: this.#signal }
+          : { maxTokens, promptTokens };
+        try {
+          return await model.complete(prompt, options);
+        } catch (error) {
+          // A prompt that does not fit the loaded context is the model's answer, not a fault.
+          if (error instanceof LmStudioCallError && error.kind === "context-overflow") {
+            return { text: `[${error.message}]`, promptTokens };
+          }
+          throw error;
+        }
+      },
+      () => this.#reloadIfLost(),
+    );
+  }
+
+  /** Asks `2+2=`. */
+  sanity(): Promise<Answer> {
+    return this.#timed(async (record) => {
+      const completion = await this.#ask(SANITY_PROMPT, 4, SANITY_MAX_TOKENS, record);
+      return { pass: gradeSanity(completion.text), excerpt: excerpt(completion.text) };
+    });
+  }
+
+  /** Asks for a needle in a prompt of `promptTokens` tokens. */
+  needle(promptTokens: number, options: { fresh: boolean; depth: number }): Promise<Answer> {
+    return this.#timed(async (record) => {
+      const model = this.#loaded;
+      if (!model) throw new Error("No model is loaded");
+      if (options.fresh) this.#haystack = new Haystack(++this.#seed);
+      const built = await this.#retrying(
+        "countTokens",
+        record,
+        () => this.#haystack.build(promptTokens, options.depth, (text) => this.#loaded!.countTokens(text)),
+        () => this.#reloadIfLost(),
+      );
+      record.promptTokens = built.promptTokens;
+      const completion = await this.#ask(built.prompt, built.promptTokens, NEEDLE_MAX_TOKENS, record);
+      return { pass: gradeNeedle(completion.text, built.value), excerpt: excerpt(completion.text) };
+    });
+  }
+
+  /** Unloads the instance this probe loaded, if any. */
+  async unload(): Promise<void> {
+    const model = this.#loaded;
+    if (!model) return;
+    this.#loaded = undefined;
+    try {
+      await model.unload();
+    } catch (error) {
+      // Already gone after a fault is fine; anything else is worth one more try by identifier.
+      if (error instanceof LmStudioCallError && error.kind === "not-found") return;
+      await this.#clearInstances();
+    }
+  }
+}
+
+function excerpt(text: string): string {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat.length > 80 ? `${flat.slice(0, 77)}...` : flat;
+}

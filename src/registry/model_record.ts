@@ -1,0 +1,167 @@
+/**
+ * One model as the registry stores it, and the record shape the outside contract promises.
+ *
+ * A stored record holds the contract fields plus extras (metadata from LM Studio, the saved state
+ * of an unfinished context search, bookkeeping for models that vanished). Only
+ * {@linkcode toContractJson} decides what users and scripts see.
+ *
+ * @module
+ */
+
+/** Where a model stands: `missing` means the last scan did not find it in LM Studio. */
+export type ModelStatus = "untested" | "testing" | "tested" | "failed" | "missing";
+
+/** Every {@linkcode ModelStatus}, in the order `status` reports them. */
+export const MODEL_STATUSES: readonly ModelStatus[] = [
+  "untested",
+  "testing",
+  "tested",
+  "failed",
+  "missing",
+];
+
+/** The kinds of model LM Studio lists; embedding models are never tested. */
+export type ModelType = "llm" | "embedding";
+
+/** A model as stored in `models.json`: the contract fields first, then extras. */
+export interface ModelRecord {
+  /** The LM Studio model key. */
+  id: string;
+  /** The model's path as LM Studio reports it. */
+  path: string;
+  /** Size on disk. */
+  sizeBytes: number;
+  /** Architecture as LM Studio reports it ("" when unknown). */
+  architecture: string;
+  /** The context length the model declares (`maxContextLength`). */
+  declaredContext: number;
+  /** Largest context LM Studio loads and reports back, or null until measured. */
+  loadableContext: number | null;
+  /** Largest context at which the needle probe passes, or null until measured. */
+  workingContext: number | null;
+  /** Where the model stands. */
+  status: ModelStatus;
+  /** When the last test finished (ISO 8601), or null. */
+  testedAt: string | null;
+  /** Why the last test failed, or null. */
+  error: string | null;
+  /** Whether LM Studio lists it as an LLM or an embedding model. */
+  type: ModelType;
+  /** LM Studio's display name. */
+  displayName?: string;
+  /** File format, e.g. "gguf" or "safetensors". */
+  format?: string;
+  /** Quantization, e.g. "Q4_K_M". */
+  quantization?: string;
+  /** Parameter count as LM Studio writes it, e.g. "7B". */
+  paramsString?: string;
+  /** The context search's saved state; opaque to the registry. */
+  search?: unknown;
+  /** The precision (tokens) of the last test. */
+  precision?: number;
+  /** When a scan first found the model gone (ISO 8601); absent or null while it is present. */
+  missingSince?: string | null;
+  /** The status the model had before it went missing, restored when it comes back. */
+  statusBeforeMissing?: Exclude<ModelStatus, "missing">;
+}
+
+/** A model as a scan of LM Studio reports it: the metadata the registry refreshes. */
+export interface ScannedModel {
+  /** The LM Studio model key. */
+  id: string;
+  /** The model's path as LM Studio reports it. */
+  path: string;
+  /** Size on disk. */
+  sizeBytes: number;
+  /** Architecture ("" when LM Studio does not say). */
+  architecture: string;
+  /** The context length the model declares. */
+  declaredContext: number;
+  /** LLM or embedding model. */
+  type: ModelType;
+  /** LM Studio's display name. */
+  displayName?: string;
+  /** File format. */
+  format?: string;
+  /** Quantization. */
+  quantization?: string;
+  /** Parameter count as LM Studio writes it. */
+  paramsString?: string;
+}
+
+/** A model record exactly as the outside contract shows it (`list --json`, `show --json`). */
+export interface ContractModelRecord {
+  /** The LM Studio model key. */
+  id: string;
+  /** The model's path. */
+  path: string;
+  /** Size on disk. */
+  sizeBytes: number;
+  /** Architecture. */
+  architecture: string;
+  /** Declared context length. */
+  declaredContext: number;
+  /** Loadable context, or null until measured. */
+  loadableContext: number | null;
+  /** Working context, or null until measured. */
+  workingContext: number | null;
+  /** Where the model stands. */
+  status: ModelStatus;
+  /** When the last test finished, or null. */
+  testedAt: string | null;
+  /** Why the last test failed, or null. */
+  error: string | null;
+}
+
+/** The contract's keys of a model record, in the contract's order and nothing else. */
+export function toContractJson(record: ModelRecord): ContractModelRecord {
+  return {
+    id: record.id,
+    path: record.path,
+    sizeBytes: record.sizeBytes,
+    architecture: record.architecture,
+    declaredContext: record.declaredContext,
+    loadableContext: record.loadableContext,
+    workingContext: record.workingContext,
+    status: record.status,
+    testedAt: record.testedAt,
+    error: record.error,
+  };
+}
+
+/** A fresh, untested record for a model a scan found for the first time. */
+export function newModelRecord(scanned: ScannedModel): ModelRecord {
+  return applyScannedMetadata({
+    id: scanned.id,
+    path: scanned.path,
+    sizeBytes: scanned.sizeBytes,
+    architecture: scanned.architecture,
+    declaredContext: scanned.declaredContext,
+    loadableContext: null,
+    workingContext: null,
+    status: "untested",
+    testedAt: null,
+    error: null,
+    type: scanned.type,
+  }, scanned);
+}
+
+/**
+ * Copies the scan's metadata onto `record` (in place) and returns it. Optional metadata the scan
+ * no longer reports is removed, so the record always shows what LM Studio says now.
+ */
+export function applyScannedMetadata(record: ModelRecord, scanned: ScannedModel): ModelRecord {
+  record.path = scanned.path;
+  record.sizeBytes = scanned.sizeBytes;
+  record.architecture = scanned.architecture;
+  record.declaredContext = scanned.declaredContext;
+  record.type = scanned.type;
+  for (const key of OPTIONAL_METADATA) {
+    const value = scanned[key];
+    if (value === undefined) delete record[key];
+    else record[key] = value;
+  }
+  return record;
+}
+
+const OPTIONAL_METADATA = ["displayName", "format", "quantization", "paramsString"] as const;

@@ -1,0 +1,411 @@
+/**
+ * The model registry: `<lmstudio-dir>/lmstrix/models.json`, how it is read, written and merged.
+ *
+ * File format: `{ "schemaVersion": 1, "updatedAt": "<ISO 8601>", "models": { "<id>": record } }`
+ * with models sorted by id for stable diffs. Loading never changes the file; a damaged file, a
+ * wrong shape or a newer schema throws {@linkcode RegistryError} so nothing overwrites what this
+ * version does not understand. Unknown keys (top level and in records) are kept and written back.
+ * Saving is atomic: temp file in the same directory, fsync, rename over the old file.
+ *
+ * @module
+ */
+
+import { dirname } from "node:path";
+import { AmbiguousModelError, ModelNotFoundError, RegistryError, UsageError } from "../errors.ts";
+import type { LmstrixPaths } from "../paths.ts";
+import { readLmsm } from "./lmsm_import.ts";
+import {
+  applyScannedMetadata,
+  MODEL_STATUSES,
+  type ModelRecord,
+  type ModelStatus,
+  newModelRecord,
+  type ScannedModel,
+} from "./model_record.ts";
+
+export type { ScannedModel } from "./model_record.ts";
+
+/** The newest registry schema this version reads and the one it writes. */
+export const SCHEMA_VERSION = 1;
+
+/** The registry in memory. */
+export interface Registry {
+  /** Always {@linkcode SCHEMA_VERSION} once loaded. */
+  schemaVersion: number;
+  /** When the registry was last saved, or null if never. */
+  updatedAt: string | null;
+  /** Records by model id. */
+  models: Record<string, ModelRecord>;
+  /** Top-level keys this version does not know, kept so saving does not drop them. */
+  extra?: Record<string, unknown>;
+  /** Set (in memory only, never saved) when this registry was just imported from lmsm.json. */
+  importedFrom?: string;
+}
+
+/** What {@linkcode upsertScanned} changed, each list sorted by id. */
+export interface ScanMerge {
+  /** Models seen for the first time (now `untested`). */
+  added: string[];
+  /** Known models whose metadata changed or that came back after going missing. */
+  updated: string[];
+  /** Every model the scan did not find (now `missing`, results kept). */
+  missing: string[];
+}
+
+/** Model counts for `status`. See {@linkcode statusCounts} for what is counted where. */
+export interface StatusCounts {
+  /** LLMs present in LM Studio: untested + testing + tested + failed. */
+  total: number;
+  /** Present LLMs never tested (or whose test was reset). */
+  untested: number;
+  /** Present LLMs with a test under way or interrupted. */
+  testing: number;
+  /** Present LLMs with results. */
+  tested: number;
+  /** Present LLMs whose last test failed. */
+  failed: number;
+  /** Models (of any type) the last scan did not find; not in `total`. */
+  missing: number;
+  /** Embedding models present in LM Studio; never tested, not in `total`. */
+  embeddings: number;
+}
+
+/** Options of {@linkcode saveRegistry}. */
+export interface SaveRegistryOptions {
+  /** The clock that stamps `updatedAt` (default: `new Date()`). */
+  now?: () => Date;
+}
+
+/** An empty registry. */
+export function emptyRegistry(): Registry {
+  return { schemaVersion: SCHEMA_VERSION, updatedAt: null, models: {} };
+}
+
+/**
+ * Reads the registry. A missing file gives an empty registry, or the models imported from
+ * `paths.lmsm` when that exists (then `importedFrom` is set; nothing is written). Throws
+ * {@linkcode RegistryError} for a file that cannot be read or understood, and leaves it as it is.
+ */
+export async function loadRegistry(
+  paths: Pick<LmstrixPaths, "registry" | "lmsm">,
+): Promise<Registry> {
+  const file = paths.registry;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      throw new RegistryError(`Cannot read the registry "${file}": ${errorText(error)}`, {
+        path: file,
+        hint: "check the file's permissions and the --lmstudio-dir in use",
+        cause: error,
+      });
+    }
+    const imported = await readLmsm(paths.lmsm);
+    const registry = emptyRegistry();
+    if (imported !== null) {
+      for (const record of imported) registry.models[record.id] = record;
+      registry.importedFrom = paths.lmsm;
+    }
+    return registry;
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw damaged(file, `it is not valid JSON (${errorText(error)})`, error);
+  }
+  return parseRegistry(data, file);
+}
+
+/**
+ * Checks parsed registry content and returns it as a {@linkcode Registry}. `file` names the
+ * file in errors. Throws {@linkcode RegistryError} for a wrong shape or a newer schema.
+ */
+export function parseRegistry(data: unknown, file: string): Registry {
+  if (!isObject(data)) throw damaged(file, "it is not a JSON object");
+  const version = data["schemaVersion"];
+  if (typeof version !== "number" || !Number.isSafeInteger(version) || version < 1) {
+    throw damaged(file, `"schemaVersion" is ${JSON.stringify(version) ?? "missing"}`);
+  }
+  if (version > SCHEMA_VERSION) {
+    throw new RegistryError(
+      `Cannot read the registry "${file}": it has schema version ${version}, and this lmstrix ` +
+        `reads up to version ${SCHEMA_VERSION}`,
+      { path: file, hint: "upgrade lmstrix, or pass another --lmstudio-dir" },
+    );
+  }
+  const updatedAt = data["updatedAt"];
+  if (updatedAt !== null && updatedAt !== undefined && typeof updatedAt !== "string") {
+    throw damaged(file, `"updatedAt" is not a string`);
+  }
+  const models = data["models"];
+  if (!isObject(models)) throw damaged(file, `"models" is not an object`);
+  const registry: Registry = {
+    schemaVersion: SCHEMA_VERSION,
+    updatedAt: updatedAt ?? null,
+    models: {},
+  };
+  for (const [id, record] of Object.entries(models)) {
+    const problem = recordProblem(id, record);
+    if (problem !== null) throw damaged(file, `the model "${id}" ${problem}`);
+    registry.models[id] = record as unknown as ModelRecord;
+  }
+  const extra = Object.fromEntries(
+    Object.entries(data).filter(([key]) => !KNOWN_TOP_LEVEL_KEYS.has(key)),
+  );
+  if (Object.keys(extra).length > 0) registry.extra = extra;
+  return registry;
+}
+
+/**
+ * Writes the registry atomically: a temp file in the same directory, fsync, rename over the old
+ * file, so a reader sees the old or the new registry, never half of one. Creates the directory if
+ * needed, stamps `updatedAt`, and sorts the models by id.
+ */
+export async function saveRegistry(
+  paths: Pick<LmstrixPaths, "registry">,
+  registry: Registry,
+  options: SaveRegistryOptions = {},
+): Promise<void> {
+  const file = paths.registry;
+  const dir = dirname(file);
+  const updatedAt = (options.now ?? (() => new Date()))().toISOString();
+  const models: Record<string, ModelRecord> = {};
+  for (const id of Object.keys(registry.models).sort(compareIds)) {
+    models[id] = registry.models[id]!;
+  }
+  const text = JSON.stringify(
+    { ...registry.extra, schemaVersion: SCHEMA_VERSION, updatedAt, models },
+    null,
+    2,
+  ) + "\n";
+
+  await Deno.mkdir(dir, { recursive: true });
+  const temp = `${file}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    const handle = await Deno.open(temp, { write: true, createNew: true });
+    try {
+      await writeAll(handle, new TextEncoder().encode(text));
+      await handle.sync();
+    } finally {
+      handle.close();
+    }
+    await Deno.rename(temp, file);
+  } catch (error) {
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+  await syncDirectory(dir);
+  registry.schemaVersion = SCHEMA_VERSION;
+  registry.updatedAt = updatedAt;
+  delete registry.importedFrom;
+}
+
+/**
+ * Merges a scan into the registry (in place). New models are added `untested`; known ones get
+ * the scan's metadata and keep their results; models the scan did not find become `missing`,
+ * keep their results and remember their status, which they get back when a later scan finds
+ * them again. Duplicate ids in `scanned`: the last one wins.
+ */
+export function upsertScanned(
+  registry: Registry,
+  scanned: ScannedModel[],
+  now: Date | string = new Date(),
+): ScanMerge {
+  const nowIso = typeof now === "string" ? now : now.toISOString();
+  const seen = new Map(scanned.map((model) => [model.id, model]));
+  const merge: ScanMerge = { added: [], updated: [], missing: [] };
+
+  for (const [id, model] of seen) {
+    const record = registry.models[id];
+    if (record === undefined) {
+      registry.models[id] = newModelRecord(model);
+      merge.added.push(id);
+      continue;
+    }
+    const before = JSON.stringify(record);
+    applyScannedMetadata(record, model);
+    if (record.status === "missing") {
+      record.status = record.statusBeforeMissing ?? "untested";
+    }
+    delete record.statusBeforeMissing;
+    delete record.missingSince;
+    if (JSON.stringify(record) !== before) merge.updated.push(id);
+  }
+
+  for (const [id, record] of Object.entries(registry.models)) {
+    if (seen.has(id)) continue;
+    if (record.status !== "missing") {
+      record.statusBeforeMissing = record.status;
+      record.status = "missing";
+      record.missingSince = nowIso;
+    }
+    merge.missing.push(id);
+  }
+
+  merge.added.sort(compareIds);
+  merge.updated.sort(compareIds);
+  merge.missing.sort(compareIds);
+  return merge;
+}
+
+/**
+ * Finds the model the user means by `query`: the exact id; else the one id equal to it ignoring
+ * case; else the one id whose last `/` part equals it ignoring case; else the one id that
+ * contains it ignoring case. Throws {@linkcode AmbiguousModelError} (a
+ * {@linkcode ModelNotFoundError}) naming the candidates when several match,
+ * {@linkcode ModelNotFoundError} with near misses when none does, and {@linkcode UsageError}
+ * for an empty query.
+ */
+export function findModel(registry: Registry, query: string): ModelRecord {
+  const wanted = query.trim();
+  if (wanted === "") {
+    throw new UsageError("The model name is empty", {
+      hint: 'pass a model id or a part of one; "lmstrix list" shows them',
+    });
+  }
+  const exact = registry.models[wanted];
+  if (exact !== undefined) return exact;
+
+  const ids = Object.keys(registry.models).sort(compareIds);
+  const lower = wanted.toLowerCase();
+  const rules: ((id: string) => boolean)[] = [
+    (id) => id.toLowerCase() === lower,
+    (id) => (id.split("/").pop() ?? id).toLowerCase() === lower,
+    (id) => id.toLowerCase().includes(lower),
+  ];
+  for (const rule of rules) {
+    const matches = ids.filter(rule);
+    if (matches.length === 1) return registry.models[matches[0]!]!;
+    if (matches.length > 1) throw new AmbiguousModelError(wanted, matches);
+  }
+  throw new ModelNotFoundError(wanted, nearMisses(ids, lower));
+}
+
+/**
+ * Counts models for `status`. `total` is the LLMs present in LM Studio, so that
+ * `total = untested + testing + tested + failed`; models gone missing and embedding models
+ * (never tested) are counted apart in `missing` and `embeddings`.
+ */
+export function statusCounts(registry: Registry): StatusCounts {
+  const counts: StatusCounts = {
+    total: 0,
+    untested: 0,
+    testing: 0,
+    tested: 0,
+    failed: 0,
+    missing: 0,
+    embeddings: 0,
+  };
+  for (const record of Object.values(registry.models)) {
+    if (record.status === "missing") counts.missing++;
+    else if (record.type === "embedding") counts.embeddings++;
+    else {
+      counts.total++;
+      counts[record.status]++;
+    }
+  }
+  return counts;
+}
+
+const KNOWN_TOP_LEVEL_KEYS = new Set(["schemaVersion", "updatedAt", "models"]);
+
+/** Says what is wrong with a stored record, or null when it has the shape of a ModelRecord. */
+function recordProblem(id: string, record: unknown): string | null {
+  if (!isObject(record)) return "is not an object";
+  if (record["id"] !== id) return `has "id" ${JSON.stringify(record["id"]) ?? "missing"}`;
+  const checks: [string, (value: unknown) => boolean, string][] = [
+    ["path", isString, "a string"],
+    ["sizeBytes", isCount, "a whole number"],
+    ["architecture", isString, "a string"],
+    ["declaredContext", isCount, "a whole number"],
+    ["loadableContext", orNull(isCount), "a whole number or null"],
+    ["workingContext", orNull(isCount), "a whole number or null"],
+    ["status", (v) => MODEL_STATUSES.includes(v as ModelStatus), "a known status"],
+    ["testedAt", orNull(isString), "a string or null"],
+    ["error", orNull(isString), "a string or null"],
+    ["type", (v) => v === "llm" || v === "embedding", `"llm" or "embedding"`],
+  ];
+  for (const [key, check, expected] of checks) {
+    if (!check(record[key])) return `has "${key}" that is not ${expected}`;
+  }
+  return null;
+}
+
+function nearMisses(ids: string[], lower: string): string[] {
+  const limit = Math.max(2, Math.floor(lower.length / 3));
+  return ids
+    .map((id) => {
+      const name = (id.split("/").pop() ?? id).toLowerCase();
+      return { id, distance: Math.min(editDistance(lower, name), editDistance(lower, id)) };
+    })
+    .filter((entry) => entry.distance <= limit)
+    .sort((a, b) => a.distance - b.distance || compareIds(a.id, b.id))
+    .map((entry) => entry.id);
+}
+
+/** Levenshtein distance; the inputs are model ids, so the quadratic cost is small. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+function damaged(file: string, reason: string, cause?: unknown): RegistryError {
+  return new RegistryError(`Cannot read the registry "${file}": ${reason}`, {
+    path: file,
+    hint: 'lmstrix leaves it untouched: fix it or move it aside, then run "lmstrix scan"',
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) written += await file.write(bytes.subarray(written));
+}
+
+/** Makes the rename durable; not every platform lets a directory be opened, which is fine. */
+async function syncDirectory(dir: string): Promise<void> {
+  try {
+    const handle = await Deno.open(dir, { read: true });
+    try {
+      await handle.sync();
+    } finally {
+      handle.close();
+    }
+  } catch {
+    // Best effort: the data itself is already synced and renamed into place.
+  }
+}
+
+function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isString(value: unknown): boolean {
+  return typeof value === "string";
+}
+
+function isCount(value: unknown): boolean {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function orNull(check: (value: unknown) => boolean): (value: unknown) => boolean {
+  return (value) => value === null || check(value);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
