@@ -637,7 +637,8 @@ async function handleLoad(
   const requestedIdentifier = flavour === "loadModel" && typeof creation.identifier === "string"
     ? creation.identifier
     : undefined;
-  const sendMessage = (message: Json) => send(connection, { type: "channelSend", channelId, message });
+  const sendMessage = (message: Json) =>
+    send(connection, { type: "channelSend", channelId, message });
 
   if (flavour === "getOrLoad") {
     const existing = [...core.instances.values()].find((instance) =>
@@ -786,7 +787,8 @@ async function handlePredict(
   const cached = cachedPrefixTokens(instance.cacheText, prompt);
   record.prefilledTokens = promptTokens - cached;
   const prefill = prefillMs(profile, cached, promptTokens);
-  const sendMessage = (message: Json) => send(connection, { type: "channelSend", channelId, message });
+  const sendMessage = (message: Json) =>
+    send(connection, { type: "channelSend", channelId, message });
   const predictionConfig = collapseStack(creation.predictionConfigStack);
   const modelInfo = core.instanceInfo(instance);
   const loadModelConfig = core.loadConfig(instance);
@@ -834,7 +836,10 @@ async function handlePredict(
     }
   }
   let pieces = tokenPieces(text);
-  const maxSetting = stackValue(creation.predictionConfigStack, "llm.prediction.maxPredictedTokens");
+  const maxSetting = stackValue(
+    creation.predictionConfigStack,
+    "llm.prediction.maxPredictedTokens",
+  );
   const maxTokens = isRecord(maxSetting) && maxSetting.checked === true &&
       typeof maxSetting.value === "number"
     ? maxSetting.value
@@ -933,7 +938,9 @@ function handleChannelCreate(
 
 function toWireError(error: unknown): WireError {
   if (error instanceof LmsError) return error.wire;
-  const title = `Internal emulator error: ${error instanceof Error ? error.message : String(error)}`;
+  const title = `Internal emulator error: ${
+    error instanceof Error ? error.message : String(error)
+  }`;
   return { title, rootTitle: title };
 }
 
