@@ -11,8 +11,8 @@ import { runShow } from "./src/cli/show.ts";
 import { runStatus } from "./src/cli/status.ts";
 import { runTest, type TestCommandOptions } from "./src/cli/test.ts";
 import {
-  LmStudioUnreachableError,
   LmstrixError,
+  LmStudioUnreachableError,
   LockHeldError,
   ModelNotFoundError,
   RegistryError,
@@ -36,7 +36,10 @@ export function exitCodeFor(error: unknown): number {
   if (error instanceof InterruptedError) return error.signal === "SIGTERM" ? 143 : 130;
   if (error instanceof LockHeldError) return 4;
   if (error instanceof LmStudioUnreachableError) return 3;
-  if (error instanceof UsageError || error instanceof ModelNotFoundError || error instanceof RegistryError) return 2;
+  if (
+    error instanceof UsageError || error instanceof ModelNotFoundError ||
+    error instanceof RegistryError
+  ) return 2;
   return 1;
 }
 
@@ -45,14 +48,19 @@ function parseTokens(value: string): number {
   const match = /^\s*(\d+(?:\.\d+)?)\s*(k?)\s*$/i.exec(value);
   const amount = match ? Number(match[1]) * (match[2] ? 1024 : 1) : NaN;
   if (!Number.isSafeInteger(amount) || amount <= 0) {
-    throw new InvalidArgumentError(`expected a positive whole number of tokens such as 4096 or 32k`);
+    throw new InvalidArgumentError(
+      `expected a positive whole number of tokens such as 4096 or 32k`,
+    );
   }
   return amount;
 }
 
 function addGlobalOptions(command: Command): Command {
   return command
-    .option("--server <url>", "LM Studio address, ws://host:port (env LMSTRIX_SERVER; default: discovery)")
+    .option(
+      "--server <url>",
+      "LM Studio address, ws://host:port (env LMSTRIX_SERVER; default: discovery)",
+    )
     .option("--lmstudio-dir <dir>", "LM Studio home directory (env LMSTRIX_LMSTUDIO_DIR)")
     .option("--json", "print one JSON document on stdout")
     .option("-q, --quiet", "print nothing on success but the data")
@@ -79,7 +87,9 @@ export async function main(args: string[]): Promise<number> {
   };
 
   const program = addGlobalOptions(new Command("lmstrix"))
-    .description("Find the real context limits of the LLMs in LM Studio: loadable and working context.")
+    .description(
+      "Find the real context limits of the LLMs in LM Studio: loadable and working context.",
+    )
     .version(config.version, "-V, --version", "print the version")
     .showSuggestionAfterError(true)
     .exitOverride()
@@ -112,7 +122,11 @@ export async function main(args: string[]): Promise<number> {
     .argument("[model...]", "model ids, or unique parts of ids")
     .option("--all", "test every LLM not yet tested")
     .option("--force", "test again models already tested")
-    .option("--precision <tokens>", "precision of the results (default max(256, 1% of declared))", parseTokens)
+    .option(
+      "--precision <tokens>",
+      "precision of the results (default max(256, 1% of declared))",
+      parseTokens,
+    )
     .option("--min-context <tokens>", "smallest context worth testing (default 2048)", parseTokens)
     .option("--max-context <tokens>", "never load a model above this context", parseTokens)
     .action(async (models: string[], options: TestCommandOptions, command: Command) => {
@@ -157,11 +171,17 @@ export async function main(args: string[]): Promise<number> {
 /** Prints an error the user can act on; returns its exit code. */
 function report(error: unknown, output: Output, commanderText: string): number {
   if (error instanceof CommanderError) {
-    if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") {
+    if (
+      error.code === "commander.helpDisplayed" || error.code === "commander.version" ||
+      error.code === "commander.help"
+    ) {
       return 0;
     }
     const message = commanderText.trim().replace(/^error:\s*/i, "") || error.message;
-    output.error(message, 'run "lmstrix --help" (or "lmstrix <command> --help") to see the options');
+    output.error(
+      message,
+      'run "lmstrix --help" (or "lmstrix <command> --help") to see the options',
+    );
     return 2;
   }
   if (error instanceof LmstrixError) {
@@ -170,7 +190,10 @@ function report(error: unknown, output: Output, commanderText: string): number {
     return exitCodeFor(error);
   }
   const message = error instanceof Error ? error.message : String(error);
-  output.error(`Unexpected failure: ${message}`, output.verbose ? undefined : "run again with --verbose for details");
+  output.error(
+    `Unexpected failure: ${message}`,
+    output.verbose ? undefined : "run again with --verbose for details",
+  );
   if (output.verbose && error instanceof Error && error.stack) output.debug(error.stack);
   return 1;
 }

@@ -27,12 +27,15 @@ export {
 } from "./src/lmstrix.ts";
 export {
   AmbiguousModelError,
-  LmStudioUnreachableError,
   LmstrixError,
+  LmStudioUnreachableError,
   LockHeldError,
   ModelNotFoundError,
   RegistryError,
   UsageError,
 } from "./src/errors.ts";
-export type { ContractModelRecord as ModelRecord, ModelStatus } from "./src/registry/model_record.ts";
+export type {
+  ContractModelRecord as ModelRecord,
+  ModelStatus,
+} from "./src/registry/model_record.ts";
 export type { Timeouts } from "./src/lmstudio/client.ts";

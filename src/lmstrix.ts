@@ -7,7 +7,7 @@
  * Commands that only read the registry (`list`, `status`, `show`) never load the SDK.
  */
 
-import { LmStudioUnreachableError, LmstrixError, UsageError } from "./errors.ts";
+import { LmstrixError, LmStudioUnreachableError, UsageError } from "./errors.ts";
 import { DEFAULT_TIMEOUTS, INSTANCE_PREFIX } from "./lmstudio/client.ts";
 import type { LmStudio, Timeouts } from "./lmstudio/client.ts";
 import { discoverServer } from "./lmstudio/discovery.ts";
@@ -16,15 +16,19 @@ import { type LmstrixPaths, lmstrixPaths, resolveLmstudioDir } from "./paths.ts"
 import { LmStudioProbe } from "./probe/lmstudio_probe.ts";
 import { appendAttempt } from "./registry/attempt_log.ts";
 import { acquireLock, type Lock, type LockHolder, readLockHolder } from "./registry/lock.ts";
-import { type ContractModelRecord, type ModelRecord, toContractJson } from "./registry/model_record.ts";
+import {
+  type ContractModelRecord,
+  type ModelRecord,
+  toContractJson,
+} from "./registry/model_record.ts";
 import {
   findModel,
   loadRegistry,
   type Registry,
   saveRegistry,
   type ScanMerge,
-  statusCounts,
   type StatusCounts,
+  statusCounts,
   upsertScanned,
 } from "./registry/registry.ts";
 import {
@@ -78,7 +82,13 @@ export interface TestOptions {
 /** What happens during a test run, as it happens. */
 export type TestEvent =
   | { type: "model-start"; id: string; index: number; total: number; resumed: boolean }
-  | { type: "attempt-start"; id: string; action: Attempt["action"]; context: number; promptTokens?: number }
+  | {
+    type: "attempt-start";
+    id: string;
+    action: Attempt["action"];
+    context: number;
+    promptTokens?: number;
+  }
   | { type: "attempt"; id: string; attempt: Attempt; durationMs: number }
   | { type: "model-done"; result: TestResult }
   | { type: "warning"; message: string };
@@ -124,7 +134,7 @@ export class InterruptedError extends LmstrixError {
   /** Creates the error for `signal`. */
   constructor(signal: string) {
     super(`Stopped by ${signal}; progress is saved and nothing is left loaded`, {
-      hint: 'run the same command again to resume where it stopped',
+      hint: "run the same command again to resume where it stopped",
     });
     this.signal = signal;
   }
@@ -163,7 +173,9 @@ export class LMStrix {
 
   /** The files LMStrix uses. */
   get paths(): LmstrixPaths {
-    this.#paths ??= lmstrixPaths(resolveLmstudioDir({ flag: this.#options.lmstudioDir, env: (n) => this.#env(n) }));
+    this.#paths ??= lmstrixPaths(
+      resolveLmstudioDir({ flag: this.#options.lmstudioDir, env: (n) => this.#env(n) }),
+    );
     return this.#paths;
   }
 
@@ -172,18 +184,25 @@ export class LMStrix {
     const server = this.#options.server ?? this.#env("LMSTRIX_SERVER");
     let found;
     try {
-      found = await discoverServer({ server, ...(this.#options.discoveryPorts ? { ports: this.#options.discoveryPorts } : {}) });
+      found = await discoverServer({
+        server,
+        ...(this.#options.discoveryPorts ? { ports: this.#options.discoveryPorts } : {}),
+      });
     } catch (error) {
       throw new UsageError(messageOf(error), { hint: 'pass --server as "ws://host:port"' });
     }
     if (!found.found) {
       throw new LmStudioUnreachableError(
-        found.tried.length === 1 ? found.tried[0]! : "127.0.0.1 (ports 1234, 41343, 52993, 16141, 39414, 22931)",
+        found.tried.length === 1
+          ? found.tried[0]!
+          : "127.0.0.1 (ports 1234, 41343, 52993, 16141, 39414, 22931)",
         "no LM Studio server answered the greeting",
       );
     }
     const { connectLmStudio } = await import("./lmstudio/client.ts");
-    return await connectLmStudio(found.baseUrl, { timeouts: { ...DEFAULT_TIMEOUTS, ...this.#options.timeouts } });
+    return await connectLmStudio(found.baseUrl, {
+      timeouts: { ...DEFAULT_TIMEOUTS, ...this.#options.timeouts },
+    });
   }
 
   /** Runs `work` with the adapter, turning connection failures into {@link LmStudioUnreachableError}. */
@@ -222,20 +241,27 @@ export class LMStrix {
       const registry = await this.#read();
       return await this.#withLmStudio(async (lms) => {
         const listed = await lms.listModels();
-        const merge = upsertScanned(registry, listed.map((m) => ({
-          id: m.id,
-          path: m.path,
-          sizeBytes: m.sizeBytes,
-          architecture: m.architecture,
-          declaredContext: m.declaredContext,
-          type: m.type,
-          displayName: m.displayName,
-          format: m.format,
-          ...(m.quantization ? { quantization: m.quantization } : {}),
-          ...(m.paramsString ? { paramsString: m.paramsString } : {}),
-        })));
+        const merge = upsertScanned(
+          registry,
+          listed.map((m) => ({
+            id: m.id,
+            path: m.path,
+            sizeBytes: m.sizeBytes,
+            architecture: m.architecture,
+            declaredContext: m.declaredContext,
+            type: m.type,
+            displayName: m.displayName,
+            format: m.format,
+            ...(m.quantization ? { quantization: m.quantization } : {}),
+            ...(m.paramsString ? { paramsString: m.paramsString } : {}),
+          })),
+        );
         await saveRegistry(this.paths, registry);
-        return { ...merge, models: sortedRecords(registry).map(toContractJson), server: lms.baseUrl };
+        return {
+          ...merge,
+          models: sortedRecords(registry).map(toContractJson),
+          server: lms.baseUrl,
+        };
       });
     });
   }
@@ -258,7 +284,11 @@ export class LMStrix {
   /** Counts by status and the lock holder, as in `status --json`. */
   async status(): Promise<StatusReport> {
     const registry = await this.#read();
-    return { ...statusCounts(registry), lock: await readLockHolder(this.paths), registry: this.paths.registry };
+    return {
+      ...statusCounts(registry),
+      lock: await readLockHolder(this.paths),
+      registry: this.paths.registry,
+    };
   }
 
   /** The working context of a tested model, or null when it has not been tested. */
@@ -290,18 +320,26 @@ export class LMStrix {
    */
   test(queries: string[] | "all", options: TestOptions = {}): Promise<TestResult[]> {
     const precision = options.precision;
-    for (const [name, value] of [["--precision", precision], ["--min-context", options.minContext], [
-      "--max-context",
-      options.maxContext,
-    ]] as const) {
+    for (
+      const [name, value] of [["--precision", precision], ["--min-context", options.minContext], [
+        "--max-context",
+        options.maxContext,
+      ]] as const
+    ) {
       if (value !== undefined && (!Number.isSafeInteger(value) || value <= 0)) {
         throw new UsageError(`${name} must be a positive whole number of tokens, not "${value}"`);
       }
     }
-    if (options.minContext !== undefined && options.maxContext !== undefined && options.minContext > options.maxContext) {
-      throw new UsageError(`--min-context (${options.minContext}) is above --max-context (${options.maxContext})`, {
-        hint: "lower --min-context or raise --max-context",
-      });
+    if (
+      options.minContext !== undefined && options.maxContext !== undefined &&
+      options.minContext > options.maxContext
+    ) {
+      throw new UsageError(
+        `--min-context (${options.minContext}) is above --max-context (${options.maxContext})`,
+        {
+          hint: "lower --min-context or raise --max-context",
+        },
+      );
     }
     return this.#withLock(async () => {
       const registry = await this.#read();
@@ -328,12 +366,14 @@ export class LMStrix {
         await lms.unload(instance.identifier);
         options.onEvent?.({
           type: "warning",
-          message: `Unloaded "${instance.identifier}" (${instance.modelKey}), left loaded by an earlier LMStrix run`,
+          message:
+            `Unloaded "${instance.identifier}" (${instance.modelKey}), left loaded by an earlier LMStrix run`,
         });
       } else {
         options.onEvent?.({
           type: "warning",
-          message: `"${instance.modelKey}" is loaded (not by LMStrix) and takes memory the test could otherwise use`,
+          message:
+            `"${instance.modelKey}" is loaded (not by LMStrix) and takes memory the test could otherwise use`,
         });
       }
     }
@@ -359,12 +399,15 @@ export class LMStrix {
     const saved = record.search as (SearchState & { config?: SearchConfig }) | undefined;
     const resumable = !options.force && saved !== undefined &&
       (record.status === "testing" || record.status === "failed");
-    let state: SearchState = resumable && saved && sameConfig(saved.config, config) ? saved : initialState(config);
+    let state: SearchState = resumable && saved && sameConfig(saved.config, config)
+      ? saved
+      : initialState(config);
     const resumed = saved !== undefined && state === saved;
     if (resumed && state.pendingLoad !== undefined) {
       options.onEvent?.({
         type: "warning",
-        message: `The last run stopped while loading "${record.id}" at ${state.pendingLoad} tokens ` +
+        message:
+          `The last run stopped while loading "${record.id}" at ${state.pendingLoad} tokens ` +
           `(the machine may have frozen); that size now counts as failed`,
       });
     }
@@ -419,7 +462,12 @@ export class LMStrix {
               retries: op.retries,
               error: op.error ?? null,
             });
-            options.onEvent?.({ type: "attempt", id: record.id, attempt, durationMs: op.durationMs });
+            options.onEvent?.({
+              type: "attempt",
+              id: record.id,
+              attempt,
+              durationMs: op.durationMs,
+            });
           },
         },
       });
@@ -432,7 +480,8 @@ export class LMStrix {
         record.error = `It did not load at ${config.minContext} tokens or more`;
       } else if (result.working === null) {
         record.status = "failed";
-        record.error = `No context of ${config.minContext} tokens or more answered the needle probe`;
+        record.error =
+          `No context of ${config.minContext} tokens or more answered the needle probe`;
       } else {
         record.status = "tested";
         record.error = null;
@@ -522,7 +571,11 @@ function sortedRecords(registry: Registry): ModelRecord[] {
 }
 
 /** Picks the models a test run covers, in the order it tests them. */
-function chooseModels(registry: Registry, queries: string[] | "all", force: boolean): ModelRecord[] {
+function chooseModels(
+  registry: Registry,
+  queries: string[] | "all",
+  force: boolean,
+): ModelRecord[] {
   if (queries === "all") {
     return Object.values(registry.models)
       .filter((r) => r.type === "llm" && r.status !== "missing" && (force || r.status !== "tested"))
@@ -532,12 +585,17 @@ function chooseModels(registry: Registry, queries: string[] | "all", force: bool
   for (const query of queries) {
     const record = findModel(registry, query);
     if (record.type === "embedding") {
-      throw new UsageError(`"${record.id}" is an embedding model; only LLMs have a context to test`, {
-        hint: 'pick an LLM from "lmstrix list"',
-      });
+      throw new UsageError(
+        `"${record.id}" is an embedding model; only LLMs have a context to test`,
+        {
+          hint: 'pick an LLM from "lmstrix list"',
+        },
+      );
     }
     if (record.status === "missing") {
-      throw new UsageError(`"${record.id}" is no longer in LM Studio`, { hint: 'run "lmstrix scan" to refresh the registry' });
+      throw new UsageError(`"${record.id}" is no longer in LM Studio`, {
+        hint: 'run "lmstrix scan" to refresh the registry',
+      });
     }
     if (!chosen.includes(record)) chosen.push(record);
   }

@@ -63,7 +63,8 @@ export interface Styles {
 }
 
 function makeStyles(on: boolean): Styles {
-  const wrap = (open: number, close: number) => (s: string) => on ? `\x1b[${open}m${s}\x1b[${close}m` : s;
+  const wrap = (open: number, close: number) => (s: string) =>
+    on ? `\x1b[${open}m${s}\x1b[${close}m` : s;
   return {
     bold: wrap(1, 22),
     dim: wrap(2, 22),

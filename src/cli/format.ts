@@ -45,7 +45,8 @@ export function contextBar(
   unicode: boolean,
 ): string {
   if (declared <= 0 || (loadable === null && working === null)) return " ".repeat(width);
-  const cells = (n: number | null) => n === null ? 0 : Math.max(0, Math.min(width, Math.round((n / declared) * width)));
+  const cells = (n: number | null) =>
+    n === null ? 0 : Math.max(0, Math.min(width, Math.round((n / declared) * width)));
   const w = cells(working);
   const l = Math.max(w, cells(loadable));
   const [full, part, rest] = unicode ? ["█", "▒", "·"] : ["#", "+", "."];

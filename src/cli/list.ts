@@ -9,7 +9,15 @@ import { type ModelRecord, toContractJson } from "../registry/model_record.ts";
 import { contextBar, formatBytes, formatPercent, formatTokens } from "./format.ts";
 
 /** Keys `list --sort` accepts. */
-export const SORT_KEYS = ["name", "size", "declared", "loadable", "working", "reduction", "status"] as const;
+export const SORT_KEYS = [
+  "name",
+  "size",
+  "declared",
+  "loadable",
+  "working",
+  "reduction",
+  "status",
+] as const;
 /** A key `list --sort` accepts. */
 export type SortKey = typeof SORT_KEYS[number];
 
@@ -56,7 +64,9 @@ export function parseSortKey(value: string | undefined): SortKey {
   if (value === undefined) return "name";
   const key = SORT_KEYS.find((k) => k === value.toLowerCase());
   if (!key) {
-    throw new UsageError(`Cannot sort by "${value}"`, { hint: `use one of: ${SORT_KEYS.join(", ")}` });
+    throw new UsageError(`Cannot sort by "${value}"`, {
+      hint: `use one of: ${SORT_KEYS.join(", ")}`,
+    });
   }
   return key;
 }
@@ -64,21 +74,54 @@ export function parseSortKey(value: string | undefined): SortKey {
 /** Renders the table `list` prints; plain aligned text when `fancy` is false. */
 export function renderList(records: ModelRecord[], output: Output, fancy: boolean): string {
   const s = output.style;
-  const head = ["model", "declared", "loadable", "working", "reduction", "status", "size", "working / loadable / declared"];
+  const head = [
+    "model",
+    "declared",
+    "loadable",
+    "working",
+    "reduction",
+    "status",
+    "size",
+    "working / loadable / declared",
+  ];
   const table = new Table({
     head: head.map((h) => s.bold(h)),
-    style: { head: [], border: [], compact: true, "padding-left": fancy ? 1 : 0, "padding-right": fancy ? 1 : 2 },
+    style: {
+      head: [],
+      border: [],
+      compact: true,
+      "padding-left": fancy ? 1 : 0,
+      "padding-right": fancy ? 1 : 2,
+    },
     colAligns: ["left", "right", "right", "right", "right", "left", "right", "left"],
     ...(fancy ? {} : {
       chars: {
-        top: "", "top-mid": "", "top-left": "", "top-right": "", bottom: "", "bottom-mid": "",
-        "bottom-left": "", "bottom-right": "", left: "", "left-mid": "", mid: "", "mid-mid": "",
-        right: "", "right-mid": "", middle: "",
+        top: "",
+        "top-mid": "",
+        "top-left": "",
+        "top-right": "",
+        bottom: "",
+        "bottom-mid": "",
+        "bottom-left": "",
+        "bottom-right": "",
+        left: "",
+        "left-mid": "",
+        mid: "",
+        "mid-mid": "",
+        right: "",
+        "right-mid": "",
+        middle: "",
       },
     }),
   });
   const statusColour = (status: string) =>
-    status === "tested" ? s.green(status) : status === "failed" ? s.red(status) : status === "testing" ? s.yellow(status) : s.dim(status);
+    status === "tested"
+      ? s.green(status)
+      : status === "failed"
+      ? s.red(status)
+      : status === "testing"
+      ? s.yellow(status)
+      : s.dim(status);
   for (const r of records) {
     const reduction = reductionPercent(r.declaredContext, r.workingContext);
     table.push([
@@ -89,7 +132,9 @@ export function renderList(records: ModelRecord[], output: Output, fancy: boolea
       formatPercent(reduction),
       statusColour(r.status),
       formatBytes(r.sizeBytes),
-      r.type === "embedding" ? s.dim("(embedding)") : contextBar(r.declaredContext, r.loadableContext, r.workingContext, 16, fancy),
+      r.type === "embedding"
+        ? s.dim("(embedding)")
+        : contextBar(r.declaredContext, r.loadableContext, r.workingContext, 16, fancy),
     ]);
   }
   const text = table.toString();
@@ -98,7 +143,11 @@ export function renderList(records: ModelRecord[], output: Output, fancy: boolea
 }
 
 /** Runs `list`. */
-export async function runList(lmstrix: LMStrix, output: Output, options: ListOptions): Promise<number> {
+export async function runList(
+  lmstrix: LMStrix,
+  output: Output,
+  options: ListOptions,
+): Promise<number> {
   const key = parseSortKey(options.sort);
   const records = sortRecords(await lmstrix.records(), key, options.reverse ?? false);
   if (output.json) {

@@ -57,11 +57,19 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
     for (const a of recent) {
       const e = a as Record<string, unknown>;
       const size = e["action"] === "load"
-        ? `ctx ${e["askedContext"]}${e["actualContext"] && e["actualContext"] !== e["askedContext"] ? ` -> ${e["actualContext"]}` : ""}`
+        ? `ctx ${e["askedContext"]}${
+          e["actualContext"] && e["actualContext"] !== e["askedContext"]
+            ? ` -> ${e["actualContext"]}`
+            : ""
+        }`
         : e["action"] === "needle"
         ? `prompt ${e["promptTokens"]} in ctx ${e["askedContext"]}`
         : `in ctx ${e["askedContext"]}`;
-      output.data(`  ${String(e["time"] ?? "").slice(0, 19)}  ${String(e["phase"]).padEnd(8)} ${String(e["action"]).padEnd(6)} ${size}: ${e["outcome"]}`);
+      output.data(
+        `  ${String(e["time"] ?? "").slice(0, 19)}  ${String(e["phase"]).padEnd(8)} ${
+          String(e["action"]).padEnd(6)
+        } ${size}: ${e["outcome"]}`,
+      );
     }
   }
   return 0;

@@ -23,7 +23,8 @@ export function progressReporter(output: Output, now: () => number = () => perfo
   let opStart = now();
   let current = "";
   let ticker: ReturnType<typeof setInterval> | undefined;
-  const tick = () => output.progress(`${current} ${formatDuration(now() - opStart)}`, { final: false });
+  const tick = () =>
+    output.progress(`${current} ${formatDuration(now() - opStart)}`, { final: false });
   const stop = () => {
     if (ticker !== undefined) clearInterval(ticker);
     ticker = undefined;
@@ -53,13 +54,17 @@ export function progressReporter(output: Output, now: () => number = () => perfo
       case "attempt": {
         const a = event.attempt;
         const size = a.action === "load"
-          ? `ctx ${a.context}${a.actual !== undefined && a.actual !== a.context ? ` (reported ${a.actual})` : ""}`
+          ? `ctx ${a.context}${
+            a.actual !== undefined && a.actual !== a.context ? ` (reported ${a.actual})` : ""
+          }`
           : a.action === "needle"
           ? `prompt ${a.promptTokens ?? "?"} tokens in ctx ${a.context}`
           : `in ctx ${a.context}`;
         output.progress(
           `  ${event.id}: ${a.phase} ${a.action} ${size}: ${a.outcome} ` +
-            `(${formatDuration(event.durationMs)}, ${formatDuration(now() - modelStart)} on this model)`,
+            `(${formatDuration(event.durationMs)}, ${
+              formatDuration(now() - modelStart)
+            } on this model)`,
         );
         break;
       }
@@ -86,7 +91,9 @@ export function renderResults(results: TestResult[]): string {
   const lines = results.map((r) =>
     `${r.id}: ${r.status}, declared ${formatTokens(r.declaredContext)}, loadable ` +
     `${formatTokens(r.loadableContext)}, working ${formatTokens(r.workingContext)} ` +
-    `(${formatPercent(r.reductionPercent)} less), ${r.loads} loads, ${r.promptTokens} prompt tokens` +
+    `(${
+      formatPercent(r.reductionPercent)
+    } less), ${r.loads} loads, ${r.promptTokens} prompt tokens` +
     (r.error ? `; ${r.error}` : "")
   );
   return lines.join("\n");
@@ -101,10 +108,14 @@ export async function runTest(
   signal: AbortSignal,
 ): Promise<number> {
   if (options.all && models.length > 0) {
-    throw new UsageError("Pass model names or --all, not both", { hint: 'e.g. "lmstrix test --all" or "lmstrix test qwen"' });
+    throw new UsageError("Pass model names or --all, not both", {
+      hint: 'e.g. "lmstrix test --all" or "lmstrix test qwen"',
+    });
   }
   if (!options.all && models.length === 0) {
-    throw new UsageError("Name the models to test, or pass --all", { hint: 'e.g. "lmstrix test --all"' });
+    throw new UsageError("Name the models to test, or pass --all", {
+      hint: 'e.g. "lmstrix test --all"',
+    });
   }
   const reporter = progressReporter(output);
   const testOptions: TestOptions = {
@@ -124,7 +135,7 @@ export async function runTest(
   if (output.json) {
     output.document({ results });
   } else if (results.length === 0) {
-    output.info('Nothing to test: every LLM is tested already (pass --force to test them again).');
+    output.info("Nothing to test: every LLM is tested already (pass --force to test them again).");
   } else {
     output.data(renderResults(results));
   }

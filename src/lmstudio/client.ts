@@ -141,7 +141,13 @@ async function withDeadline<T>(
   const stop = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       controller.abort();
-      reject(new LmStudioCallError(call, "timeout", `LM Studio did not answer "${call}" within ${Math.round(ms / 1000)} s`));
+      reject(
+        new LmStudioCallError(
+          call,
+          "timeout",
+          `LM Studio did not answer "${call}" within ${Math.round(ms / 1000)} s`,
+        ),
+      );
     }, ms);
     onAbort = () => {
       controller.abort();
@@ -217,13 +223,18 @@ class SdkLmStudio implements LmStudio {
   ): Promise<LoadResult> {
     let model: LLM;
     try {
-      model = await withDeadline("load", this.#timeouts.loadMs, options.signal, (signal) =>
-        this.#client.llm.load(modelKey, {
-          identifier: options.identifier,
-          config: { contextLength },
-          signal,
-          verbose: false,
-        }));
+      model = await withDeadline(
+        "load",
+        this.#timeouts.loadMs,
+        options.signal,
+        (signal) =>
+          this.#client.llm.load(modelKey, {
+            identifier: options.identifier,
+            config: { contextLength },
+            signal,
+            verbose: false,
+          }),
+      );
     } catch (error) {
       if (error instanceof LmStudioCallError && error.kind === "refused") {
         return { kind: "refused", message: error.message };
@@ -237,11 +248,20 @@ class SdkLmStudio implements LmStudio {
       options.signal,
       () => model.getContextLength(),
     );
-    return { kind: "loaded", model: new SdkLoadedModel(model, options.identifier, modelKey, actual, this.#timeouts), actual };
+    return {
+      kind: "loaded",
+      model: new SdkLoadedModel(model, options.identifier, modelKey, actual, this.#timeouts),
+      actual,
+    };
   }
 
   unload(identifier: string): Promise<void> {
-    return withDeadline("unload", this.#timeouts.rpcMs, undefined, () => this.#client.llm.unload(identifier));
+    return withDeadline(
+      "unload",
+      this.#timeouts.rpcMs,
+      undefined,
+      () => this.#client.llm.unload(identifier),
+    );
   }
 
   async close(): Promise<void> {
@@ -260,7 +280,13 @@ class SdkLoadedModel implements LoadedModel {
   readonly modelKey: string;
   readonly contextLength: number;
 
-  constructor(model: LLM, identifier: string, modelKey: string, contextLength: number, timeouts: Timeouts) {
+  constructor(
+    model: LLM,
+    identifier: string,
+    modelKey: string,
+    contextLength: number,
+    timeouts: Timeouts,
+  ) {
     this.#model = model;
     this.identifier = identifier;
     this.modelKey = modelKey;
@@ -269,14 +295,20 @@ class SdkLoadedModel implements LoadedModel {
   }
 
   countTokens(text: string): Promise<number> {
-    return withDeadline("countTokens", this.#timeouts.rpcMs, undefined, () => this.#model.countTokens(text));
+    return withDeadline(
+      "countTokens",
+      this.#timeouts.rpcMs,
+      undefined,
+      () => this.#model.countTokens(text),
+    );
   }
 
   complete(
     prompt: string,
     options: { maxTokens: number; promptTokens: number; signal?: AbortSignal },
   ): Promise<Completion> {
-    const ms = this.#timeouts.predictBaseMs + options.promptTokens * this.#timeouts.predictPerTokenMs;
+    const ms = this.#timeouts.predictBaseMs +
+      options.promptTokens * this.#timeouts.predictPerTokenMs;
     return withDeadline("complete", ms, options.signal, async (signal) => {
       const result = await this.#model.complete(prompt, {
         maxTokens: options.maxTokens,

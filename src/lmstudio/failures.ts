@@ -49,12 +49,18 @@ export class LmStudioCallError extends Error {
 const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH"]);
 
 const PATTERNS: ReadonlyArray<[FailureKind, RegExp]> = [
-  ["connection-lost", /websocket connection closed|socket hang up|ECONNRESET|connection.*(lost|reset)/i],
+  [
+    "connection-lost",
+    /websocket connection closed|socket hang up|ECONNRESET|connection.*(lost|reset)/i,
+  ],
   [
     "refused",
     /insufficient system resources|error loading model|failed to load model|out of memory|model loading was stopped|model loading aborted/i,
   ],
-  ["context-overflow", /greater than the context length|context length.*exceed|exceeds? the context/i],
+  [
+    "context-overflow",
+    /greater than the context length|context length.*exceed|exceeds? the context/i,
+  ],
   ["not-found", /not found|no model|cannot find|does not exist|no such model/i],
   ["aborted", /abort|cancel/i],
 ];

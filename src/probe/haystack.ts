@@ -60,29 +60,102 @@ const HEADER = "A long text follows. Special magic numbers are hidden in it. " +
   "Read it closely: afterwards you will be asked for one of them.\n\n";
 
 const SUBJECTS = [
-  "the river", "an old lighthouse", "the village baker", "a quiet orchard", "the northern road",
-  "a wandering merchant", "the harbour master", "an empty library", "the mountain pass",
-  "a patient gardener", "the evening train", "a copper kettle", "the weaver", "a distant bell",
+  "the river",
+  "an old lighthouse",
+  "the village baker",
+  "a quiet orchard",
+  "the northern road",
+  "a wandering merchant",
+  "the harbour master",
+  "an empty library",
+  "the mountain pass",
+  "a patient gardener",
+  "the evening train",
+  "a copper kettle",
+  "the weaver",
+  "a distant bell",
 ];
 const VERBS = [
-  "watched", "carried", "remembered", "followed", "crossed", "described", "mended", "waited for",
-  "passed", "welcomed", "ignored", "painted", "counted", "guarded",
+  "watched",
+  "carried",
+  "remembered",
+  "followed",
+  "crossed",
+  "described",
+  "mended",
+  "waited for",
+  "passed",
+  "welcomed",
+  "ignored",
+  "painted",
+  "counted",
+  "guarded",
 ];
 const OBJECTS = [
-  "the morning fog", "a basket of apples", "the long winter", "every lantern on the pier",
-  "the slow tide", "a letter from the coast", "the broken fence", "the last ferry",
-  "a field of barley", "the quiet square", "the shifting dunes", "a map of the valley",
+  "the morning fog",
+  "a basket of apples",
+  "the long winter",
+  "every lantern on the pier",
+  "the slow tide",
+  "a letter from the coast",
+  "the broken fence",
+  "the last ferry",
+  "a field of barley",
+  "the quiet square",
+  "the shifting dunes",
+  "a map of the valley",
 ];
 const TAILS = [
-  "before the rain began", "as the market opened", "while the wind turned west",
-  "without a word", "long after dusk", "in the pale light", "as it had for years",
-  "under a grey sky", "beside the stone wall", "until the bells rang",
+  "before the rain began",
+  "as the market opened",
+  "while the wind turned west",
+  "without a word",
+  "long after dusk",
+  "in the pale light",
+  "as it had for years",
+  "under a grey sky",
+  "beside the stone wall",
+  "until the bells rang",
 ];
 const KEY_WORDS = [
-  "amber", "brisk", "cedar", "dusky", "ember", "fable", "gusty", "hazel", "ivory", "jolly",
-  "kelp", "lunar", "mossy", "noble", "ochre", "pearl", "quill", "rustic", "sable", "tawny",
-  "umber", "velvet", "willow", "xenon", "yonder", "zephyr", "falcon", "otter", "heron", "maple",
-  "cobalt", "thistle", "harbor", "meadow", "granite", "lantern", "orchid", "saffron",
+  "amber",
+  "brisk",
+  "cedar",
+  "dusky",
+  "ember",
+  "fable",
+  "gusty",
+  "hazel",
+  "ivory",
+  "jolly",
+  "kelp",
+  "lunar",
+  "mossy",
+  "noble",
+  "ochre",
+  "pearl",
+  "quill",
+  "rustic",
+  "sable",
+  "tawny",
+  "umber",
+  "velvet",
+  "willow",
+  "xenon",
+  "yonder",
+  "zephyr",
+  "falcon",
+  "otter",
+  "heron",
+  "maple",
+  "cobalt",
+  "thistle",
+  "harbor",
+  "meadow",
+  "granite",
+  "lantern",
+  "orchid",
+  "saffron",
 ];
 
 /** A small, fast, seedable PRNG (mulberry32). */
@@ -152,7 +225,11 @@ export class Haystack {
 
   #newKey(): string {
     for (;;) {
-      const key = [pick(this.#random, KEY_WORDS), pick(this.#random, KEY_WORDS), pick(this.#random, KEY_WORDS)]
+      const key = [
+        pick(this.#random, KEY_WORDS),
+        pick(this.#random, KEY_WORDS),
+        pick(this.#random, KEY_WORDS),
+      ]
         .join("-");
       if (!this.#keys.has(key)) {
         this.#keys.add(key);
@@ -205,7 +282,11 @@ export class Haystack {
     let cut = this.#cutAt(targetTokens * ratio);
     let built = this.#promptAt(cut, depth);
     let tokens = built ? await count(built.prompt) : Infinity;
-    for (let i = 0; i < 8 && built && tokens !== targetTokens && Math.abs(tokens - targetTokens) > 3; i++) {
+    for (
+      let i = 0;
+      i < 8 && built && tokens !== targetTokens && Math.abs(tokens - targetTokens) > 3;
+      i++
+    ) {
       const next = this.#cutAt(cut + (targetTokens - tokens) * ratio);
       if (next === cut) break;
       cut = next;
@@ -220,7 +301,9 @@ export class Haystack {
     }
     for (let guard = 0; guard < 200 && built && tokens < targetTokens; guard++) {
       let next = cut + 1;
-      while (next < this.#text.length && this.#text[next] !== " " && this.#text[next] !== "\n") next++;
+      while (next < this.#text.length && this.#text[next] !== " " && this.#text[next] !== "\n") {
+        next++;
+      }
       const candidate = this.#promptAt(next, depth);
       if (!candidate) break;
       const candidateTokens = await count(candidate.prompt);

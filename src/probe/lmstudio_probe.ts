@@ -135,7 +135,9 @@ export class LmStudioProbe implements Probe {
       try {
         return await call();
       } catch (error) {
-        if (!(error instanceof LmStudioCallError) || !error.transient || attempt >= this.#retries) throw error;
+        if (!(error instanceof LmStudioCallError) || !error.transient || attempt >= this.#retries) {
+          throw error;
+        }
         record.retries++;
         this.#onRetry?.(what, error, attempt + 1);
         await this.#sleep(this.#backoffMs * 2 ** attempt, this.#signal);
@@ -187,7 +189,11 @@ export class LmStudioProbe implements Probe {
     await this.#clearInstances();
     const outcome = await this.#loadOnce(current.contextLength);
     if (outcome.kind !== "loaded" || outcome.actual !== current.contextLength) {
-      throw new LmStudioCallError("load", "other", `Reloading "${this.#modelKey}" after a fault gave a different result`);
+      throw new LmStudioCallError(
+        "load",
+        "other",
+        `Reloading "${this.#modelKey}" after a fault gave a different result`,
+      );
     }
   }
 
@@ -233,11 +239,21 @@ export class LmStudioProbe implements Probe {
       const built = await this.#retrying(
         "countTokens",
         record,
-        () => this.#haystack.build(promptTokens, options.depth, (text) => this.#loaded!.countTokens(text)),
+        () =>
+          this.#haystack.build(
+            promptTokens,
+            options.depth,
+            (text) => this.#loaded!.countTokens(text),
+          ),
         () => this.#reloadIfLost(),
       );
       record.promptTokens = built.promptTokens;
-      const completion = await this.#ask(built.prompt, built.promptTokens, NEEDLE_MAX_TOKENS, record);
+      const completion = await this.#ask(
+        built.prompt,
+        built.promptTokens,
+        NEEDLE_MAX_TOKENS,
+        record,
+      );
       return { pass: gradeNeedle(completion.text, built.value), excerpt: excerpt(completion.text) };
     });
   }

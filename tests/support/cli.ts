@@ -3,7 +3,9 @@
 const ROOT = new URL("../../", import.meta.url);
 
 /** The permission flags of `deno task start` and `deno task compile`, from their one definition. */
-export const PERMISSION_FLAGS: string[] = Deno.readTextFileSync(new URL("scripts/permissions.flags", ROOT))
+export const PERMISSION_FLAGS: string[] = Deno.readTextFileSync(
+  new URL("scripts/permissions.flags", ROOT),
+)
   .trim()
   .split(/\s+/);
 
@@ -24,7 +26,7 @@ export interface CliOptions {
 
 /** The command line that starts the CLI. */
 export function cliCommand(args: string[], options: CliOptions): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
+  return new Deno.Command("deno", {
     args: ["run", ...PERMISSION_FLAGS, new URL("main.ts", ROOT).pathname, ...args],
     cwd: new URL(".", ROOT).pathname,
     env: { NO_COLOR: "1", LMSTRIX_LMSTUDIO_DIR: options.home, ...options.env },
@@ -38,7 +40,11 @@ export function cliCommand(args: string[], options: CliOptions): Deno.Command {
 export async function runCli(args: string[], options: CliOptions): Promise<CliRun> {
   const output = await cliCommand(args, options).output();
   const decoder = new TextDecoder();
-  return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
 }
 
 /** A fresh LM Studio home in a temp directory, removed by the returned disposer. */

@@ -1,0 +1,105 @@
+/**
+ * `deno task demo`: the main job end to end with no LM Studio. Starts the LM Studio emulator with
+ * the demo fleet on a free port, then runs the real CLI (`deno run` with the shared permission
+ * flags, as `deno task start` does) for `scan`, `test --all` and `list` against it, in a fresh LM
+ * Studio home under `.demo/`. Finally it sets the results beside the profiles' known truth.
+ *
+ * Usage: deno task demo [--keep-going]
+ */
+
+import { DEMO_FLEET_URL, profileTruth, readProfilesFile } from "./emulator_profiles.ts";
+import { startEmulator } from "./lmstudio_emulator.ts";
+
+const root = new URL("../", import.meta.url);
+const home = new URL(".demo/", root);
+const flags = (await Deno.readTextFile(new URL("scripts/permissions.flags", root))).trim().split(
+  /\s+/,
+);
+
+await Deno.remove(home, { recursive: true }).catch(() => {});
+await Deno.mkdir(home, { recursive: true });
+
+const profiles = await readProfilesFile(DEMO_FLEET_URL);
+const emulator = await startEmulator({ profiles, port: 0 });
+console.log(`LM Studio emulator with ${profiles.length} demo models on ${emulator.url}`);
+console.log(`LM Studio home for this demo: ${home.pathname}\n`);
+
+async function lmstrix(...args: string[]): Promise<number> {
+  console.log(`$ lmstrix ${args.join(" ")}`);
+  const child = new Deno.Command("deno", {
+    args: ["run", ...flags, new URL("main.ts", root).pathname, ...args],
+    env: { LMSTRIX_SERVER: emulator.url, LMSTRIX_LMSTUDIO_DIR: home.pathname },
+    stdin: "null",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  const { code } = await child.status;
+  console.log(code === 0 ? "" : `(exit code ${code})\n`);
+  return code;
+}
+
+let failed = false;
+try {
+  for (const args of [["scan"], ["test", "--all"], ["list"]]) {
+    const code = await lmstrix(...args);
+    if (code !== 0) failed = true;
+  }
+
+  // The registry against the truth the emulator's profiles hold.
+  const registry = JSON.parse(await Deno.readTextFile(new URL("lmstrix/models.json", home))) as {
+    models: Record<
+      string,
+      { loadableContext: number | null; workingContext: number | null; precision?: number }
+    >;
+  };
+  const stats = emulator.stats();
+  console.log(
+    "Against the emulator's known truth (working may exceed truth by the 64-token reserve):",
+  );
+  const rows = [["model", "loadable", "truth", "working", "truth", "ok"]];
+  let wrong = 0;
+  for (const profile of profiles) {
+    if (profile.type !== "llm") continue;
+    const truth = profileTruth(profile);
+    const record = registry.models[profile.modelKey];
+    const precision = record?.precision ?? 256;
+    const okLoadable = record?.loadableContext != null &&
+      record.loadableContext <= truth.loadable &&
+      record.loadableContext >= truth.loadable - precision;
+    const okWorking = record?.workingContext != null &&
+      record.workingContext <= truth.working + 64 &&
+      record.workingContext >= truth.workingFloor - precision;
+    if (!okLoadable || !okWorking) wrong++;
+    rows.push([
+      profile.modelKey,
+      String(record?.loadableContext ?? "-"),
+      String(truth.loadable),
+      String(record?.workingContext ?? "-"),
+      truth.workingFloor === truth.working
+        ? String(truth.working)
+        : `${truth.workingFloor}..${truth.working}`,
+      okLoadable && okWorking ? "yes" : "NO",
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const row of rows) {
+    console.log(
+      "  " +
+        row.map((cell, i) => i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)).join(
+          "  ",
+        ),
+    );
+  }
+  console.log(
+    `\n${stats.loads.length} loads, ${stats.predictions.length} predictions, ` +
+      `${(stats.virtualMs / 60_000).toFixed(1)} min of emulated LM Studio time; ` +
+      `${stats.loaded.length} model(s) left loaded.`,
+  );
+  if (wrong > 0 || stats.loaded.length > 0) failed = true;
+  console.log(
+    `\nTry more: LMSTRIX_LMSTUDIO_DIR=${home.pathname} deno task start show mistral-nemo`,
+  );
+} finally {
+  await emulator.close();
+}
+Deno.exitCode = failed ? 1 : 0;
