@@ -2,9 +2,11 @@
  * Tests of the LM Studio emulator, driving the real `@lmstudio/sdk` over a real socket, plus the
  * shared profile logic (truth, validation, tokenizer, answers, timing).
  *
- * Minimal permissions: deno test --allow-net=127.0.0.1 --allow-read=scripts/demo_fleet.json
- * --allow-env tests/lmstudio_emulator_test.ts (`ws` reads the environment; add --allow-run=deno to
- * include the CLI test, which is skipped otherwise).
+ * Sizes that exercise a demo-fleet model are derived from that model's profile (its limits and
+ * profileTruth), so the tests check behaviour relative to the limits whatever the numbers are.
+ *
+ * Minimal permissions: deno test --allow-net=127.0.0.1 --allow-read --allow-env --allow-run=deno
+ * tests/lmstudio_emulator_test.ts (`ws` reads the environment; the CLI test spawns deno).
  *
  * @module
  */
@@ -65,6 +67,22 @@ function profile(modelKey: string, extra: Partial<ModelProfile> = {}): ModelProf
   };
 }
 
+/** The fleet's profile for `modelKey`; fails the test when the fleet lacks it. */
+function fleetModel(fleet: ModelProfile[], modelKey: string): ModelProfile {
+  const found = fleet.find((p) => p.modelKey === modelKey);
+  assert.ok(found !== undefined, `the demo fleet has no ${modelKey}`);
+  return found;
+}
+
+type LimitField = "loadFailAbove" | "fitAbove" | "brokenAbove" | "needleFailAbove" | "noisyBand";
+
+/** A limit a test relies on; fails the test when the profile does not set it. */
+function limit(p: ModelProfile, field: LimitField): number {
+  const value = p[field];
+  assert.ok(value !== undefined, `${p.modelKey} sets no ${field}`);
+  return value;
+}
+
 async function httpStats(emulator: Emulator): Promise<EmulatorStats> {
   const response = await fetch(`${emulator.httpUrl}/__emulator/stats`);
   assert.equal(response.status, 200);
@@ -86,15 +104,15 @@ Deno.test("the demo fleet has the true limits its profiles imply", async (t) => 
   const truth = Object.fromEntries(fleet.map((p) => [p.modelKey, profileTruth(p)]));
   const expected: Record<string, [number, number, number]> = {
     "qwen2.5-7b-instruct": [32768, 32768, 32768],
-    "llama-3.1-8b-instruct": [65536, 65536, 65536],
-    "mistral-nemo-instruct-2407": [131072, 16384, 16384],
-    "phi-3-mini-128k-instruct": [131072, 65536, 65536],
-    "gemma-2-9b-it": [8192, 5120, 5120],
-    "llama-3.2-3b-instruct-mlx": [65536, 65536, 65536],
-    "deepseek-r1-distill-qwen-7b": [131072, 20480, 20480],
-    "mistral-7b-instruct-v0.3": [32768, 12288, 10240],
-    "qwen2.5-7b-instruct-1m": [262144, 131072, 131072],
-    "llama-3.3-70b-instruct": [16384, 16384, 16384],
+    "llama-3.1-8b-instruct": [59392, 59392, 59392],
+    "mistral-nemo-instruct-2407": [131072, 18700, 18700],
+    "phi-3-mini-128k-instruct": [131072, 49000, 49000],
+    "gemma-2-9b-it": [8192, 5400, 5400],
+    "llama-3.2-3b-instruct-mlx": [45000, 45000, 45000],
+    "deepseek-r1-distill-qwen-7b": [131072, 23000, 23000],
+    "mistral-7b-instruct-v0.3": [32768, 13000, 10952],
+    "qwen2.5-7b-instruct-1m": [230000, 120000, 120000],
+    "llama-3.3-70b-instruct": [14000, 14000, 14000],
     "text-embedding-nomic-embed-text-v1.5": [2048, 2048, 2048],
   };
   await t.step("each profile's loadable, working and floor", () => {
@@ -183,14 +201,18 @@ Deno.test("answers follow the profile's rules", async (t) => {
     needleFailMode: "wrong-number",
     noisyBand: 200,
   });
+  const edge = limit(cliff, "needleFailAbove");
+  const band = limit(cliff, "noisyBand");
   await t.step("a needle below the cliff is answered with its value", () => {
-    const prompt = needlePrompt({ key: "blue-cat", value: "7654321", tokens: 700 });
-    const answer = emulatedAnswer(cliff, 4096, prompt, 700);
+    const tokens = edge - band - 100;
+    const prompt = needlePrompt({ key: "blue-cat", value: "7654321", tokens });
+    const answer = emulatedAnswer(cliff, 4096, prompt, tokens);
     assert.deepEqual(answer, { text: " 7654321.", kind: "needle", correct: true });
   });
   await t.step("a needle past the cliff is a different 7-digit number", () => {
-    const prompt = needlePrompt({ key: "blue-cat", value: "7654321", tokens: 1100 });
-    const answer = emulatedAnswer(cliff, 4096, prompt, 1100);
+    const tokens = edge + 100;
+    const prompt = needlePrompt({ key: "blue-cat", value: "7654321", tokens });
+    const answer = emulatedAnswer(cliff, 4096, prompt, tokens);
     assert.match(answer.text, /^ \d{7}\.$/);
     assert.ok(!answer.text.includes("7654321"));
     assert.equal(answer.correct, false);
@@ -203,11 +225,13 @@ Deno.test("answers follow the profile's rules", async (t) => {
       }
       return failures / 400;
     };
-    assert.equal(share(800), 0);
-    assert.ok(share(850) < 0.45, `share at 850: ${share(850)}`);
-    assert.ok(share(950) > 0.55, `share at 950: ${share(950)}`);
-    assert.equal(share(1000), 1);
-    assert.equal(share(1001), 0, "past the band the cliff rule applies, not the band");
+    const early = edge - band * 3 / 4;
+    const late = edge - band / 4;
+    assert.equal(share(edge - band), 0);
+    assert.ok(share(early) < 0.45, `share at ${early}: ${share(early)}`);
+    assert.ok(share(late) > 0.55, `share at ${late}: ${share(late)}`);
+    assert.equal(share(edge), 1);
+    assert.equal(share(edge + 1), 0, "past the band the cliff rule applies, not the band");
   });
   await t.step("a question whose needle is missing gets a wrong number", () => {
     const prompt = needlePrompt({ key: "gray-owl", value: "1111111", tokens: 300 });
@@ -217,18 +241,18 @@ Deno.test("answers follow the profile's rules", async (t) => {
   });
   await t.step("a broken model's answers hold no digits, even for 2+2=", () => {
     const broken = profile("broken", { brokenAbove: 2048 });
-    const answer = emulatedAnswer(broken, 4096, "2+2=", 4);
+    const brokenAbove = limit(broken, "brokenAbove");
+    const answer = emulatedAnswer(broken, brokenAbove + 1, "2+2=", 4);
     assert.equal(answer.correct, false);
     assert.doesNotMatch(answer.text, /\d/);
-    assert.equal(emulatedAnswer(broken, 2048, "2+2=", 4).text, " 4");
+    assert.equal(emulatedAnswer(broken, brokenAbove, "2+2=", 4).text, " 4");
   });
 });
 
 Deno.test("the virtual clock's timings are realistic", async (t) => {
   const fleet = await loadFleet();
-  const qwen = fleet.find((p) => p.modelKey === "qwen2.5-7b-instruct");
-  const big = fleet.find((p) => p.modelKey === "llama-3.3-70b-instruct");
-  assert.ok(qwen !== undefined && big !== undefined);
+  const qwen = fleetModel(fleet, "qwen2.5-7b-instruct");
+  const big = fleetModel(fleet, "llama-3.3-70b-instruct");
   await t.step("a 7B Q4 model loads in about 6 seconds", () => {
     const ms = loadMs(qwen, 4096);
     assert.ok(ms > 5000 && ms < 8000, `${ms} ms`);
@@ -247,6 +271,18 @@ Deno.test("the virtual clock's timings are realistic", async (t) => {
 
 Deno.test("the SDK lists, loads, reads back, counts and unloads", sdkTest, async (t) => {
   const fleet = await loadFleet();
+  const qwen = fleetModel(fleet, "qwen2.5-7b-instruct");
+  const nemoProfile = fleetModel(fleet, "mistral-nemo-instruct-2407");
+  const gemma = fleetModel(fleet, "gemma-2-9b-it");
+  const mlxProfile = fleetModel(fleet, "llama-3.2-3b-instruct-mlx");
+  const guarded = fleetModel(fleet, "llama-3.1-8b-instruct");
+  const embeddingProfile = fleetModel(fleet, "text-embedding-nomic-embed-text-v1.5");
+  // An arbitrary, non-round context below qwen's loadable one.
+  const probeContext = Math.min(12345, profileTruth(qwen).loadable - 1);
+  // The emulator's default when no context is asked: 4096, capped at the declared context.
+  const gemmaDefault = Math.min(4096, gemma.declaredContext);
+  const fit = limit(mlxProfile, "fitAbove");
+  const guardrail = limit(guarded, "loadFailAbove");
   await withEmulator(fleet, async (emulator) => {
     const lms = client(emulator);
     await t.step("discovery greeting answers lmstudio: true", async () => {
@@ -258,18 +294,20 @@ Deno.test("the SDK lists, loads, reads back, counts and unloads", sdkTest, async
       assert.equal(models.length, fleet.length);
       const nemo = models.find((m) => m.modelKey === "mistral-nemo-instruct-2407");
       assert.ok(nemo !== undefined && nemo.type === "llm");
-      assert.equal(nemo.maxContextLength, 131072);
-      assert.equal(nemo.format, "gguf");
-      assert.equal(nemo.architecture, "llama");
-      assert.equal(nemo.paramsString, "12B");
-      assert.deepEqual(nemo.quantization, { name: "Q4_K_M", bits: 4 });
-      assert.equal(nemo.sizeBytes, 7477208576);
-      assert.equal(nemo.trainedForToolUse, true);
+      assert.equal(nemo.maxContextLength, nemoProfile.declaredContext);
+      assert.equal(nemo.format, nemoProfile.format);
+      assert.equal(nemo.architecture, nemoProfile.architecture);
+      assert.equal(nemo.paramsString, nemoProfile.paramsString);
+      const bits = Number(/\d+/.exec(nemoProfile.quantization)?.[0]);
+      assert.ok(Number.isInteger(bits) && bits > 0, nemoProfile.quantization);
+      assert.deepEqual(nemo.quantization, { name: nemoProfile.quantization, bits });
+      assert.equal(nemo.sizeBytes, nemoProfile.sizeBytes);
+      assert.equal(nemo.trainedForToolUse, nemoProfile.trainedForToolUse ?? false);
       assert.equal(nemo.vision, false);
-      const mlx = models.find((m) => m.modelKey === "llama-3.2-3b-instruct-mlx");
+      const mlx = models.find((m) => m.modelKey === mlxProfile.modelKey);
       assert.equal(mlx?.format, "safetensors");
       const embedding = models.find((m) => m.type === "embedding");
-      assert.equal(embedding?.modelKey, "text-embedding-nomic-embed-text-v1.5");
+      assert.equal(embedding?.modelKey, embeddingProfile.modelKey);
       const llmsOnly = await within(lms.system.listDownloadedModels("llm"), QUICK);
       assert.equal(llmsOnly.length, fleet.length - 1);
     });
@@ -277,16 +315,16 @@ Deno.test("the SDK lists, loads, reads back, counts and unloads", sdkTest, async
       const model = await within(
         lms.llm.load("qwen2.5-7b-instruct", {
           identifier: "probe-a",
-          config: { contextLength: 12345 },
+          config: { contextLength: probeContext },
           verbose: false,
         }),
         QUICK,
       );
       assert.equal(model.identifier, "probe-a");
-      assert.equal(await within(model.getContextLength(), QUICK), 12345);
+      assert.equal(await within(model.getContextLength(), QUICK), probeContext);
       const info = await within(model.getModelInfo(), QUICK);
-      assert.equal(info.contextLength, 12345);
-      assert.equal(info.maxContextLength, 32768);
+      assert.equal(info.contextLength, probeContext);
+      assert.equal(info.maxContextLength, qwen.declaredContext);
     });
     await t.step("countTokens and tokenize equal the exported tokenizer", async () => {
       const model = await within(lms.llm.model("probe-a"), QUICK);
@@ -300,7 +338,7 @@ Deno.test("the SDK lists, loads, reads back, counts and unloads", sdkTest, async
       const second = await within(lms.llm.load("gemma-2-9b-it", { verbose: false }), QUICK);
       assert.equal(first.identifier, "gemma-2-9b-it");
       assert.equal(second.identifier, "gemma-2-9b-it:2");
-      assert.equal(await within(first.getContextLength(), QUICK), 4096, "default context");
+      assert.equal(await within(first.getContextLength(), QUICK), gemmaDefault, "default context");
     });
     await t.step("listLoaded shows every instance with its context", async () => {
       const loaded = await within(lms.llm.listLoaded(), QUICK);
@@ -310,7 +348,10 @@ Deno.test("the SDK lists, loads, reads back, counts and unloads", sdkTest, async
         "probe-a",
       ]);
       const infos = await Promise.all(loaded.map((m) => within(m.getModelInfo(), QUICK)));
-      assert.deepEqual(infos.map((i) => i.contextLength).sort(), [12345, 4096, 4096]);
+      assert.deepEqual(
+        infos.map((i) => i.contextLength).sort((a, b) => a - b),
+        [probeContext, gemmaDefault, gemmaDefault].sort((a, b) => a - b),
+      );
     });
     await t.step("unload by handle and by identifier remove instances", async () => {
       const [handle] = (await within(lms.llm.listLoaded(), QUICK)).filter((m) =>
@@ -336,32 +377,57 @@ Deno.test("the SDK lists, loads, reads back, counts and unloads", sdkTest, async
       );
     });
     await t.step("a fitted MLX load reports the fitted context", async () => {
+      assert.ok(fit < mlxProfile.declaredContext, "the fit must be below the declared context");
       const model = await within(
-        lms.llm.load("llama-3.2-3b-instruct-mlx", {
-          config: { contextLength: 131072 },
+        lms.llm.load(mlxProfile.modelKey, {
+          config: { contextLength: mlxProfile.declaredContext },
           verbose: false,
         }),
         QUICK,
       );
-      assert.equal(await within(model.getContextLength(), QUICK), 65536);
-      assert.equal((await within(model.getModelInfo(), QUICK)).contextLength, 65536);
+      assert.equal(await within(model.getContextLength(), QUICK), fit);
+      assert.equal((await within(model.getModelInfo(), QUICK)).contextLength, fit);
+      const justAbove = await within(
+        lms.llm.load(mlxProfile.modelKey, {
+          identifier: "mlx-just-above",
+          config: { contextLength: fit + 1 },
+          verbose: false,
+        }),
+        QUICK,
+      );
+      assert.equal(await within(justAbove.getContextLength(), QUICK), fit);
       const atFit = await within(
-        lms.llm.load("llama-3.2-3b-instruct-mlx", {
+        lms.llm.load(mlxProfile.modelKey, {
           identifier: "mlx-at-fit",
-          config: { contextLength: 65536 },
+          config: { contextLength: fit },
           verbose: false,
         }),
         QUICK,
       );
-      assert.equal(await within(atFit.getContextLength(), QUICK), 65536);
+      assert.equal(await within(atFit.getContextLength(), QUICK), fit);
+      const below = await within(
+        lms.llm.load(mlxProfile.modelKey, {
+          identifier: "mlx-below",
+          config: { contextLength: fit - 1 },
+          verbose: false,
+        }),
+        QUICK,
+      );
+      assert.equal(
+        await within(below.getContextLength(), QUICK),
+        fit - 1,
+        "below the fit: as asked",
+      );
       await within(model.unload(), QUICK);
+      await within(justAbove.unload(), QUICK);
       await within(atFit.unload(), QUICK);
+      await within(below.unload(), QUICK);
     });
     await t.step("a load above the guardrail is refused with LM Studio's text", async () => {
       await assert.rejects(
         within(
-          lms.llm.load("llama-3.1-8b-instruct", {
-            config: { contextLength: 65537 },
+          lms.llm.load(guarded.modelKey, {
+            config: { contextLength: guardrail + 1 },
             verbose: false,
           }),
           QUICK,
@@ -376,25 +442,26 @@ Deno.test("the SDK lists, loads, reads back, counts and unloads", sdkTest, async
         },
       );
       const atLimit = await within(
-        lms.llm.load("llama-3.1-8b-instruct", {
-          config: { contextLength: 65536 },
+        lms.llm.load(guarded.modelKey, {
+          config: { contextLength: guardrail },
           verbose: false,
         }),
         QUICK,
       );
-      assert.equal(await within(atLimit.getContextLength(), QUICK), 65536);
+      assert.equal(await within(atLimit.getContextLength(), QUICK), guardrail);
       await within(atLimit.unload(), QUICK);
     });
     await t.step("a load above the declared context fails", async () => {
       await assert.rejects(
         within(
-          lms.llm.load("qwen2.5-7b-instruct", {
-            config: { contextLength: 32769 },
+          lms.llm.load(qwen.modelKey, {
+            config: { contextLength: qwen.declaredContext + 1 },
             verbose: false,
           }),
           QUICK,
         ),
-        (error: unknown) => /maximum context length \(32768\)/.test(plainErrorText(error)),
+        (error: unknown) =>
+          plainErrorText(error).includes(`maximum context length (${qwen.declaredContext})`),
       );
     });
     await t.step("a load reusing a loaded identifier fails", async () => {
@@ -408,10 +475,14 @@ Deno.test("the SDK lists, loads, reads back, counts and unloads", sdkTest, async
     });
     await t.step("an embedding model loads through the embedding namespace", async () => {
       const model = await within(
-        lms.embedding.load("text-embedding-nomic-embed-text-v1.5", { verbose: false }),
+        lms.embedding.load(embeddingProfile.modelKey, { verbose: false }),
         QUICK,
       );
-      assert.equal(await within(model.getContextLength(), QUICK), 2048);
+      assert.equal(
+        await within(model.getContextLength(), QUICK),
+        embeddingProfile.declaredContext,
+        "an embedding model loads at its declared context",
+      );
       assert.equal(await within(model.countTokens("2+2="), QUICK), 4);
       assert.equal((await within(lms.embedding.listLoaded(), QUICK)).length, 1);
       await within(model.unload(), QUICK);
@@ -425,23 +496,34 @@ Deno.test("the SDK lists, loads, reads back, counts and unloads", sdkTest, async
     });
     await t.step("an embedding model cannot be loaded as an LLM", async () => {
       await assert.rejects(
-        within(lms.llm.load("text-embedding-nomic-embed-text-v1.5", { verbose: false }), QUICK),
+        within(lms.llm.load(embeddingProfile.modelKey, { verbose: false }), QUICK),
         (error: unknown) => /wrong domain/.test(plainErrorText(error)),
       );
     });
     await t.step("stats over HTTP reflect the loads and unloads", async () => {
       const stats = await httpStats(emulator);
       assert.deepEqual(stats.loaded, [
-        { identifier: "probe-a", modelKey: "qwen2.5-7b-instruct", contextLength: 12345 },
+        { identifier: "probe-a", modelKey: qwen.modelKey, contextLength: probeContext },
       ]);
-      assert.equal(stats.unloads, 6);
-      const refused = stats.loads.find((l) => l.askedContext === 65537);
-      assert.ok(refused !== undefined);
-      assert.equal(refused.ok, false);
-      assert.equal(refused.loadedContext, null);
-      assert.match(refused.error ?? "", /insufficient system resources/);
-      const fitted = stats.loads.find((l) => l.askedContext === 131072 && l.ok);
-      assert.equal(fitted?.loadedContext, 65536);
+      assert.equal(stats.unloads, 8);
+      const refused = stats.loads.filter((l) => l.modelKey === guarded.modelKey && !l.ok);
+      assert.deepEqual(refused.map((l) => [l.askedContext, l.loadedContext]), [[
+        guardrail + 1,
+        null,
+      ]]);
+      assert.match(refused[0]?.error ?? "", /insufficient system resources/);
+      const admitted = stats.loads.filter((l) => l.modelKey === guarded.modelKey && l.ok);
+      assert.deepEqual(admitted.map((l) => [l.askedContext, l.loadedContext]), [[
+        guardrail,
+        guardrail,
+      ]]);
+      const mlxLoads = stats.loads.filter((l) => l.modelKey === mlxProfile.modelKey);
+      assert.deepEqual(mlxLoads.map((l) => [l.askedContext, l.loadedContext]), [
+        [mlxProfile.declaredContext, fit],
+        [fit + 1, fit],
+        [fit, fit],
+        [fit - 1, fit - 1],
+      ]);
       const first = stats.loads[0];
       assert.ok(first !== undefined && first.virtualMs > 5000 && first.virtualMs < 9000);
       assert.ok(stats.virtualMs >= stats.loads.reduce((sum, l) => sum + l.virtualMs, 0));
@@ -452,6 +534,13 @@ Deno.test("the SDK lists, loads, reads back, counts and unloads", sdkTest, async
 
 Deno.test("the SDK's complete answers like the profile says", sdkTest, async (t) => {
   const fleet = await loadFleet();
+  const qwen = fleetModel(fleet, "qwen2.5-7b-instruct");
+  const nemo = fleetModel(fleet, "mistral-nemo-instruct-2407");
+  const deepseek = fleetModel(fleet, "deepseek-r1-distill-qwen-7b");
+  const gemma = fleetModel(fleet, "gemma-2-9b-it");
+  const phi = fleetModel(fleet, "phi-3-mini-128k-instruct");
+  // Room above a needle cliff: the prompt just past it plus an answer fit in this context.
+  const pastCliff = (p: ModelProfile) => limit(p, "needleFailAbove") + 1024;
   await withEmulator(fleet, async (emulator) => {
     const lms = client(emulator);
     let loads = 0;
@@ -471,15 +560,17 @@ Deno.test("the SDK's complete answers like the profile says", sdkTest, async (t)
     ) => (await within(model.complete(prompt, { maxTokens, temperature: 0 }), QUICK)).content;
 
     await t.step("an honest model finds the needle and adds 2+2", async () => {
-      const model = await load("qwen2.5-7b-instruct", 32768);
-      const prompt = needlePrompt({ key: "silver-lake", value: "3141592", tokens: 32000 });
+      const { loadable, working } = profileTruth(qwen);
+      const model = await load(qwen.modelKey, loadable);
+      // The contract's probe: a prompt filling the working context up to a 64-token reserve.
+      const prompt = needlePrompt({ key: "silver-lake", value: "3141592", tokens: working - 64 });
       assert.equal(await ask(model, prompt), " 3141592.");
       assert.equal(await ask(model, "2+2="), " 4");
       const result = await within(model.complete("2+2=", { maxTokens: 8 }), QUICK);
       assert.equal(result.stats.promptTokensCount, 4);
       assert.equal(result.stats.predictedTokensCount, 2);
       assert.equal(result.stats.stopReason, "eosFound");
-      assert.equal(result.modelInfo.identifier, "qwen2.5-7b-instruct@32768#1");
+      assert.equal(result.modelInfo.identifier, `${qwen.modelKey}@${loadable}#1`);
     });
     await t.step("maxTokens truncates the answer", async () => {
       const model = await load("qwen2.5-7b-instruct", 4096);
@@ -489,31 +580,42 @@ Deno.test("the SDK's complete answers like the profile says", sdkTest, async (t)
       assert.equal(result.stats.stopReason, "maxPredictedTokensReached");
     });
     await t.step("a wrong-number model answers another number past its cliff", async () => {
-      const model = await load("mistral-nemo-instruct-2407", 32768);
-      const below = needlePrompt({ key: "quiet-river", value: "2718281", tokens: 16384 });
-      const above = needlePrompt({ key: "quiet-river", value: "2718281", tokens: 16385 });
-      assert.equal(await ask(model, below), " 2718281.");
+      const cliff = limit(nemo, "needleFailAbove");
+      assert.equal(nemo.needleFailMode, "wrong-number");
+      const model = await load(nemo.modelKey, pastCliff(nemo));
+      const below = needlePrompt({ key: "quiet-river", value: "2718281", tokens: cliff });
+      const above = needlePrompt({ key: "quiet-river", value: "2718281", tokens: cliff + 1 });
+      assert.equal(await ask(model, below), " 2718281.", "at the cliff the answer is right");
       const wrong = await ask(model, above);
       assert.match(wrong, /^ \d{7}\.$/);
       assert.ok(!wrong.includes("2718281"));
     });
     await t.step("a gibberish model answers text without digits past its cliff", async () => {
-      const model = await load("deepseek-r1-distill-qwen-7b", 32768);
-      const above = needlePrompt({ key: "quiet-river", value: "2718281", tokens: 20481 });
+      const cliff = limit(deepseek, "needleFailAbove");
+      assert.equal(deepseek.needleFailMode, "gibberish");
+      const model = await load(deepseek.modelKey, pastCliff(deepseek));
+      const below = needlePrompt({ key: "quiet-river", value: "2718281", tokens: cliff });
+      assert.equal(await ask(model, below), " 2718281.", "at the cliff the answer is right");
+      const above = needlePrompt({ key: "quiet-river", value: "2718281", tokens: cliff + 1 });
       const answer = await ask(model, above);
       assert.ok(answer.length > 10);
       assert.doesNotMatch(answer, /\d/);
       assert.equal(await ask(model, "2+2="), " 4", "sanity still passes");
     });
     await t.step("an empty-mode model answers nothing past its cliff", async () => {
-      const model = await load("gemma-2-9b-it", 8192);
-      const above = needlePrompt({ key: "quiet-river", value: "2718281", tokens: 6000 });
+      const cliff = limit(gemma, "needleFailAbove");
+      assert.equal(gemma.needleFailMode, "empty");
+      const model = await load(gemma.modelKey, pastCliff(gemma));
+      const below = needlePrompt({ key: "quiet-river", value: "2718281", tokens: cliff });
+      assert.equal(await ask(model, below), " 2718281.", "at the cliff the answer is right");
+      const above = needlePrompt({ key: "quiet-river", value: "2718281", tokens: cliff + 1 });
       assert.equal(await ask(model, above), "");
     });
     await t.step("a model loaded above brokenAbove answers gibberish to everything", async () => {
-      const model = await load("phi-3-mini-128k-instruct", 65537);
+      const brokenAbove = limit(phi, "brokenAbove");
+      const model = await load(phi.modelKey, brokenAbove + 1);
       assert.doesNotMatch(await ask(model, "2+2="), /\d/);
-      const fine = await load("phi-3-mini-128k-instruct", 65536);
+      const fine = await load(phi.modelKey, brokenAbove);
       assert.equal(await ask(fine, "2+2="), " 4");
     });
     await t.step("a prompt longer than the loaded context is refused", async () => {
@@ -550,19 +652,21 @@ Deno.test("the SDK's complete answers like the profile says", sdkTest, async (t)
     });
     await t.step("stats record each prediction's kind and grade", async () => {
       await httpPost(emulator, "/__emulator/reset", {});
-      const model = await load("mistral-nemo-instruct-2407", 32768);
-      await ask(model, needlePrompt({ key: "calm-sea", value: "1234567", tokens: 1000 }));
-      await ask(model, needlePrompt({ key: "calm-sea", value: "1234567", tokens: 20000 }));
+      const cliff = limit(nemo, "needleFailAbove");
+      const context = pastCliff(nemo);
+      const model = await load(nemo.modelKey, context);
+      await ask(model, needlePrompt({ key: "calm-sea", value: "1234567", tokens: cliff - 100 }));
+      await ask(model, needlePrompt({ key: "calm-sea", value: "1234567", tokens: cliff + 100 }));
       await ask(model, "2+2=");
       await ask(model, "Tell me a joke.");
       const stats = await httpStats(emulator);
       assert.deepEqual(
         stats.predictions.map((p) => [p.kind, p.correct, p.promptTokens, p.loadedContext]),
         [
-          ["needle", true, 1000, 32768],
-          ["needle", false, 20000, 32768],
-          ["sanity", true, 4, 32768],
-          ["other", null, 5, 32768],
+          ["needle", true, cliff - 100, context],
+          ["needle", false, cliff + 100, context],
+          ["sanity", true, 4, context],
+          ["other", null, 5, context],
         ],
       );
       assert.ok(stats.predictions.every((p) => p.virtualMs > 0));
@@ -659,22 +763,27 @@ Deno.test("faults drop the connection or hang, and the client recovers", sdkTest
 
 Deno.test("the HTTP control endpoints load by hand and reset", sdkTest, async (t) => {
   const fleet = await loadFleet();
+  const mlx = fleetModel(fleet, "llama-3.2-3b-instruct-mlx");
+  const fit = limit(mlx, "fitAbove");
+  // Between the fit and the declared context: admitted, then fitted down.
+  const asked = Math.floor((fit + mlx.declaredContext) / 2);
   await withEmulator(fleet, async (emulator) => {
     const lms = client(emulator);
     await t.step("a by-hand load shows up in listLoaded with its context", async () => {
+      assert.ok(asked > fit, "the asked context must be above the fit");
       const response = await httpPost(emulator, "/__emulator/load", {
-        modelKey: "llama-3.2-3b-instruct-mlx",
+        modelKey: mlx.modelKey,
         identifier: "by-hand",
-        contextLength: 100000,
+        contextLength: asked,
       });
       assert.deepEqual(await response.json(), {
         identifier: "by-hand",
-        modelKey: "llama-3.2-3b-instruct-mlx",
-        contextLength: 65536,
+        modelKey: mlx.modelKey,
+        contextLength: fit,
       });
       const loaded = await within(lms.llm.listLoaded(), QUICK);
       assert.deepEqual(loaded.map((m) => m.identifier), ["by-hand"]);
-      assert.equal(await within(loaded[0]!.getContextLength(), QUICK), 65536);
+      assert.equal(await within(loaded[0]!.getContextLength(), QUICK), fit);
       assert.equal(emulator.stats().loads.length, 0, "by-hand loads are not the tool's loads");
     });
     await t.step("a by-hand load of an unknown model is a 404", async () => {
@@ -772,7 +881,6 @@ Deno.test("unknown endpoints and frames get an error, never silence", async (t) 
 
 Deno.test({
   name: "the CLI prints its URL on a free port and stops on SIGTERM",
-  ignore: Deno.permissions.querySync({ name: "run", command: "deno" }).state !== "granted",
   fn: async () => {
     const child = new Deno.Command("deno", {
       args: [

@@ -1,6 +1,5 @@
 /** `lmstrix list`: the registry as a table (or `{ "models": [...] }` with `--json`). */
 
-import Table from "cli-table3";
 import { UsageError } from "../errors.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { reductionPercent } from "../lmstrix.ts";
@@ -72,7 +71,13 @@ export function parseSortKey(value: string | undefined): SortKey {
 }
 
 /** Renders the table `list` prints; plain aligned text when `fancy` is false. */
-export function renderList(records: ModelRecord[], output: Output, fancy: boolean): string {
+export async function renderList(
+  records: ModelRecord[],
+  output: Output,
+  fancy: boolean,
+): Promise<string> {
+  // Loaded here, not at start-up: `list --json` and the other commands never need it.
+  const { default: Table } = await import("cli-table3");
   const s = output.style;
   const head = [
     "model",
@@ -158,6 +163,6 @@ export async function runList(
     output.info('The registry is empty: run "lmstrix scan" to discover the models in LM Studio.');
     return 0;
   }
-  output.data(renderList(records, output, output.stdout.isTerminal));
+  output.data(await renderList(records, output, output.stdout.isTerminal));
   return 0;
 }
