@@ -1,0 +1,402 @@
+/**
+ * Unit tests of the pure context search (src/search/), driven by the fake probe: limits within the
+ * precision for every kind of model, the load budget, resume after a crash at any point, the
+ * reference algorithm's blind spot and the lower bound.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  type Attempt,
+  initialState,
+  loadBudget,
+  type SearchConfig,
+  searchContextLimits,
+  type SearchResult,
+  type SearchState,
+  splitPoint,
+} from "../src/search/context_search.ts";
+import { referenceSearch } from "../src/search/reference_search.ts";
+import { lowerBound } from "../src/search/lower_bound.ts";
+import {
+  FakeCrash,
+  type FakeModel,
+  FakeProbe,
+  seededRandom,
+  truthOf,
+} from "./support/fake_probe.ts";
+
+const RESERVE = 64;
+
+function configFor(declared: number, extra: Partial<SearchConfig> = {}): SearchConfig {
+  return {
+    declared,
+    minContext: 2048,
+    precision: Math.max(256, Math.floor(declared / 100)),
+    reserve: RESERVE,
+    ...extra,
+  };
+}
+
+/** Checks what must hold for every run; returns the result for further checks. */
+function checkRun(
+  model: FakeModel,
+  config: SearchConfig,
+  probe: FakeProbe,
+  result: SearchResult,
+  label: string,
+): SearchResult {
+  const truth = truthOf(model, config);
+  const cap = Math.min(config.declared, config.maxContext ?? config.declared);
+  const where = `${label}: ${JSON.stringify({ model, config, truth })} got ${
+    JSON.stringify({ loadable: result.loadable, working: result.working })
+  }`;
+  assert.equal(probe.loaded, null, `nothing stays loaded (${where})`);
+  assert.equal(probe.calls.at(-1)?.method, "unload", `the search unloads last (${where})`);
+  assert.equal(result.state.phase, "done", where);
+  assert.equal(result.loads, probe.loads, `loads are counted (${where})`);
+  for (const call of probe.calls.filter((c) => c.method === "load")) {
+    assert.ok(call.context <= cap, `no load above the cap ${cap}: ${call.context} (${where})`);
+    assert.ok(call.context >= config.minContext, `no load below minContext (${where})`);
+  }
+  if (truth.loadable === null) assert.equal(result.loadable, null, where);
+  else {
+    assert.ok(result.loadable !== null, where);
+    assert.ok(result.loadable <= truth.loadable, `loadable not above the truth (${where})`);
+    assert.ok(result.loadable >= truth.loadable - config.precision, `loadable precise (${where})`);
+  }
+  if (truth.working === null) assert.equal(result.working, null, where);
+  else {
+    assert.ok(result.working !== null, where);
+    assert.ok(result.working <= truth.working, `working not above the truth (${where})`);
+    assert.ok(result.working >= (truth.workingFloor ?? 0), `working precise (${where})`);
+  }
+  const loadableLoads = result.attempts.filter((a) => a.phase === "loadable" && a.action === "load")
+    .map((a) => a.context);
+  assert.equal(new Set(loadableLoads).size, loadableLoads.length, `no repeated load (${where})`);
+  return result;
+}
+
+async function search(model: FakeModel, config: SearchConfig, label = "search") {
+  const probe = new FakeProbe(model, config.reserve);
+  const result = await searchContextLimits(config, probe);
+  return { probe, result: checkRun(model, config, probe, result, label) };
+}
+
+function trace(attempts: Attempt[]): string[] {
+  return attempts.map((a) =>
+    `${a.phase} ${a.action} ${a.action === "needle" ? a.promptTokens : a.context} ${a.outcome}`
+  );
+}
+
+Deno.test("the search finds the limits of each kind of model within the precision", async (t) => {
+  const c128k = configFor(131072);
+  const p = c128k.precision;
+
+  await t.step("an honest model costs one load, one sanity check and one needle", async () => {
+    const { result } = await search({}, c128k);
+    assert.deepEqual(trace(result.attempts), [
+      "loadable load 131072 loaded",
+      "loadable sanity 131072 pass",
+      "working needle 131008 pass",
+    ]);
+    assert.equal(result.loadable, 131072);
+    assert.equal(result.working, 131072);
+    assert.equal(result.promptTokens, 131072 - RESERVE);
+  });
+
+  await t.step("a model refused above a cliff is bisected within the budget", async () => {
+    const { result } = await search({ loadFailAbove: 50_000 }, c128k);
+    assert.ok(result.loads <= loadBudget(c128k), `${result.loads} loads`);
+    assert.equal(result.working, result.loadable);
+  });
+
+  await t.step("a fitted load is taken as a hint: three loads in all", async () => {
+    const { result } = await search({ fitAbove: 40_960 }, c128k);
+    assert.equal(result.loadable, 40_960);
+    assert.equal(result.working, 40_960);
+    assert.deepEqual(
+      result.attempts.filter((a) => a.action === "load").map((a) => `${a.context} ${a.outcome}`),
+      ["131072 fitted", `${40_960 + p} fitted`, "40960 loaded"],
+    );
+  });
+
+  await t.step("a fit reporting less than the real limit still converges", async () => {
+    await search({ fitAbove: 60_000, fitTo: 40_000 }, c128k);
+  });
+
+  await t.step("a model broken when loaded large is searched by load size", async () => {
+    const { probe, result } = await search({ brokenAbove: 30_000 }, c128k);
+    assert.equal(result.loadable, 131072);
+    assert.ok(
+      probe.calls.every((c) => c.method !== "needle" || c.context <= 30_000),
+      "no needle is sent to an instance whose 2+2= failed",
+    );
+    assert.ok(result.loads <= loadBudget(c128k));
+  });
+
+  await t.step("a needle cliff far below the loadable size costs two loads", async () => {
+    const { result } = await search({ needleFailAbove: 8_000 }, c128k);
+    assert.equal(result.loads, 2, "the top load and the confirming reload");
+    const confirm = result.attempts.filter((a) => a.phase === "confirm");
+    assert.deepEqual(confirm.map((a) => `${a.action} ${a.outcome} ${a.fresh ?? "-"}`), [
+      "load loaded -",
+      "needle pass true",
+    ]);
+    assert.equal(confirm[0]?.context, result.working);
+  });
+
+  await t.step("a noisy band is reported between its floor and its hard limit", async () => {
+    for (const [floor, hard] of [[20_000, 40_000], [60_000, 64_000], [10_000, 120_000]]) {
+      const model = { noisy: { floor: floor ?? 0, hard: hard ?? 0 } };
+      const { result } = await search(model, c128k, `noisy ${floor}-${hard}`);
+      const last = result.attempts.at(-1);
+      assert.equal(last?.action, "needle");
+      assert.equal(last?.outcome, "pass");
+      assert.ok(last.fresh === true || result.working === result.loadable);
+    }
+  });
+
+  await t.step("a prompt pass that a load there contradicts backs off until it holds", async () => {
+    const model = { needleFailAbove: 10_000, largeLoadBonus: { above: 60_000, extra: 30_000 } };
+    const { result } = await search(model, c128k);
+    assert.ok(result.attempts.some((a) => a.phase === "confirm" && a.outcome === "fail"));
+    assert.ok(result.loads <= loadBudget(c128k), `the back-off doubles: ${result.loads} loads`);
+  });
+
+  await t.step(
+    "a model that garbles every prompt when loaded large is searched by load",
+    async () => {
+      const { result } = await search({ garbledAbove: 30_000 }, c128k);
+      assert.ok(result.loads <= loadBudget(c128k), `${result.loads} loads`);
+    },
+  );
+
+  await t.step("a real needle cliff just above minContext costs one verifying load", async () => {
+    const { result } = await search({ needleFailAbove: 2_500 }, c128k);
+    assert.equal(result.working, 2048);
+    assert.equal(result.loads, 3, "the top load, minContext and the lowest prompt failure");
+  });
+
+  await t.step("a 1M-token model keeps the budget", async () => {
+    const c1m = configFor(1_048_576);
+    const honest = await search({}, c1m, "1M honest");
+    assert.equal(honest.result.loads, 1);
+    for (
+      const model of [{ loadFailAbove: 300_000 }, { loadFailAbove: 700_000, brokenAbove: 9_000 }]
+    ) {
+      const { result } = await search(model, c1m, "1M");
+      assert.ok(result.loads <= loadBudget(c1m), `${result.loads} > ${loadBudget(c1m)}`);
+    }
+  });
+
+  await t.step("maxContext caps every load", async () => {
+    const config = configFor(131072, { maxContext: 32_768 });
+    const { result } = await search({}, config);
+    assert.equal(result.loadable, 32_768);
+    assert.equal(result.loads, 1);
+    await search({ loadFailAbove: 20_000 }, config, "capped cliff");
+  });
+
+  await t.step("a model failing at minContext is reported as null", async () => {
+    const none = await search({ loadFailAbove: 1_500 }, c128k, "no load");
+    assert.equal(none.result.working, null);
+    const mute = await search({ needleFailAbove: 1_000 }, c128k, "no answer");
+    assert.equal(mute.result.loadable, 131072);
+    const last = mute.result.attempts.filter((a) => a.action === "load").at(-1);
+    assert.equal(last?.context, c128k.minContext, "null is proven by a load at minContext");
+    const brokenSmall = await search({ brokenAbove: 1_000 }, c128k, "broken everywhere");
+    assert.equal(brokenSmall.result.working, null);
+  });
+
+  await t.step("a cap below minContext tests nothing", async () => {
+    const { result } = await search({}, configFor(1024));
+    assert.equal(result.loads, 0);
+    assert.equal(result.loadable, null);
+  });
+});
+
+Deno.test("the search is precise and within budget for hundreds of random models", async () => {
+  const random = seededRandom(20240607);
+  const between = (lo: number, hi: number) => Math.floor(lo + random() * (hi - lo));
+  const declaredChoices = [8192, 32768, 131072, 262144, 1_048_576];
+  let worst = 0;
+  for (let i = 0; i < 600; i++) {
+    const declared = random() < 0.7
+      ? declaredChoices[between(0, declaredChoices.length)] ?? 8192
+      : between(4096, 1_100_000);
+    const config = configFor(declared, {
+      minContext: [1024, 2048, 4096][between(0, 3)] ?? 2048,
+      ...(random() < 0.2 ? { maxContext: between(2048, declared) } : {}),
+      ...(random() < 0.2 ? { precision: between(64, 4096) } : {}),
+    });
+    const model: FakeModel = {};
+    if (random() < 0.7) model.loadFailAbove = between(1000, declared * 1.1);
+    if (random() < 0.2) model.fitAbove = between(1000, declared);
+    if (random() < 0.25) model.brokenAbove = between(1000, declared);
+    if (random() < 0.4) model.needleFailAbove = between(500, declared);
+    if (random() < 0.1) model.garbledAbove = between(1000, declared);
+    const { result } = await search(model, config, `random #${i}`);
+    const budget = loadBudget(config);
+    // A model garbling every prompt at large loads needs a second bisection by loads: the budget
+    // is promised for the others.
+    if (model.garbledAbove === undefined) {
+      assert.ok(result.loads <= budget, `random #${i}: ${result.loads} loads > ${budget}`);
+      worst = Math.max(worst, result.loads / budget);
+    }
+    const bound = lowerBound(truthOf(model, config), config);
+    assert.ok(result.loads >= bound.loads, `random #${i}: below the lower bound`);
+  }
+  assert.ok(worst > 0.5 && worst <= 1, `the cases reach the budget (worst ${worst})`);
+});
+
+/** Runs `model` with a crash at call k, then resumes; returns both parts. */
+async function crashAndResume(
+  model: FakeModel,
+  config: SearchConfig,
+  k: number,
+  clearPending: boolean,
+) {
+  let saved: SearchState | undefined;
+  const recorded: Attempt[] = [];
+  const first = new FakeProbe({ ...model, throwOnCall: k }, config.reserve);
+  const hooks = {
+    beforeLoad: (_: number, state: SearchState) => {
+      saved = state;
+    },
+    afterAttempt: (attempt: Attempt, state: SearchState) => {
+      recorded.push(attempt);
+      saved = state;
+    },
+  };
+  let crash: unknown;
+  await searchContextLimits(config, first, { hooks }).catch((e) => crash = e);
+  assert.ok(crash instanceof FakeCrash, `call ${k} throws`);
+  // Whatever the hook got must survive a trip through JSON, as the caller stores it that way.
+  const state: SearchState = JSON.parse(JSON.stringify(saved ?? initialState(config)));
+  if (clearPending) delete state.pendingLoad;
+  const second = new FakeProbe(model, config.reserve);
+  const result = await searchContextLimits(config, second, { state });
+  return { crash, recorded, second, result };
+}
+
+Deno.test("an interrupted search resumes from its last saved state", async (t) => {
+  const config = configFor(131072);
+  const models: Record<string, FakeModel> = {
+    honest: {},
+    cliff: { loadFailAbove: 50_000 },
+    fitted: { fitAbove: 40_960 },
+    broken: { brokenAbove: 30_000 },
+    "refused and broken": { loadFailAbove: 100_000, brokenAbove: 20_000 },
+    "needle cliff": { needleFailAbove: 8_000 },
+    "load-dependent": { needleFailAbove: 10_000, largeLoadBonus: { above: 60_000, extra: 30_000 } },
+    mute: { needleFailAbove: 1_000 },
+    garbled: { garbledAbove: 30_000 },
+  };
+  for (const [name, model] of Object.entries(models)) {
+    await t.step(
+      `${name}: a stop at any call gives the same answer, repeating one attempt at most`,
+      async () => {
+        const { probe, result: full } = await search(model, config, name);
+        const calls = probe.calls.filter((c) => c.method !== "unload").length;
+        for (let k = 1; k <= calls; k++) {
+          const run = await crashAndResume(model, config, k, true);
+          const label = `${name}, stop at call ${k}`;
+          checkRun(model, config, run.second, run.result, label);
+          assert.equal(run.result.loadable, full.loadable, label);
+          assert.equal(run.result.working, full.working, label);
+          const extra = run.recorded.length + run.result.attempts.length - full.attempts.length;
+          assert.ok(extra <= 1, `${label}: ${extra} attempts repeated`);
+        }
+      },
+    );
+  }
+
+  await t.step("a load that took the machine down counts as crashed, never retried", async () => {
+    const run = await crashAndResume({}, config, 1, false);
+    assert.equal(run.crash instanceof FakeCrash && run.crash.method, "load");
+    assert.deepEqual(trace(run.result.attempts.slice(0, 1)), ["loadable load 131072 crashed"]);
+    assert.ok(run.second.calls.every((c) => c.method !== "load" || c.context < 131072));
+    assert.ok(run.result.loadable !== null && run.result.loadable < 131072);
+    assert.ok(run.result.loadable >= 131072 - config.precision);
+  });
+
+  await t.step("a confirming load that crashed counts as not working there", async () => {
+    const model = { needleFailAbove: 8_000 };
+    const { probe } = await search(model, config);
+    const confirmCall = probe.calls.findLastIndex((c) => c.method === "load") + 1;
+    const run = await crashAndResume(model, config, confirmCall, false);
+    const crashed = run.result.attempts[0];
+    assert.equal(crashed?.outcome, "crashed");
+    assert.equal(crashed.phase, "confirm");
+    assert.ok(run.result.working !== null && run.result.working < crashed.context);
+  });
+
+  await t.step("a saved state says nothing is loaded: the resumed run loads first", async () => {
+    const model = { needleFailAbove: 8_000 };
+    const run = await crashAndResume(model, config, 5, true);
+    assert.equal(run.second.calls[0]?.method, "load");
+  });
+});
+
+Deno.test("the reference algorithm misjudges quality-limited models", async (t) => {
+  const config = configFor(131072);
+  await t.step("it reports a needle-limited model's loadable size as working", async () => {
+    const model = { needleFailAbove: 8_000 };
+    const reference = await referenceSearch(config, new FakeProbe(model));
+    assert.equal(reference.working, 131072, "sanity alone cannot see the needle cliff");
+    assert.ok(reference.working > (truthOf(model, config).working ?? 0) + config.precision);
+    const { result } = await search(model, config);
+    assert.ok(result.working !== null && result.working <= 8_000 + RESERVE);
+  });
+
+  await t.step("it reloads for every step, even for an honest model", async () => {
+    const reference = await referenceSearch(config, new FakeProbe({}));
+    assert.equal(reference.loads, 2);
+    const { result } = await search({}, config);
+    assert.equal(result.loads, 1);
+  });
+
+  await t.step("its loadable bisection is right and ends unloaded", async () => {
+    const model = { loadFailAbove: 50_000, brokenAbove: 20_000 };
+    const probe = new FakeProbe(model);
+    const reference = await referenceSearch(config, probe);
+    const truth = truthOf(model, config);
+    assert.ok(reference.loadable !== null && truth.loadable !== null);
+    assert.ok(reference.loadable <= truth.loadable);
+    assert.ok(reference.loadable >= truth.loadable - config.precision);
+    assert.equal(probe.loaded, null);
+  });
+});
+
+Deno.test("the lower bound counts the unavoidable loads and prompts", async (t) => {
+  const config = configFor(131072);
+  await t.step("an honest model needs one load and one full prompt", async () => {
+    const bound = lowerBound({ loadable: 131072, working: 131072 }, config);
+    assert.deepEqual(bound, { loads: 1, promptTokens: 131072 - RESERVE });
+    const { result } = await search({}, config);
+    assert.deepEqual({ loads: result.loads, promptTokens: result.promptTokens }, bound);
+  });
+
+  await t.step("a limited model needs the loads and prompts on both sides of each limit", () => {
+    assert.deepEqual(lowerBound({ loadable: 50_000, working: 8_000 }, config), {
+      loads: 3,
+      promptTokens: 2 * (8_000 - RESERVE) + 1,
+    });
+    assert.deepEqual(lowerBound({ loadable: null, working: null }, config), {
+      loads: 1,
+      promptTokens: 0,
+    });
+  });
+});
+
+Deno.test("splitPoint keeps the bisection's worst case while leaning high", () => {
+  for (const [lo, hi, p] of [[0, 1000, 100], [2048, 131072, 1310], [5, 7, 1], [0, 257, 256]]) {
+    const x = splitPoint(lo ?? 0, hi ?? 0, p ?? 1);
+    assert.ok(x > (lo ?? 0) && x < (hi ?? 0), `${x} inside (${lo}, ${hi})`);
+    const steps = (r: number) => Math.max(0, Math.ceil(Math.log2(r / (p ?? 1))));
+    const worst = Math.max(steps(x - (lo ?? 0)), steps((hi ?? 0) - x));
+    assert.equal(worst, steps((hi ?? 0) - (lo ?? 0)) - 1);
+  }
+});

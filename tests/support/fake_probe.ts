@@ -1,0 +1,208 @@
+/**
+ * A configurable fake of one model in LM Studio, for driving the context search in unit tests:
+ * refuses, fits or breaks above chosen sizes, fails needles above a chosen prompt length (with an
+ * optional noisy band), can throw on its k-th call, records every call and tracks what is loaded.
+ * Also the oracle giving the true limits of such a model, and a seeded PRNG.
+ *
+ * @module
+ */
+
+import type { Answer, LoadOutcome, Probe, SearchConfig } from "../../src/search/context_search.ts";
+import { searchCap } from "../../src/search/context_search.ts";
+
+/** How the fake model behaves. All thresholds are inclusive limits ("above" fails). */
+export interface FakeModel {
+  /** Loads asked above this size are refused. */
+  loadFailAbove?: number;
+  /** Loads asked above this size succeed with a smaller context: `fitTo`, default this size. */
+  fitAbove?: number;
+  /** Context a fitted load reports (default `fitAbove`). */
+  fitTo?: number;
+  /** Loaded above this size the model answers garbage: `2+2=` and every needle fail. */
+  brokenAbove?: number;
+  /** Loaded above this size the model answers `2+2=` but garbles every needle. */
+  garbledAbove?: number;
+  /** Needle prompts above this many tokens fail. */
+  needleFailAbove?: number;
+  /** Loaded above `above`, needles pass `extra` tokens further than `needleFailAbove`. */
+  largeLoadBonus?: { above: number; extra: number };
+  /**
+   * Prompt tokens: needles up to `floor` pass, above `hard` fail, in between they fail for some
+   * seeds and lengths (a fixed pattern, so runs repeat exactly).
+   */
+  noisy?: { floor: number; hard: number };
+  /** The k-th call (1-based, counting load, sanity and needle) throws. */
+  throwOnCall?: number;
+}
+
+/** One recorded call. */
+export interface FakeCall {
+  /** Called method. */
+  method: "load" | "sanity" | "needle" | "unload";
+  /** Asked size for a load, loaded size otherwise (0 when nothing was loaded). */
+  context: number;
+  /** Prompt length of a needle. */
+  promptTokens?: number;
+  /** Fresh flag of a needle. */
+  fresh?: boolean;
+  /** Depth of a needle. */
+  depth?: number;
+}
+
+/** Error thrown on purpose by the fake (`throwOnCall`). */
+export class FakeCrash extends Error {
+  /** The method that threw. */
+  readonly method: FakeCall["method"];
+  constructor(method: FakeCall["method"], call: number) {
+    super(`Fake probe stopped on call ${call} (${method})`);
+    this.name = "FakeCrash";
+    this.method = method;
+  }
+}
+
+/** A fake {@link Probe} over a {@link FakeModel}. */
+export class FakeProbe implements Probe {
+  /** Every call, in order. */
+  readonly calls: FakeCall[] = [];
+  /** Context of the loaded instance; null when nothing is loaded. */
+  loaded: number | null = null;
+  readonly #model: FakeModel;
+  readonly #reserve: number;
+  #seed = 0;
+  #counted = 0;
+
+  constructor(model: FakeModel, reserve = 64) {
+    this.#model = model;
+    this.#reserve = reserve;
+  }
+
+  /** Number of loads asked. */
+  get loads(): number {
+    return this.calls.filter((c) => c.method === "load").length;
+  }
+
+  #count(method: FakeCall["method"]): void {
+    this.#counted++;
+    if (this.#counted === this.#model.throwOnCall) throw new FakeCrash(method, this.#counted);
+  }
+
+  load(context: number): Promise<LoadOutcome> {
+    this.calls.push({ method: "load", context });
+    this.#count("load");
+    this.loaded = null;
+    const m = this.#model;
+    if (m.fitAbove !== undefined && context > m.fitAbove) {
+      this.loaded = m.fitTo ?? m.fitAbove;
+      return Promise.resolve({ kind: "loaded", actual: this.loaded });
+    }
+    if (m.loadFailAbove !== undefined && context > m.loadFailAbove) {
+      return Promise.resolve({ kind: "refused", message: "insufficient system resources" });
+    }
+    this.loaded = context;
+    return Promise.resolve({ kind: "loaded", actual: context });
+  }
+
+  sanity(): Promise<Answer> {
+    const context = this.#requireLoaded("sanity");
+    this.calls.push({ method: "sanity", context });
+    this.#count("sanity");
+    const pass = this.#healthy(context);
+    return Promise.resolve({ pass, excerpt: pass ? "4" : "banana banana" });
+  }
+
+  needle(promptTokens: number, opts: { fresh: boolean; depth: number }): Promise<Answer> {
+    const context = this.#requireLoaded("needle");
+    this.calls.push({ method: "needle", context, promptTokens, ...opts });
+    this.#count("needle");
+    if (promptTokens + this.#reserve > context) {
+      throw new Error(`Needle of ${promptTokens} tokens does not fit a ${context} context`);
+    }
+    if (opts.depth < 0 || opts.depth > 1) {
+      throw new Error(`Needle depth ${opts.depth} out of [0,1]`);
+    }
+    if (opts.fresh) this.#seed++;
+    const pass = this.#healthy(context) && context <= (this.#model.garbledAbove ?? Infinity) &&
+      this.#needlePasses(context, promptTokens, opts.depth);
+    return Promise.resolve({ pass, excerpt: pass ? "1234567" : "I do not know" });
+  }
+
+  unload(): Promise<void> {
+    this.calls.push({ method: "unload", context: this.loaded ?? 0 });
+    this.loaded = null;
+    return Promise.resolve();
+  }
+
+  #requireLoaded(method: string): number {
+    if (this.loaded === null) throw new Error(`${method} called with nothing loaded`);
+    return this.loaded;
+  }
+
+  #healthy(context: number): boolean {
+    return this.#model.brokenAbove === undefined || context <= this.#model.brokenAbove;
+  }
+
+  #needlePasses(context: number, promptTokens: number, depth: number): boolean {
+    const m = this.#model;
+    let limit = m.needleFailAbove ?? Infinity;
+    if (m.largeLoadBonus !== undefined && context > m.largeLoadBonus.above) {
+      limit += m.largeLoadBonus.extra;
+    }
+    if (promptTokens > limit) return false;
+    if (m.noisy === undefined || promptTokens <= m.noisy.floor) return true;
+    if (promptTokens > m.noisy.hard) return false;
+    const h = Math.imul(promptTokens ^ Math.imul(this.#seed + 1, 0x9e3779b1), 0x85ebca6b) ^
+      Math.round(depth * 1000);
+    return ((h >>> 13) & 3) !== 0; // three needles in four pass inside the band
+  }
+}
+
+/** The true limits of a fake model, as the contract defines them. */
+export interface FakeTruth {
+  /** True loadable context, or null. */
+  loadable: number | null;
+  /** True working context, or null (noisy models: the top of the acceptable range). */
+  working: number | null;
+  /** Lowest acceptable working report (noisy models: `floor + reserve - precision`). */
+  workingFloor: number | null;
+}
+
+/** The oracle: true limits of `model` under `config`. */
+export function truthOf(model: FakeModel, config: SearchConfig): FakeTruth {
+  const { minContext, reserve, precision } = config;
+  const loadable = Math.min(
+    searchCap(config),
+    model.fitAbove ?? Infinity,
+    model.loadFailAbove ?? Infinity,
+  );
+  if (loadable < minContext) return { loadable: null, working: null, workingFloor: null };
+  const healthyTop = Math.min(
+    loadable,
+    model.brokenAbove ?? Infinity,
+    model.garbledAbove ?? Infinity,
+  );
+  const needle = Math.min(model.needleFailAbove ?? Infinity, model.noisy?.hard ?? Infinity);
+  let working = Math.min(healthyTop, needle + reserve);
+  const bonus = model.largeLoadBonus;
+  if (bonus !== undefined && healthyTop > bonus.above) {
+    const lenient = Math.min(healthyTop, needle + bonus.extra + reserve);
+    if (lenient > bonus.above) working = lenient;
+    else working = Math.min(working, bonus.above);
+  }
+  if (working < minContext) return { loadable, working: null, workingFloor: null };
+  const floor = model.noisy === undefined
+    ? working - precision
+    : Math.min(working, model.noisy.floor + reserve) - precision;
+  return { loadable, working, workingFloor: Math.max(minContext, floor) };
+}
+
+/** Deterministic PRNG (mulberry32): numbers in [0, 1). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
