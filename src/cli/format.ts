@@ -1,11 +1,13 @@
 /** Small formatting helpers shared by the command views. */
 
-/** Tokens as a compact count: 131072 -> "128k", 48896 -> "47.8k", 900 -> "900". */
+/**
+ * Tokens for tables: whole multiples of 1024 the way model cards write them ("128k"), anything
+ * else exactly, with thousands separators ("45,000"), so that a measured limit is never rounded.
+ */
 export function formatTokens(tokens: number | null | undefined): string {
   if (tokens === null || tokens === undefined) return "-";
-  if (tokens < 1024) return String(tokens);
-  const k = tokens / 1024;
-  return Number.isInteger(k) ? `${k}k` : `${k.toFixed(1)}k`;
+  if (tokens >= 1024 && tokens % 1024 === 0) return `${tokens / 1024}k`;
+  return tokens.toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 }
 
 /** Bytes in binary units with one decimal: "4.4 GiB". */
