@@ -1,0 +1,182 @@
+/**
+ * The library surface of mod.ts against the LM Studio emulator: the same engine as the CLI, with
+ * results as values and failures as typed exceptions, never an exit.
+ */
+
+import assert from "node:assert/strict";
+import {
+  LMStrix,
+  LmStudioUnreachableError,
+  LockHeldError,
+  ModelNotFoundError,
+  RegistryError,
+  UsageError,
+} from "../mod.ts";
+import { type ModelProfile, profileTruth } from "../scripts/emulator_profiles.ts";
+import { closedPort, tempHome } from "./support/cli.ts";
+import { withEmulator } from "./support/emulator.ts";
+import { acquireLock } from "../src/registry/lock.ts";
+import { lmstrixPaths } from "../src/paths.ts";
+
+const base = {
+  format: "gguf",
+  architecture: "llama",
+  paramsString: "1B",
+  quantization: "Q4_K_M",
+  sizeBytes: 800_000_000,
+} as const;
+
+/** Small models with irregular limits, so the library test runs in a second or two. */
+const PROFILES: ModelProfile[] = [
+  {
+    ...base,
+    modelKey: "tiny-honest-8k",
+    displayName: "Tiny Honest 8k",
+    path: "test/tiny-honest-8k.gguf",
+    type: "llm",
+    declaredContext: 8192,
+  },
+  {
+    ...base,
+    modelKey: "tiny-cliff-16k",
+    displayName: "Tiny Cliff 16k",
+    path: "test/tiny-cliff-16k.gguf",
+    type: "llm",
+    declaredContext: 16384,
+    loadFailAbove: 13_100,
+    needleFailAbove: 9_300,
+    needleFailMode: "wrong-number",
+  },
+  {
+    ...base,
+    modelKey: "tiny-embed",
+    displayName: "Tiny Embed",
+    path: "test/tiny-embed.gguf",
+    type: "embedding",
+    declaredContext: 2048,
+    sizeBytes: 90_000_000,
+  },
+];
+
+const sdkTest = { sanitizeOps: false, sanitizeResources: false };
+
+Deno.test({
+  name: "the library scans, tests and reads back limits through the emulator",
+  ...sdkTest,
+  async fn(t) {
+    await using home = await tempHome();
+    await withEmulator(PROFILES, async (emulator) => {
+      const lmstrix = new LMStrix({ server: emulator.url, lmstudioDir: home.path });
+
+      await t.step("scan returns the contract's records", async () => {
+        const result = await lmstrix.scan();
+        assert.deepEqual(
+          result.models.map((m) => m.id).sort(),
+          PROFILES.map((p) => p.modelKey).sort(),
+        );
+        const cliff = result.models.find((m) => m.id === "tiny-cliff-16k");
+        assert.deepEqual(Object.keys(cliff ?? {}), [
+          "id",
+          "path",
+          "sizeBytes",
+          "architecture",
+          "declaredContext",
+          "loadableContext",
+          "workingContext",
+          "status",
+          "testedAt",
+          "error",
+        ]);
+        assert.equal(cliff?.declaredContext, 16384);
+        assert.equal(cliff?.status, "untested");
+      });
+
+      await t.step("an untested model has no tested limit yet", async () => {
+        assert.equal(await lmstrix.getTestedContextLimit("tiny-cliff-16k"), null);
+      });
+
+      await t.step(
+        "testContextLimits finds both limits within the precision, never above",
+        async () => {
+          const limits = await lmstrix.testContextLimits("cliff", { precision: 256 });
+          const truth = profileTruth(PROFILES[1]!);
+          assert.equal(limits.id, "tiny-cliff-16k");
+          assert.equal(limits.declared, 16384);
+          assert.ok(
+            limits.loadable !== null && limits.loadable <= truth.loadable,
+            `loadable ${limits.loadable}`,
+          );
+          assert.ok(limits.loadable >= truth.loadable - 256, `loadable ${limits.loadable}`);
+          assert.ok(
+            limits.working !== null && limits.working <= truth.working + 64,
+            `working ${limits.working}`,
+          );
+          assert.ok(limits.working >= truth.working - 256, `working ${limits.working}`);
+          assert.equal(
+            limits.reductionPercent,
+            Math.round((1 - limits.working / 16384) * 1000) / 10,
+          );
+          assert.equal(emulator.stats().loaded.length, 0, "nothing may stay loaded");
+        },
+      );
+
+      await t.step("getTestedContextLimit and list read the stored result", async () => {
+        const working = await lmstrix.getTestedContextLimit("tiny-cliff-16k");
+        const record = (await lmstrix.list()).find((m) => m.id === "tiny-cliff-16k");
+        assert.equal(record?.status, "tested");
+        assert.equal(working, record?.workingContext);
+        assert.ok(typeof record?.testedAt === "string");
+      });
+
+      await t.step("an honest model costs one load", async () => {
+        const before = emulator.stats().loads.length;
+        const limits = await lmstrix.testContextLimits("tiny-honest-8k");
+        assert.equal(limits.loadable, 8192);
+        assert.equal(limits.working, 8192);
+        assert.equal(emulator.stats().loads.length - before, 1);
+      });
+
+      await t.step("unknown and embedding models are refused with typed errors", async () => {
+        await assert.rejects(lmstrix.testContextLimits("no-such-model"), ModelNotFoundError);
+        await assert.rejects(lmstrix.testContextLimits("tiny-embed"), UsageError);
+        // "tiny" matches several models: the error names them.
+        await assert.rejects(lmstrix.getTestedContextLimit("tiny"), (error: unknown) => {
+          assert.ok(error instanceof ModelNotFoundError);
+          assert.match(error.message, /tiny-honest-8k/);
+          return true;
+        });
+      });
+
+      await t.step("a held lock is a LockHeldError naming the holder", async () => {
+        const lock = await acquireLock(lmstrixPaths(home.path), { pid: 424242 });
+        try {
+          await assert.rejects(lmstrix.scan(), (error: unknown) => {
+            assert.ok(error instanceof LockHeldError);
+            assert.equal(error.pid, 424242);
+            return true;
+          });
+          // Readers still work while the lock is held.
+          assert.equal((await lmstrix.status()).lock?.pid, 424242);
+        } finally {
+          await lock.release();
+        }
+      });
+    });
+  },
+});
+
+Deno.test("the library reports an unreachable LM Studio and a damaged registry as typed errors", async () => {
+  await using home = await tempHome();
+  const lmstrix = new LMStrix({ server: `ws://127.0.0.1:${closedPort()}`, lmstudioDir: home.path });
+  await assert.rejects(lmstrix.scan(), LmStudioUnreachableError);
+
+  const registry = lmstrixPaths(home.path).registry;
+  await Deno.mkdir(lmstrixPaths(home.path).root, { recursive: true });
+  await Deno.writeTextFile(registry, "{ not json");
+  await assert.rejects(lmstrix.list(), (error: unknown) => {
+    assert.ok(error instanceof RegistryError);
+    assert.equal(error.path, registry);
+    return true;
+  });
+  assert.equal(await Deno.readTextFile(registry), "{ not json");
+});
