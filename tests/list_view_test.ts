@@ -66,6 +66,19 @@ Deno.test("list", async (t) => {
     assert.equal(contextBar(100, null, null, 4, false), "    ");
   });
 
+  await t.step("leaves out the bar, then the size, to fit a narrow terminal", async () => {
+    const output = new Output({
+      stdout: new MemorySink(true),
+      stderr: new MemorySink(false),
+      color: false,
+    });
+    const wide = await renderList(records, output, true, 200);
+    assert.match(wide, /context/);
+    const narrow = await renderList(records, output, true, 70);
+    assert.doesNotMatch(narrow, /context|GiB/);
+    assert.ok(narrow.split("\n").every((line) => line.length <= 70));
+  });
+
   await t.step("writes exact measured numbers and k only for multiples of 1024", () => {
     assert.equal(formatTokens(131072), "128k");
     assert.equal(formatTokens(58421), "58,421");
@@ -83,7 +96,7 @@ Deno.test("list", async (t) => {
     assert.match(lines[0]!, /^model\s+declared\s+loadable\s+working\s+reduction\s+status\s+size/);
     assert.match(
       lines[2]!,
-      /^b-model\s+128k\s+64k\s+20,000\s+84\.7%\s+tested\s+3\.7 GiB\s+##\+\+\+\+/,
+      /^b-model\s+128k\s+64k\s+20,000\s+84\.7%\s+tested\s+3\.7 GiB\s+##\+\+\+\.\.\.\.\.$/,
     );
   });
 });

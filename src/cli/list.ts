@@ -70,55 +70,55 @@ export function parseSortKey(value: string | undefined): SortKey {
   return key;
 }
 
-/** Renders the table `list` prints; plain aligned text when `fancy` is false. */
+/** Cells of the context bar. */
+const BAR_WIDTH = 10;
+
+interface Column {
+  head: string;
+  align: "left" | "right";
+  cell: (r: ModelRecord) => string;
+}
+
+const NO_BORDER = Object.fromEntries(
+  [
+    "top",
+    "top-mid",
+    "top-left",
+    "top-right",
+    "bottom",
+    "bottom-mid",
+    "bottom-left",
+    "bottom-right",
+    "left",
+    "left-mid",
+    "mid",
+    "mid-mid",
+    "right",
+    "right-mid",
+    "middle",
+  ].map((key) => [key, ""]),
+);
+
+/** Width of a rendered line as the terminal shows it (colour codes take no room). */
+function visibleWidth(line: string): number {
+  // deno-lint-ignore no-control-regex
+  return line.replace(/\x1b\[[0-9;]*m/g, "").length;
+}
+
+/**
+ * Renders the table `list` prints: box-drawn with a bar per model on a terminal (`fancy`),
+ * plain aligned text otherwise. Given the terminal's `width`, the bar, then the size, then the
+ * reduction column are left out until the table fits.
+ */
 export async function renderList(
   records: ModelRecord[],
   output: Output,
   fancy: boolean,
+  width?: number,
 ): Promise<string> {
   // Loaded here, not at start-up: `list --json` and the other commands never need it.
   const { default: Table } = await import("cli-table3");
   const s = output.style;
-  const head = [
-    "model",
-    "declared",
-    "loadable",
-    "working",
-    "reduction",
-    "status",
-    "size",
-    "working / loadable / declared",
-  ];
-  const table = new Table({
-    head: head.map((h) => s.bold(h)),
-    style: {
-      head: [],
-      border: [],
-      compact: true,
-      "padding-left": fancy ? 1 : 0,
-      "padding-right": fancy ? 1 : 2,
-    },
-    colAligns: ["left", "right", "right", "right", "right", "left", "right", "left"],
-    ...(fancy ? {} : {
-      chars: {
-        top: "",
-        "top-mid": "",
-        "top-left": "",
-        "top-right": "",
-        bottom: "",
-        "bottom-mid": "",
-        "bottom-left": "",
-        "bottom-right": "",
-        left: "",
-        "left-mid": "",
-        mid: "",
-        "mid-mid": "",
-        right: "",
-        "right-mid": "",
-        middle: "",
-      },
-    }),
-  });
   const statusColour = (status: string) =>
     status === "tested"
       ? s.green(status)
@@ -127,22 +127,63 @@ export async function renderList(
       : status === "testing"
       ? s.yellow(status)
       : s.dim(status);
-  for (const r of records) {
-    const reduction = reductionPercent(r.declaredContext, r.workingContext);
-    table.push([
-      r.id,
-      formatTokens(r.declaredContext),
-      formatTokens(r.loadableContext),
-      formatTokens(r.workingContext),
-      formatPercent(reduction),
-      statusColour(r.status),
-      formatBytes(r.sizeBytes),
-      r.type === "embedding"
-        ? s.dim("(embedding)")
-        : contextBar(r.declaredContext, r.loadableContext, r.workingContext, 16, fancy),
-    ]);
+  const all: (Column & { optional?: number })[] = [
+    { head: "model", align: "left", cell: (r) => r.id },
+    { head: "declared", align: "right", cell: (r) => formatTokens(r.declaredContext) },
+    { head: "loadable", align: "right", cell: (r) => formatTokens(r.loadableContext) },
+    { head: "working", align: "right", cell: (r) => formatTokens(r.workingContext) },
+    {
+      head: "reduction",
+      align: "right",
+      optional: 3,
+      cell: (r) => formatPercent(reductionPercent(r.declaredContext, r.workingContext)),
+    },
+    {
+      head: "status",
+      align: "left",
+      // Embedding models are never tested: say what they are instead of "untested".
+      cell: (r) =>
+        r.type === "embedding" && r.status !== "missing"
+          ? s.dim("embedding")
+          : statusColour(r.status),
+    },
+    { head: "size", align: "right", optional: 2, cell: (r) => formatBytes(r.sizeBytes) },
+    {
+      head: "context",
+      align: "left",
+      optional: 1,
+      cell: (r) =>
+        r.type === "embedding"
+          ? ""
+          : contextBar(r.declaredContext, r.loadableContext, r.workingContext, BAR_WIDTH, fancy),
+    },
+  ];
+  const render = (dropped: number) => {
+    const columns = all.filter((c) => c.optional === undefined || c.optional > dropped);
+    const table = new Table({
+      head: columns.map((c) => s.bold(c.head)),
+      style: {
+        head: [],
+        border: [],
+        compact: true,
+        "padding-left": fancy ? 1 : 0,
+        "padding-right": fancy ? 1 : 2,
+      },
+      colAligns: columns.map((c) => c.align),
+      ...(fancy ? {} : { chars: NO_BORDER }),
+    });
+    for (const r of records) table.push(columns.map((c) => c.cell(r)));
+    return table.toString();
+  };
+  let dropped = 0;
+  let text = render(dropped);
+  while (
+    dropped < 3 && width !== undefined && Math.max(...text.split("\n").map(visibleWidth)) > width
+  ) {
+    text = render(++dropped);
   }
-  const text = table.toString();
+  // The legend is for people; piped output stays one header and one line per model.
+  if (dropped === 0 && fancy) text += `\n${s.dim("context: █ working  ▒ loadable  · declared")}`;
   // The plain table's rows carry trailing padding; scripts diff this text.
   return fancy ? text : text.split("\n").map((line) => line.trimEnd()).join("\n");
 }
@@ -163,6 +204,6 @@ export async function runList(
     output.info('The registry is empty: run "lmstrix scan" to discover the models in LM Studio.');
     return 0;
   }
-  output.data(await renderList(records, output, output.stdout.isTerminal));
+  output.data(await renderList(records, output, output.stdout.isTerminal, output.columns));
   return 0;
 }
