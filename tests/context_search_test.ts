@@ -9,8 +9,11 @@
 import assert from "node:assert/strict";
 import {
   type Attempt,
+  climbStep,
   initialState,
+  loadableAllowance,
   loadBudget,
+  planLoads,
   type SearchConfig,
   searchContextLimits,
   type SearchResult,
@@ -18,7 +21,7 @@ import {
   splitPoint,
 } from "../src/search/context_search.ts";
 import { referenceSearch } from "../src/search/reference_search.ts";
-import { lowerBound } from "../src/search/lower_bound.ts";
+import { lowerBound, lowerBoundSteps } from "../src/search/lower_bound.ts";
 import {
   FakeCrash,
   type FakeModel,
@@ -94,17 +97,28 @@ Deno.test("the search finds the limits of each kind of model within the precisio
   const c128k = configFor(131072);
   const p = c128k.precision;
 
-  await t.step("an honest model costs one load, one sanity check and one needle", async () => {
-    const { result } = await search({}, c128k);
-    assert.deepEqual(trace(result.attempts), [
-      "loadable load 131072 loaded",
-      "loadable sanity 131072 pass",
-      "working needle 131008 pass",
-    ]);
-    assert.equal(result.loadable, 131072);
-    assert.equal(result.working, 131072);
-    assert.equal(result.promptTokens, 131072 - RESERVE);
-  });
+  await t.step(
+    "an honest model costs one load and a climb that prefills each token once",
+    async () => {
+      const { result } = await search({}, c128k);
+      const lines = trace(result.attempts);
+      assert.deepEqual(lines.slice(0, 2), [
+        "loadable load 131072 loaded",
+        "loadable sanity 131072 pass",
+      ]);
+      assert.equal(lines.at(-1), "working needle 131008 pass", "it ends at the full length");
+      const lengths = result.attempts.slice(2).map((a) => a.promptTokens ?? 0);
+      assert.ok(
+        lengths.every((n, i) => i === 0 || n > (lengths[i - 1] ?? 0)),
+        "every probe climbs",
+      );
+      assert.ok(lengths.length < 40, `${lengths.length} probes`);
+      assert.equal(result.loadable, 131072);
+      assert.equal(result.working, 131072);
+      assert.equal(result.loads, 1);
+      assert.equal(result.prefillTokens, 131072 - RESERVE, "each probe extends the cached prompt");
+    },
+  );
 
   await t.step("a model refused above a cliff is bisected within the budget", async () => {
     const { result } = await search({ loadFailAbove: 50_000 }, c128k);
@@ -133,6 +147,10 @@ Deno.test("the search finds the limits of each kind of model within the precisio
       probe.calls.every((c) => c.method !== "needle" || c.context <= 30_000),
       "no needle is sent to an instance whose 2+2= failed",
     );
+    const needleInstances = new Set(
+      probe.calls.filter((c) => c.method === "needle").map((c) => c.context),
+    );
+    assert.equal(needleInstances.size, 1, "2+2= finds the healthy size, needles run once there");
     assert.ok(result.loads <= loadBudget(c128k));
   });
 
@@ -145,6 +163,39 @@ Deno.test("the search finds the limits of each kind of model within the precisio
       "needle pass true",
     ]);
     assert.equal(confirm[0]?.context, result.working);
+    // The climb stops one step above the cliff; below it every probe reuses the cached prefix.
+    const onTop = result.attempts.filter((a) => a.action === "needle" && a.context === 131072);
+    const longest = Math.max(...onTop.map((a) => a.promptTokens ?? 0));
+    assert.ok(longest <= 8_000 + climbStep(8_000, p), `climbed to ${longest}`);
+    const confirmTokens = (result.working ?? 0) - RESERVE;
+    assert.equal(result.prefillTokens, longest + confirmTokens, "nothing is prefilled twice");
+  });
+
+  await t.step("the candidate is asked again at another depth before the reload", async () => {
+    const { result } = await search({ needleFailAbove: 8_000 }, c128k);
+    const needles = result.attempts.filter((a) => a.action === "needle");
+    const [pass, recheck] = needles.slice(-3, -1);
+    assert.equal(pass?.promptTokens, recheck?.promptTokens);
+    assert.notEqual(pass?.depth, recheck?.depth);
+    assert.equal(recheck?.context, 131072, "on the loaded instance: only the question is new");
+  });
+
+  await t.step("a candidate failing at another depth is dropped without a reload", async () => {
+    // Find the depth of the recheck, then make the model blind there just below the candidate.
+    const plain = await search({ needleFailAbove: 8_000 }, c128k);
+    const recheck = plain.result.attempts.filter((a) => a.action === "needle").at(-2);
+    const candidate = recheck?.promptTokens ?? 0;
+    const model = {
+      needleFailAbove: 8_000,
+      blindDepth: { depth: recheck?.depth ?? 0, above: candidate - 1 },
+    };
+    const { result } = await search(model, c128k, "blind depth");
+    const failed = result.attempts.find((a) =>
+      a.action === "needle" && a.promptTokens === candidate && a.outcome === "fail"
+    );
+    assert.ok(failed !== undefined, "the recheck fails");
+    assert.equal(result.loads, 2, "no confirming load is spent on the dropped candidate");
+    assert.ok(result.working !== null && result.working < candidate + RESERVE);
   });
 
   await t.step("a noisy band is reported between its floor and its hard limit", async () => {
@@ -173,11 +224,20 @@ Deno.test("the search finds the limits of each kind of model within the precisio
     },
   );
 
-  await t.step("a real needle cliff just above minContext costs one verifying load", async () => {
+  await t.step("a real needle cliff just above minContext is found by prompts", async () => {
     const { result } = await search({ needleFailAbove: 2_500 }, c128k);
-    assert.equal(result.working, 2048);
-    assert.equal(result.loads, 3, "the top load, minContext and the lowest prompt failure");
+    assert.ok(result.working !== null && result.working >= 2_048);
+    assert.equal(result.loads, 2, "the top load and the confirming reload");
   });
+
+  await t.step(
+    "a model garbling every prompt when loaded large never reloads the top",
+    async () => {
+      const { probe } = await search({ garbledAbove: 30_000 }, c128k);
+      const topLoads = probe.calls.filter((c) => c.method === "load" && c.context === 131072);
+      assert.equal(topLoads.length, 1, "its prompts failed there, so its full length fails too");
+    },
+  );
 
   await t.step("a 1M-token model keeps the budget", async () => {
     const c1m = configFor(1_048_576);
@@ -292,6 +352,8 @@ Deno.test("an interrupted search resumes from its last saved state", async (t) =
     "needle cliff": { needleFailAbove: 8_000 },
     "load-dependent": { needleFailAbove: 10_000, largeLoadBonus: { above: 60_000, extra: 30_000 } },
     mute: { needleFailAbove: 1_000 },
+    "blind depth": { needleFailAbove: 8_000, blindDepth: { depth: 0.6, above: 7_997 } },
+    "noisy band": { noisy: { floor: 20_000, hard: 40_000 } },
     garbled: { garbledAbove: 30_000 },
   };
   for (const [name, model] of Object.entries(models)) {
@@ -340,33 +402,70 @@ Deno.test("an interrupted search resumes from its last saved state", async (t) =
   });
 });
 
-Deno.test("the reference algorithm misjudges quality-limited models", async (t) => {
+Deno.test("the reference algorithm is the plan's two plain bisections", async (t) => {
   const config = configFor(131072);
+  const p = config.precision;
+  const steps = Math.ceil(Math.log2((131072 - config.minContext) / p));
+
   await t.step("it reports a needle-limited model's loadable size as working", async () => {
     const model = { needleFailAbove: 8_000 };
     const reference = await referenceSearch(config, new FakeProbe(model));
-    assert.equal(reference.working, 131072, "sanity alone cannot see the needle cliff");
-    assert.ok(reference.working > (truthOf(model, config).working ?? 0) + config.precision);
+    assert.ok(reference.working !== null && reference.working >= 131072 - p);
+    assert.ok(reference.working > (truthOf(model, config).working ?? 0) + p, "2+2= is blind to it");
     const { result } = await search(model, config);
     assert.ok(result.working !== null && result.working <= 8_000 + RESERVE);
   });
 
-  await t.step("it reloads for every step, even for an honest model", async () => {
-    const reference = await referenceSearch(config, new FakeProbe({}));
-    assert.equal(reference.loads, 2);
+  await t.step("it bisects by midpoints, never tests the ends and reloads each step", async () => {
+    const probe = new FakeProbe({});
+    const reference = await referenceSearch(config, probe);
+    const loads = probe.calls.filter((c) => c.method === "load").map((c) => c.context);
+    assert.equal(reference.loads, 2 * steps, "one load per halving, in each bisection");
+    assert.equal(loads.length, 2 * steps);
+    for (const half of [loads.slice(0, steps), loads.slice(steps)]) {
+      // An honest model passes everywhere: each midpoint becomes the lower end.
+      let lo = config.minContext;
+      for (const context of half) {
+        assert.equal(context, Math.floor((lo + 131072) / 2), "each load at the midpoint");
+        lo = context;
+      }
+    }
+    assert.ok(!loads.includes(131072) && !loads.includes(config.minContext));
+    assert.ok(reference.loadable !== null && reference.loadable >= 131072 - p);
+    const sanity = reference.attempts.filter((a) => a.action === "sanity");
+    assert.equal(sanity.length, steps, "the second bisection judges by 2+2=");
+    assert.equal(probe.calls.filter((c) => c.method === "needle").length, 0);
+    assert.equal(probe.loaded, null);
     const { result } = await search({}, config);
     assert.equal(result.loads, 1);
   });
 
-  await t.step("its loadable bisection is right and ends unloaded", async () => {
+  await t.step("a load that fails counts as not working in the second bisection", async () => {
     const model = { loadFailAbove: 50_000, brokenAbove: 20_000 };
     const probe = new FakeProbe(model);
     const reference = await referenceSearch(config, probe);
     const truth = truthOf(model, config);
     assert.ok(reference.loadable !== null && truth.loadable !== null);
     assert.ok(reference.loadable <= truth.loadable);
-    assert.ok(reference.loadable >= truth.loadable - config.precision);
+    assert.ok(reference.loadable >= truth.loadable - p);
+    assert.ok(reference.working !== null && reference.working <= 20_000);
+    assert.ok(reference.working >= 20_000 - p);
     assert.equal(probe.loaded, null);
+  });
+
+  await t.step("it tests minContext once when no midpoint passes", async () => {
+    const broken = new FakeProbe({ brokenAbove: 1_000 });
+    const reference = await referenceSearch(config, broken);
+    assert.equal(reference.working, null);
+    const last = broken.calls.filter((c) => c.method === "load").at(-1);
+    assert.equal(last?.context, config.minContext);
+    const small = await referenceSearch(config, new FakeProbe({ brokenAbove: 2_500 }));
+    assert.equal(small.working, config.minContext, "minContext itself passes");
+    const none = new FakeProbe({ loadFailAbove: 1_500 });
+    const nothing = await referenceSearch(config, none);
+    assert.equal(nothing.loadable, null);
+    assert.equal(nothing.working, null);
+    assert.equal(nothing.loads, steps + 1, "nothing loads: no second bisection");
   });
 });
 
@@ -376,7 +475,7 @@ Deno.test("the lower bound counts the unavoidable loads and prompts", async (t) 
     const bound = lowerBound({ loadable: 131072, working: 131072 }, config);
     assert.deepEqual(bound, { loads: 1, promptTokens: 131072 - RESERVE });
     const { result } = await search({}, config);
-    assert.deepEqual({ loads: result.loads, promptTokens: result.promptTokens }, bound);
+    assert.deepEqual({ loads: result.loads, promptTokens: result.prefillTokens }, bound);
   });
 
   await t.step("a limited model needs the loads and prompts on both sides of each limit", () => {
@@ -388,6 +487,14 @@ Deno.test("the lower bound counts the unavoidable loads and prompts", async (t) 
       loads: 1,
       promptTokens: 0,
     });
+    assert.deepEqual(lowerBoundSteps({ loadable: 50_000, working: 8_000 }, config), [
+      { kind: "load", context: 50_001, ok: false },
+      { kind: "load", context: 50_000, ok: true },
+      { kind: "needle", promptTokens: 8_000 - RESERVE, cachedTokens: 0 },
+      { kind: "needle", promptTokens: 8_001 - RESERVE, cachedTokens: 8_000 - RESERVE },
+      { kind: "load", context: 8_000, ok: true },
+      { kind: "needle", promptTokens: 8_000 - RESERVE, cachedTokens: 0 },
+    ]);
   });
 });
 
@@ -399,4 +506,64 @@ Deno.test("splitPoint keeps the bisection's worst case while leaning high", () =
     const worst = Math.max(steps(x - (lo ?? 0)), steps((hi ?? 0) - x));
     assert.equal(worst, steps((hi ?? 0) - (lo ?? 0)) - 1);
   }
+});
+
+Deno.test("the climbing step never drops below the precision and shrinks as prefill dearer", () => {
+  for (const p of [256, 1310, 10485]) {
+    let previous = 0;
+    for (const from of [1024, 4096, 16_384, 65_536, 262_144]) {
+      const step = climbStep(from, p);
+      assert.ok(step >= p, `step ${step} below the precision ${p}`);
+      assert.ok(step >= previous, "it grows with the position");
+      previous = step;
+    }
+  }
+  assert.ok(climbStep(2_048, 256) / 2_048 > climbStep(131_072, 256) / 131_072);
+});
+
+Deno.test("the load planner keeps its load allowance and makes fewer loads succeed", () => {
+  for (const units of [2, 5, 17, 64, 100]) {
+    const bisection = Math.ceil(Math.log2(units)) + 1;
+    for (const loads of [bisection, bisection + 2]) {
+      let successes = 0;
+      let plainSuccesses = 0;
+      for (let limit = 0; limit < units; limit++) {
+        // Follow the plan for a limit `limit + 0.5` units above the lowest size.
+        let lo = 0;
+        let hi = units;
+        let loaded = false;
+        let used = 0;
+        while (hi - lo > 1) {
+          const { step, cost } = planLoads(hi - lo, loaded, loads - used);
+          assert.ok(cost < Infinity && step >= 1 && step < hi - lo);
+          used++;
+          if (lo + step <= limit + 0.5) {
+            lo += step;
+            loaded = true;
+            successes++;
+          } else {
+            hi = lo + step;
+            loaded = false;
+          }
+        }
+        if (!loaded) {
+          used++;
+          successes++;
+        }
+        assert.ok(used <= loads, `${used} loads > ${loads} for ${units} units`);
+        lo = 0;
+        hi = units;
+        loaded = false;
+        while (hi - lo > 1) {
+          const mid = Math.floor((lo + hi) / 2);
+          if (mid <= limit + 0.5) [lo, loaded, plainSuccesses] = [mid, true, plainSuccesses + 1];
+          else [hi, loaded] = [mid, false];
+        }
+        if (!loaded) plainSuccesses++;
+      }
+      assert.ok(successes <= plainSuccesses, `${successes} > ${plainSuccesses} (${units} units)`);
+    }
+  }
+  assert.equal(planLoads(100, false, 3).cost, Infinity, "too few loads for 100 units");
+  assert.ok(loadableAllowance(configFor(131072)) <= loadBudget(configFor(131072)));
 });

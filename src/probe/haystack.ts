@@ -174,8 +174,20 @@ function pick<T>(random: () => number, items: readonly T[]): T {
   return items[Math.floor(random() * items.length)] as T;
 }
 
+/** Characters per chunk of the master text whose token count is kept (cut back to a word). */
+const CHUNK_CHARS = 8_000;
+
 /**
  * The deterministic master text of one seed, grown on demand, and the prompts cut from it.
+ *
+ * Counting tokens costs the server time in proportion to the text counted, so the builder counts
+ * each chunk of the master text once and adds the counts: a prompt's count is the sum of the whole
+ * chunks before its cut, the count of the part of the last chunk and the count of the question.
+ * Chunks and cuts always end just before a space or a line break, where tokenizers that split
+ * words at spaces (the emulator's, BPE with a word pre-tokenizer, SentencePiece) start a new
+ * token, so the counts add up. The first prompt of each haystack is also counted whole; if its
+ * count differs from the sum (a tokenizer that merges across words, or adds a BOS token per
+ * call), the haystack falls back to counting every candidate prompt whole.
  */
 export class Haystack {
   readonly seed: number;
@@ -184,8 +196,14 @@ export class Haystack {
   #nextNeedleAt = 1_500;
   #keys = new Set<string>();
   #random: () => number;
-  /** Characters per token, learned from the model's tokenizer on first use. */
-  #charsPerToken: number | undefined;
+  /** Ends of the counted chunks (character offsets, each before a space or a line break). */
+  #chunkEnds: number[] = [];
+  /** Tokens of the master text up to each chunk end. */
+  #chunkTokens: number[] = [];
+  /** Tokens of each question, by needle key. */
+  #questionTokens = new Map<string, number>();
+  /** Whether the sum of counts was checked against a whole count; null: not yet. */
+  #additive: boolean | null = null;
 
   /** Creates the haystack of `seed`. */
   constructor(seed: number) {
@@ -257,8 +275,20 @@ export class Haystack {
   #cutAt(chars: number): number {
     this.#grow(chars + 2_000);
     let cut = Math.max(HEADER.length, Math.floor(chars));
-    while (cut > HEADER.length && this.#text[cut] !== " " && this.#text[cut] !== "\n") cut--;
+    while (cut > HEADER.length && !this.#isBreak(cut)) cut--;
     return cut;
+  }
+
+  #isBreak(at: number): boolean {
+    return this.#text[at] === " " || this.#text[at] === "\n";
+  }
+
+  /** The cut after the next word following `cut`. */
+  #nextCut(cut: number): number {
+    let next = cut + 1;
+    this.#grow(next + 2_000);
+    while (next < this.#text.length && !this.#isBreak(next)) next++;
+    return next;
   }
 
   #promptAt(cut: number, depth: number): { prompt: string; needle: Needle } | undefined {
@@ -267,17 +297,100 @@ export class Haystack {
     return { prompt: this.#text.slice(0, cut) + questionFor(needle.key), needle };
   }
 
+  /** Counts the chunks up to `cut`; returns the index of the last chunk ending at or before it. */
+  async #countChunks(cut: number, count: TokenCounter): Promise<number> {
+    for (;;) {
+      const start = this.#chunkEnds.at(-1) ?? 0;
+      if (start + CHUNK_CHARS > cut) break;
+      const end = this.#cutAt(start + CHUNK_CHARS);
+      const tokens = await count(this.#text.slice(start, end));
+      this.#chunkEnds.push(end);
+      this.#chunkTokens.push((this.#chunkTokens.at(-1) ?? 0) + tokens);
+    }
+    let index = this.#chunkEnds.length - 1;
+    while (index >= 0 && (this.#chunkEnds[index] ?? 0) > cut) index--;
+    return index;
+  }
+
+  /** Tokens of the master text before `cut`, by the chunk counts plus the rest counted. */
+  async #prefixTokens(cut: number, count: TokenCounter): Promise<number> {
+    const index = await this.#countChunks(cut, count);
+    const start = index < 0 ? 0 : this.#chunkEnds[index] ?? 0;
+    const before = index < 0 ? 0 : this.#chunkTokens[index] ?? 0;
+    return before + (cut > start ? await count(this.#text.slice(start, cut)) : 0);
+  }
+
+  async #question(key: string, count: TokenCounter): Promise<number> {
+    const known = this.#questionTokens.get(key);
+    if (known !== undefined) return known;
+    const tokens = await count(questionFor(key));
+    this.#questionTokens.set(key, tokens);
+    return tokens;
+  }
+
   /**
    * Builds a prompt of exactly `targetTokens` tokens where the tokenizer allows it (otherwise
    * the largest below it, a few tokens short at most), asking for the needle nearest `depth`.
    */
   async build(targetTokens: number, depth: number, count: TokenCounter): Promise<NeedlePrompt> {
-    if (this.#charsPerToken === undefined) {
-      this.#grow(20_000);
-      const sample = this.#text.slice(0, 20_000);
-      this.#charsPerToken = sample.length / Math.max(1, await count(sample));
+    if (this.#additive === false) return await this.#buildCountingWhole(targetTokens, depth, count);
+    const built = await this.#buildAdding(targetTokens, depth, count);
+    if (this.#additive === null) {
+      this.#additive = await count(built.prompt) === built.promptTokens;
+      if (!this.#additive) return await this.#buildCountingWhole(targetTokens, depth, count);
     }
-    const ratio = this.#charsPerToken;
+    return built;
+  }
+
+  /** {@link build} by adding chunk counts: the text is counted once per haystack, in chunks. */
+  async #buildAdding(
+    targetTokens: number,
+    depth: number,
+    count: TokenCounter,
+  ): Promise<NeedlePrompt> {
+    await this.#countChunks(CHUNK_CHARS, count);
+    const ratio = (this.#chunkEnds[0] ?? 1) / Math.max(1, this.#chunkTokens[0] ?? 1);
+    const tokensAt = async (cut: number) => {
+      const built = this.#promptAt(cut, depth);
+      if (!built) return { built, prefix: 0, tokens: Infinity };
+      const prefix = await this.#prefixTokens(cut, count);
+      return { built, prefix, tokens: prefix + await this.#question(built.needle.key, count) };
+    };
+    // Secant steps towards the target, then word by word to the largest fit.
+    let cut = this.#cutAt(targetTokens * ratio);
+    let at = await tokensAt(cut);
+    for (let i = 0; i < 8 && at.built && Math.abs(at.tokens - targetTokens) > 3; i++) {
+      const next = this.#cutAt(cut + (targetTokens - at.tokens) * ratio);
+      if (next === cut) break;
+      cut = next;
+      at = await tokensAt(cut);
+    }
+    for (let guard = 0; guard < 200 && at.tokens > targetTokens && cut > HEADER.length; guard++) {
+      cut = this.#cutAt(cut - 1);
+      at = await tokensAt(cut);
+    }
+    // Forward word by word: a word's tokens add to the prefix, so only the word is counted.
+    for (let guard = 0; guard < 200 && at.built && at.tokens < targetTokens; guard++) {
+      const next = this.#nextCut(cut);
+      const built = this.#promptAt(next, depth);
+      if (!built) break;
+      const prefix = at.prefix + await count(this.#text.slice(cut, next));
+      const tokens = prefix + await this.#question(built.needle.key, count);
+      if (tokens > targetTokens) break;
+      cut = next;
+      at = { built, prefix, tokens };
+    }
+    return this.#result(at.built, at.tokens, targetTokens, cut);
+  }
+
+  /** {@link build} by counting every candidate prompt whole: for any tokenizer. */
+  async #buildCountingWhole(
+    targetTokens: number,
+    depth: number,
+    count: TokenCounter,
+  ): Promise<NeedlePrompt> {
+    await this.#countChunks(CHUNK_CHARS, count);
+    const ratio = (this.#chunkEnds[0] ?? 1) / Math.max(1, this.#chunkTokens[0] ?? 1);
     // Secant steps towards the target, then word by word to the largest fit.
     let cut = this.#cutAt(targetTokens * ratio);
     let built = this.#promptAt(cut, depth);
@@ -300,10 +413,7 @@ export class Haystack {
       tokens = built ? await count(built.prompt) : Infinity;
     }
     for (let guard = 0; guard < 200 && built && tokens < targetTokens; guard++) {
-      let next = cut + 1;
-      while (next < this.#text.length && this.#text[next] !== " " && this.#text[next] !== "\n") {
-        next++;
-      }
+      const next = this.#nextCut(cut);
       const candidate = this.#promptAt(next, depth);
       if (!candidate) break;
       const candidateTokens = await count(candidate.prompt);
@@ -312,6 +422,15 @@ export class Haystack {
       built = candidate;
       tokens = candidateTokens;
     }
+    return this.#result(built, tokens, targetTokens, cut);
+  }
+
+  #result(
+    built: { prompt: string; needle: Needle } | undefined,
+    tokens: number,
+    targetTokens: number,
+    cut: number,
+  ): NeedlePrompt {
     if (!built || tokens > targetTokens) {
       throw new RangeError(`A needle prompt needs more than ${targetTokens} tokens`);
     }

@@ -6,7 +6,14 @@
  *
  * Assumptions, shared with every bisection: loading, `2+2=` health and needle success are each
  * monotone in the context (true below some size, false above it), apart from the noisy band that
- * the confirmation step exists for.
+ * the recheck at a second depth and the confirmation step exist for.
+ *
+ * Where the time goes, and so the order of the tests: a load that succeeds takes seconds, one that
+ * LM Studio refuses a fraction of one, so the loadable bisection leans towards sizes likely to be
+ * refused ({@link planLoads}). Prefill dominates a needle probe, and the server keeps the prompt
+ * prefix of the last probe on an instance, so the working search climbs from a short prompt: each
+ * probe pays only for its new tokens, and nothing past the first failure is ever prefilled
+ * ({@link climbStep}); below a failure, every shorter prompt is a prefix of the cached one.
  *
  * @module
  */
@@ -84,6 +91,8 @@ export interface SearchTarget {
   fresh: boolean;
   /** Whether a failure here continues the back-off (a failed confirmation, or a back-off step). */
   backoff?: boolean;
+  /** Whether only the `2+2=` health at this load is asked (no needle). */
+  sanityOnly?: boolean;
 }
 
 /**
@@ -115,6 +124,12 @@ export interface SearchState {
   workFailLoaded: number | null;
   /** Largest size whose prompt passed on a larger instance, not yet confirmed by a load there. */
   hint: number | null;
+  /** The pass below `hint` (the hint before it): the fallback when a recheck fails the hint. */
+  hintBelow?: number | null;
+  /** The hint that also passed with a needle at another depth (ready for its confirmation). */
+  hintChecked?: number | null;
+  /** Size of the instance on which the prompt that set `workFail` failed. */
+  promptFailOn?: number | null;
   /** Set once a load contradicted a prompt-level result: load-level tests only from then on. */
   distrustPrompts: boolean;
   /** Whether any prompt-level needle has passed (none at all makes the failures suspect). */
@@ -127,6 +142,8 @@ export interface SearchState {
   target: SearchTarget | null;
   /** Needle probes sent so far (all runs): picks the next needle depth. */
   needles: number;
+  /** Loads of the loadable phase so far (all runs): bounds the extra loads of the planner. */
+  loadableLoads?: number;
   /** Working context once the search is done. */
   working: number | null;
   /** Set while a load is under way: if the run dies there, the next run counts it as crashed. */
@@ -176,6 +193,32 @@ export interface SearchOptions {
 /** Needle depths, used in turn, so that consecutive probes ask about different places. */
 const DEPTHS = [0.5, 0.25, 0.75, 0.1, 0.9, 0.4, 0.6] as const;
 
+/**
+ * What one needle probe costs beyond the prefill of its new prompt tokens (the question, the
+ * answer's generation, counting tokens, the round trip), in prompt tokens at the start of the
+ * context. An estimate for local models: generating ten tokens takes about as long as
+ * prefilling several hundred.
+ */
+const PROBE_COST_TOKENS = 1000;
+
+/** Position at which attention has doubled the prefill cost of a token (typical local models). */
+const ATTENTION_DOUBLING_TOKENS = 32_768;
+
+/** Below a failure, an interval of at most this many precisions is walked down, not bisected. */
+const NARROW_STEPS = 4;
+
+/**
+ * What a load that succeeds costs, in loads that LM Studio refuses: loading the weights takes
+ * seconds, a guardrail refusal a fraction of one.
+ */
+const LOAD_COST_RATIO = 25;
+
+/** Loads the loadable phase may spend beyond a plain bisection, to make fewer of them succeed. */
+const EXTRA_LOADABLE_LOADS = 2;
+
+/** Largest interval, in precisions, that the load planner plans exactly (else it bisects). */
+const PLAN_UNITS = 200;
+
 /** Safety net against a planning bug: no real search comes near this many steps. */
 const MAX_STEPS = 10_000;
 
@@ -206,12 +249,16 @@ export function initialState(config: SearchConfig): SearchState {
     workFail: null,
     workFailLoaded: null,
     hint: null,
+    hintBelow: null,
+    hintChecked: null,
+    promptFailOn: null,
     distrustPrompts: false,
     promptPassed: false,
     backoff: 0,
     instance: null,
     target: null,
     needles: 0,
+    loadableLoads: 0,
     working: null,
   };
 }
@@ -255,6 +302,67 @@ export function splitPoint(lo: number, hi: number, precision: number): number {
   let step = Math.max(1, precision);
   while (step * 2 < hi - lo) step *= 2;
   return Math.min(hi - 1, lo + step);
+}
+
+/**
+ * Step of the climbing prompt scan above a pass at `from`: at least the precision, else the step
+ * that minimises the scan's expected cost when the limit lies anywhere above. Climbing to a limit
+ * W in steps s costs about W/s probes of fixed cost c; the first failure overshoots the limit by
+ * s/2 on average, prefilled at the cost of tokens near W, and stepping back down costs a probe
+ * per precision p. Minimising W*c/s + s/2 * (cost of a token near W + c/p) gives
+ * s = sqrt(2*W*c / (1 + W/a + c/p)), a the position where attention doubles a token's cost.
+ */
+export function climbStep(from: number, precision: number): number {
+  const tokenCost = 1 + from / ATTENTION_DOUBLING_TOKENS + PROBE_COST_TOKENS / precision;
+  return Math.max(precision, Math.round(Math.sqrt(2 * from * PROBE_COST_TOKENS / tokenCost)));
+}
+
+/**
+ * Loads the loadable phase may use in all: the load at the cap, a bisection of the rest to the
+ * precision, the reload of its result, and {@link EXTRA_LOADABLE_LOADS}.
+ */
+export function loadableAllowance(config: SearchConfig): number {
+  const units = Math.max(1, (searchCap(config) - config.minContext) / config.precision);
+  return 2 + Math.ceil(Math.log2(units)) + EXTRA_LOADABLE_LOADS;
+}
+
+/** Memo of {@link planLoads}: key `units,loaded,loads`. */
+const loadPlans = new Map<string, { cost: number; step: number }>();
+
+/**
+ * Plan of the loadable bisection when loads that succeed cost {@link LOAD_COST_RATIO} times a
+ * refused one: for an interval of `units` precisions above the largest size known to load
+ * (`loaded`: whether that size is loaded now) and below the smallest known not to, the step
+ * (in precisions) of the next load that minimises the expected cost, the limit being anywhere in
+ * the interval, without ever needing more than `loads` loads, the reload of the result included.
+ * A success there costs the most and leaves the smaller part above it; a refusal is cheap. So the
+ * plan tests above the midpoint and ends on a success when it can. Returns the expected cost
+ * (Infinity when `loads` cannot suffice).
+ */
+export function planLoads(
+  units: number,
+  loaded: boolean,
+  loads: number,
+): { cost: number; step: number } {
+  if (units <= 1) {
+    if (loaded) return { cost: 0, step: 0 };
+    return { cost: loads >= 1 ? LOAD_COST_RATIO : Infinity, step: 0 };
+  }
+  if (loads <= 0 || units > PLAN_UNITS || loads < Math.ceil(Math.log2(units))) {
+    return { cost: Infinity, step: 0 };
+  }
+  const key = `${units},${loaded},${loads}`;
+  const known = loadPlans.get(key);
+  if (known !== undefined) return known;
+  let best = { cost: Infinity, step: 0 };
+  for (let step = units - 1; step >= 1; step--) {
+    const up = planLoads(units - step, true, loads - 1).cost;
+    const down = planLoads(step, false, loads - 1).cost;
+    const cost = ((units - step) * (LOAD_COST_RATIO + up) + step * (1 + down)) / units;
+    if (cost < best.cost - 1e-9) best = { cost, step };
+  }
+  loadPlans.set(key, best);
+  return best;
 }
 
 function validateConfig(config: SearchConfig): void {
@@ -353,7 +461,15 @@ class SearchRun {
       if (hint > (lo ?? minContext - 1)) return hint + precision < hi ? hint + precision : hint;
     }
     if (lo === null && hi - minContext <= precision) return minContext;
-    return splitPoint(lo ?? minContext, hi, precision);
+    const base = lo ?? minContext;
+    const units = Math.ceil((hi - base) / precision);
+    // A model broken at a loaded size needs its loads for the working phase's load bisection.
+    const extra = this.#state.saneFail === null ? EXTRA_LOADABLE_LOADS : 0;
+    const left = loadableAllowance(this.#config) - EXTRA_LOADABLE_LOADS + extra -
+      (this.#state.loadableLoads ?? 0);
+    const plan = planLoads(units, lo !== null && this.#loaded === lo, left);
+    if (plan.cost === Infinity) return splitPoint(base, hi, precision);
+    return Math.min(hi - 1, base + plan.step * precision);
   }
 
   #endLoadable(loadable: number | null): void {
@@ -385,35 +501,118 @@ class SearchRun {
       return this.#done(null);
     }
     if (s.target !== null) return await this.#targetStep(s.target);
-
     if (s.hint !== null && (s.hint <= (lo ?? minContext - 1) || (hi !== null && s.hint >= hi))) {
       s.hint = null;
     }
-    if (s.hint !== null) {
-      // Narrow the prompt-level search on the loaded instance first; confirm by a load at the end.
-      if (hi !== null && hi - s.hint > precision) {
-        const x = splitPoint(s.hint, hi, precision);
-        if (this.#promptsUsable(x)) return await this.#promptStep(x);
+    if (s.distrustPrompts || s.backoff > 0) {
+      // Load-level tests only: every size is loaded and probed at its full length.
+      const x = this.#nextLoadLevelSize(lo, hi, top);
+      s.target = { context: x, fresh: s.distrustPrompts, backoff: s.backoff > 0 };
+      return;
+    }
+    const sanityTest = this.#nextSanitySize(hi);
+    if (sanityTest !== null) {
+      s.target = { context: sanityTest, fresh: false, sanityOnly: true };
+      return;
+    }
+    const instance = this.#scanInstance();
+    const pass = Math.max(lo ?? 0, s.hint ?? 0) || null;
+    if (instance === null || (pass !== null && instance <= pass)) {
+      const x = this.#nextLoadLevelSize(lo, hi, top);
+      s.target = { context: x, fresh: false };
+      return;
+    }
+    if (s.hint !== null && hi !== null && hi - s.hint <= precision) {
+      // One pass may be luck (a noisy band): ask again at another depth on the same instance,
+      // which costs only the question as the text is cached, before paying for a reload.
+      if (s.hintChecked !== s.hint && this.#promptsUsable(s.hint)) {
+        return await this.#promptStep(s.hint, true);
       }
+      // Found by prompts on a larger instance: confirm by a load there, with a new haystack.
       s.target = { context: s.hint, fresh: true, backoff: true };
       return;
     }
-    const x = this.#nextWorkSize(lo, hi, top);
+    const x = hi === null || hi > instance
+      ? this.#climbSize(pass, instance)
+      : this.#narrowSize(pass, hi);
+    if (x === instance) {
+      // The full length of the loaded instance: a load-level test without a reload.
+      s.target = { context: x, fresh: false };
+      return;
+    }
     if (this.#promptsUsable(x)) return await this.#promptStep(x);
-    s.target = { context: x, fresh: s.distrustPrompts, backoff: s.backoff > 0 };
+    s.target = { context: x, fresh: false };
   }
 
   /**
-   * Order of the working probes. The first probe fills the top instance (the loadable size): the
-   * common answer is W = L, and any proof of it must send that full prompt anyway. After a failure
-   * there, every shorter seeded prompt is a prefix of what the server already holds, so probes
-   * below cost almost nothing and only the climbs after a pass cost their extra tokens. A climbing
-   * scan from below would send fewer new tokens but many more probes (each with its question and
-   * up to 64 generated tokens at long context), and the sum of prompt lengths grows with their
-   * number; the bisection keeps the probes logarithmic and its climbs add up to at most half the
-   * searched range.
+   * The instance the prompt-level scan runs on: the latest load when `2+2=` passed there, else
+   * the largest size known to answer it (reloaded by the next prompt step); null when none is.
    */
-  #nextWorkSize(lo: number | null, hi: number | null, top: number): number {
+  #scanInstance(): number | null {
+    const s = this.#state;
+    if (s.instance !== null && this.#sane(s.instance) === true) return s.instance;
+    if (s.saneOk === null) return null;
+    s.instance = s.saneOk;
+    return s.instance;
+  }
+
+  /**
+   * Next load size whose `2+2=` health is worth knowing, or null. Only for a model broken when
+   * loaded large, while no needle failed below the broken size: the health limit is then the
+   * working limit unless a needle says otherwise, and health costs a load and `2+2=` while a
+   * needle costs its whole prompt on every new instance. So the health limit is bisected first,
+   * and needles run once, on the largest healthy instance.
+   */
+  #nextSanitySize(hi: number | null): number | null {
+    const s = this.#state;
+    const { minContext, precision } = this.#config;
+    if (s.saneFail === null || hi === null || hi < s.saneFail) return null;
+    const saneLo = Math.max(s.saneOk ?? 0, s.workOk ?? 0, s.hint ?? 0) || null;
+    if (saneLo === null) {
+      return s.saneFail - minContext <= precision
+        ? minContext
+        : splitPoint(minContext, s.saneFail, precision);
+    }
+    if (s.saneFail - saneLo <= precision) return null;
+    return splitPoint(saneLo, s.saneFail, precision);
+  }
+
+  /**
+   * Next prompt length (as a context size) of the climbing scan on an instance loaded at
+   * `instance`, above the largest pass so far (`pass`, or minContext when none), with no failure
+   * known below the instance. Climbing keeps the prompt cache useful: each probe extends the
+   * previous prompt, so the scan prefills each position once, up to the first failure, whatever
+   * the number of probes, and a model working at its full size costs what one full-length probe
+   * costs plus the small probes' overhead. Probing the full length first would prefill the whole
+   * instance even when the model stops working far below it, and prefill grows faster than
+   * linearly with the position. The step balances a probe's fixed cost (question, answer,
+   * counting) against the overshoot past the limit, which the failing probe prefills for
+   * nothing and the narrowing below it walks back: see {@link climbStep}. Close to the instance
+   * size it probes the instance size itself, which needs no confirming reload.
+   */
+  #climbSize(pass: number | null, instance: number): number {
+    const { minContext, precision } = this.#config;
+    const from = pass ?? minContext;
+    const x = from + climbStep(from, precision);
+    return x > instance - precision ? instance : x;
+  }
+
+  /**
+   * Next size between the largest pass (`pass`, or minContext) and the smallest failure `hi` on
+   * the loaded instance. Every probe below the last prompt reuses its prefix, so stepping down by
+   * the precision from the failure costs no prefill; a pass ends the search for the prompt-level
+   * limit there. A wide interval is bisected instead, to keep the number of probes logarithmic.
+   */
+  #narrowSize(pass: number | null, hi: number): number {
+    const { minContext, precision } = this.#config;
+    if (pass === null && hi - minContext <= precision) return minContext;
+    const lo = pass ?? minContext;
+    if (hi - lo <= NARROW_STEPS * precision) return Math.max(lo + 1, hi - precision);
+    return splitPoint(lo, hi, precision);
+  }
+
+  /** Next load-level test when prompts on a larger instance cannot be used or trusted. */
+  #nextLoadLevelSize(lo: number | null, hi: number | null, top: number): number {
     const s = this.#state;
     const { minContext, precision } = this.#config;
     if (hi === null) return top;
@@ -437,16 +636,35 @@ class SearchRun {
       this.#sane(s.instance) === true;
   }
 
-  /** Prompt-level test: a needle of `x - reserve` tokens on the (larger) current instance. */
-  async #promptStep(x: number): Promise<void> {
+  /**
+   * Prompt-level test: a needle of `x - reserve` tokens on the (larger) current instance;
+   * `recheck` asks again about the current hint, with a needle at another depth.
+   */
+  async #promptStep(x: number, recheck = false): Promise<void> {
     const s = this.#state;
     const instance = s.instance ?? x;
     if (this.#loaded !== instance) return await this.#restore(instance, "working");
     const attempt = await this.#needle(x - this.#config.reserve, false, "working");
     if (attempt.outcome === "pass") {
-      s.hint = Math.max(s.hint ?? 0, x);
+      if (recheck) s.hintChecked = x;
+      else if (x > (s.hint ?? 0)) {
+        s.hintBelow = s.hint;
+        s.hint = x;
+      }
       s.promptPassed = true;
-    } else s.workFail = Math.min(s.workFail ?? Infinity, x);
+    } else {
+      if (x < (s.workFail ?? Infinity)) {
+        s.workFail = x;
+        s.promptFailOn = instance;
+      }
+      if (s.hint !== null && s.hint >= x) {
+        // The hint failed now: fall back to the pass below it.
+        s.hint = s.hintBelow !== undefined && s.hintBelow !== null && s.hintBelow < x
+          ? s.hintBelow
+          : null;
+        s.hintBelow = null;
+      }
+    }
     await this.#record(attempt);
   }
 
@@ -489,6 +707,8 @@ class SearchRun {
     }
     s.target = null;
     if (!sane) return this.#failLoadLevel(x, target.backoff === true);
+    // Healthy: the scan goes on with needles on this instance.
+    if (target.sanityOnly === true) return;
     const attempt = await this.#needle(x - this.#config.reserve, target.fresh, phase);
     if (attempt.outcome === "pass") this.#passLoadLevel(x);
     else this.#failLoadLevel(x, target.backoff === true);
@@ -507,8 +727,10 @@ class SearchRun {
       // Every prompt failed on the large instance, yet a load this small works: the large
       // instance may be garbling everything (healthy on `2+2=` only). One load at the lowest
       // prompt failure tells a real cliff (it fails: done) from that (it passes: search by loads).
+      // The instance those prompts failed on fails at its full length too (a longer prompt).
       s.distrustPrompts = true;
-      s.workFail = s.workFailLoaded;
+      const failedOn = Math.min(s.workFailLoaded ?? Infinity, s.promptFailOn ?? Infinity);
+      s.workFail = failedOn === Infinity ? null : failedOn;
       s.target = { context: promptFail, fresh: true };
     }
   }
@@ -571,6 +793,7 @@ class SearchRun {
   async #load(context: number, phase: Phase): Promise<Attempt> {
     const s = this.#state;
     s.pendingLoad = context;
+    if (phase === "loadable") s.loadableLoads = (s.loadableLoads ?? 0) + 1;
     await this.#hooks.beforeLoad?.(context, structuredClone(s));
     // The probe unloads whatever was loaded before, whatever the outcome.
     this.#loaded = null;
@@ -596,6 +819,8 @@ class SearchRun {
   async #sanityAttempt(phase: Phase): Promise<Attempt> {
     const s = this.#state;
     const context = this.#loaded ?? 0;
+    // `2+2=` shares no prefix with a needle prompt: it replaces what the server keeps.
+    this.#cached = null;
     const answer = await this.#probe.sanity();
     if (answer.pass) s.saneOk = Math.max(s.saneOk ?? 0, context);
     else s.saneFail = Math.min(s.saneFail ?? Infinity, context);

@@ -24,31 +24,62 @@ export interface SearchCost {
   promptTokens: number;
 }
 
+/** One unavoidable step, in order, so that a caller can price it with its own cost model. */
+export type LowerBoundStep =
+  | { kind: "load"; context: number; ok: boolean }
+  | {
+    kind: "needle";
+    /** Prompt length. */
+    promptTokens: number;
+    /** Leading tokens the instance already holds from the previous prompt (prefix cache). */
+    cachedTokens: number;
+  };
+
 /**
- * The unavoidable work: a load at the loadable size and a failing one just above it (unless the
- * loadable size is the cap); a passing needle at the working size and a failing one just above it
- * (unless working equals loadable), which can share the loadable instance; and the confirming
- * reload at the working size, whose full-length probe can be the passing one. A null loadable
- * size still costs a failing load at minContext; a null working size a failing needle at
- * minContext, loaded there (the loadable load, when the precision lets it be minContext).
+ * The unavoidable steps: a failing load just above the loadable size (unless the loadable size is
+ * the cap), then a load at it; a passing needle at the working size and a failing one just above
+ * it (unless working equals loadable), which can share the loadable instance and its prompt
+ * cache; and the confirming reload at the working size, whose fresh full-length probe can be the
+ * passing one. A null loadable size still costs a failing load at minContext; a null working
+ * size a failing needle at minContext, loaded there (the loadable load, when the precision lets it
+ * be minContext).
  */
-export function lowerBound(truth: TrueLimits, config: SearchConfig): SearchCost {
-  const { minContext, reserve } = config;
+export function lowerBoundSteps(truth: TrueLimits, config: SearchConfig): LowerBoundStep[] {
+  const { minContext, reserve, precision } = config;
   const cap = searchCap(config);
-  if (cap < minContext) return { loads: 0, promptTokens: 0 };
-  if (truth.loadable === null) return { loads: 1, promptTokens: 0 };
-  const loads = truth.loadable < cap ? 2 : 1;
+  if (cap < minContext) return [];
+  if (truth.loadable === null) return [{ kind: "load", context: minContext, ok: false }];
+  const steps: LowerBoundStep[] = [];
+  if (truth.loadable < cap) steps.push({ kind: "load", context: truth.loadable + 1, ok: false });
+  steps.push({ kind: "load", context: truth.loadable, ok: true });
   if (truth.working === null) {
-    return {
-      loads: loads + (truth.loadable - config.precision > minContext ? 1 : 0),
-      promptTokens: minContext - reserve,
-    };
+    if (truth.loadable - precision > minContext) {
+      steps.push({ kind: "load", context: minContext, ok: true });
+    }
+    steps.push({ kind: "needle", promptTokens: minContext - reserve, cachedTokens: 0 });
+    return steps;
   }
   if (truth.working >= truth.loadable) {
-    return { loads, promptTokens: truth.loadable - reserve };
+    steps.push({ kind: "needle", promptTokens: truth.loadable - reserve, cachedTokens: 0 });
+    return steps;
   }
-  return {
-    loads: loads + 1,
-    promptTokens: truth.working - reserve + (truth.working + 1 - reserve),
-  };
+  const passing = truth.working - reserve;
+  steps.push({ kind: "needle", promptTokens: passing, cachedTokens: 0 });
+  steps.push({ kind: "needle", promptTokens: passing + 1, cachedTokens: passing });
+  steps.push({ kind: "load", context: truth.working, ok: true });
+  steps.push({ kind: "needle", promptTokens: passing, cachedTokens: 0 });
+  return steps;
+}
+
+/**
+ * The unavoidable work of {@link lowerBoundSteps}, counted: loads (each load counts, failed ones
+ * too) and needle prompt tokens, except that the confirming probe counts as the passing one.
+ */
+export function lowerBound(truth: TrueLimits, config: SearchConfig): SearchCost {
+  const steps = lowerBoundSteps(truth, config);
+  const loads = steps.filter((s) => s.kind === "load").length;
+  const needles = steps.flatMap((s) => s.kind === "needle" ? [s.promptTokens] : []);
+  // Passing probe, failing probe, confirming probe: the confirmation can be the passing probe.
+  const counted = needles.length === 3 ? needles.slice(1) : needles;
+  return { loads, promptTokens: counted.reduce((sum, n) => sum + n, 0) };
 }

@@ -1,9 +1,15 @@
 /**
- * The reference algorithm the bench compares the search with: the original plan of two plain
- * midpoint bisections over [minContext, cap], reloading at every step. The first judges "loads
- * and reports the asked size"; the second judges the `2+2=` answer alone and never fills the
- * context, so it cannot see a model that loads and chats but loses the needle. Pure, like the
- * search: same {@link Probe}, same {@link SearchResult}.
+ * The reference algorithm the bench compares the search with: the original plan, exactly as the
+ * issue states it. Two plain midpoint bisections over [minContext, cap] (cap = declared, capped by
+ * maxContext), each to the precision, reloading at every step:
+ * - the first judges "loads and reports the asked size";
+ * - the second judges a load at the midpoint plus the `2+2=` answer alone (a load that fails or
+ *   is fitted counts as not working). It never fills the context, so it cannot see a model that
+ *   loads and chats but loses the needle.
+ * The endpoints are never tested; each result is the last midpoint that passed. When no midpoint
+ * passed, minContext is tested once at the end: it gives minContext, or null when it fails too.
+ * When nothing loads, the second bisection is skipped (working is null as well).
+ * Pure, like the search: same {@link Probe}, same {@link SearchResult}.
  *
  * @module
  */
@@ -55,26 +61,28 @@ export async function referenceSearch(
     return answer.pass;
   };
 
-  /** Largest size in [minContext, top] that `ok` accepts, to the precision; null if none. */
-  const bisect = async (top: number, ok: (x: number) => Promise<boolean>) => {
-    if (top < config.minContext) return null;
-    if (await ok(top)) return top;
+  /** Plain midpoint bisection of [minContext, cap] to the precision; null if nothing passes. */
+  const bisect = async (ok: (x: number) => Promise<boolean>): Promise<number | null> => {
+    const cap = searchCap(config);
+    if (cap < config.minContext) return null;
     let lo = config.minContext;
-    let hi = top;
-    let loTested = false;
+    let hi = cap;
+    let passed = false;
     while (hi - lo > config.precision) {
       const mid = Math.floor((lo + hi) / 2);
       if (await ok(mid)) {
         lo = mid;
-        loTested = true;
+        passed = true;
       } else hi = mid;
     }
-    if (!loTested && !(await ok(lo))) return null;
-    return lo;
+    if (passed) return lo;
+    return await ok(config.minContext) ? config.minContext : null;
   };
 
-  const loadable = await bisect(searchCap(config), (x) => judge(x, false));
-  const working = loadable === null ? null : await bisect(loadable, (x) => judge(x, true));
+  const loadable = await bisect((x) => judge(x, false));
+  // Nothing loads at all: nothing can work either, and the second bisection would only repeat
+  // the first one's refusals.
+  const working = loadable === null ? null : await bisect((x) => judge(x, true));
   await probe.unload();
   state.phase = "done";
   state.loadable = loadable;

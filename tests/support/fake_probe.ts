@@ -1,7 +1,7 @@
 /**
  * A configurable fake of one model in LM Studio, for driving the context search in unit tests:
  * refuses, fits or breaks above chosen sizes, fails needles above a chosen prompt length (with an
- * optional noisy band), can throw on its k-th call, records every call and tracks what is loaded.
+ * optional noisy band or a blind depth), can throw on its k-th call, records every call and tracks what is loaded.
  * Also the oracle giving the true limits of such a model, and a seeded PRNG.
  *
  * @module
@@ -31,6 +31,8 @@ export interface FakeModel {
    * seeds and lengths (a fixed pattern, so runs repeat exactly).
    */
   noisy?: { floor: number; hard: number };
+  /** Needles longer than `above` tokens asked at exactly `depth` fail (a blind spot). */
+  blindDepth?: { depth: number; above: number };
   /** The k-th call (1-based, counting load, sanity and needle) throws. */
   throwOnCall?: number;
 }
@@ -148,6 +150,9 @@ export class FakeProbe implements Probe {
       limit += m.largeLoadBonus.extra;
     }
     if (promptTokens > limit) return false;
+    if (m.blindDepth !== undefined && depth === m.blindDepth.depth) {
+      if (promptTokens > m.blindDepth.above) return false;
+    }
     if (m.noisy === undefined || promptTokens <= m.noisy.floor) return true;
     if (promptTokens > m.noisy.hard) return false;
     const h = Math.imul(promptTokens ^ Math.imul(this.#seed + 1, 0x9e3779b1), 0x85ebca6b) ^
@@ -189,9 +194,11 @@ export function truthOf(model: FakeModel, config: SearchConfig): FakeTruth {
     else working = Math.min(working, bonus.above);
   }
   if (working < minContext) return { loadable, working: null, workingFloor: null };
-  const floor = model.noisy === undefined
+  // Below a noisy band or a blind depth every needle passes: that is the lowest fair report.
+  const sure = Math.min(model.noisy?.floor ?? Infinity, model.blindDepth?.above ?? Infinity);
+  const floor = sure === Infinity
     ? working - precision
-    : Math.min(working, model.noisy.floor + reserve) - precision;
+    : Math.min(working, sure + reserve) - precision;
   return { loadable, working, workingFloor: Math.max(minContext, floor) };
 }
 
