@@ -17,6 +17,17 @@ Deno.test("needle prompts", async (t) => {
     }
   });
 
+  await t.step("stay exact with a tokenizer that adds a start token to every count", async () => {
+    // Chunk sums then overcount by one token per chunk: the builder must notice and count whole.
+    const withStart = (text: string) => Promise.resolve(countTokens(text) + 1);
+    const haystack = new Haystack(21);
+    for (const target of [3_000, 40_000]) {
+      const built = await haystack.build(target, 0.5, withStart);
+      assert.equal(built.promptTokens, target);
+      assert.equal(countTokens(built.prompt) + 1, target);
+    }
+  });
+
   await t.step("follow the contract's needle, question and answer-prefix format", async () => {
     const built = await new Haystack(3).build(8_000, 0.3, count);
     const needles = [...built.prompt.matchAll(NEEDLE)];
