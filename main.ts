@@ -55,6 +55,15 @@ function parseTokens(value: string): number {
   return amount;
 }
 
+/** Parses a number of seconds: `30`, `2.5`. */
+function parseSeconds(value: string): number {
+  const amount = /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
+  if (!Number.isFinite(amount) || amount <= 0) {
+    throw new InvalidArgumentError(`expected a positive number of seconds such as 30 or 2.5`);
+  }
+  return amount;
+}
+
 function addGlobalOptions(command: Command): Command {
   return command
     .option(
@@ -129,6 +138,14 @@ export async function main(args: string[]): Promise<number> {
     )
     .option("--min-context <tokens>", "smallest context worth testing (default 2048)", parseTokens)
     .option("--max-context <tokens>", "never load a model above this context", parseTokens)
+    .option(
+      "--timeout <seconds>",
+      "base deadline of each call to LM Studio; predictions get 15 ms more per prompt token " +
+        "(env LMSTRIX_TIMEOUT; default: 60 s, loads 10 min, predictions 2 min). A call that " +
+        "passes it or loses its connection is retried with exponential backoff (first delay " +
+        "env LMSTRIX_BACKOFF_MS, default 1000)",
+      parseSeconds,
+    )
     .action(async (models: string[], options: TestCommandOptions, command: Command) => {
       exitCode = await runTest(setup(command), output, models, options, interrupt.signal);
     });
@@ -165,6 +182,11 @@ export async function main(args: string[]): Promise<number> {
   } finally {
     for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
   }
+  // A command that does not watch for interrupts (scan, list, ...) finished its short work
+  // anyway; the run still ends as stopped by the signal, as the user asked.
+  if (interrupt.signal.aborted && exitCode !== 2 && exitCode !== 4) {
+    exitCode = exitCodeFor(new InterruptedError(String(interrupt.signal.reason)));
+  }
   return exitCode;
 }
 
@@ -177,7 +199,9 @@ function report(error: unknown, output: Output, commanderText: string): number {
     ) {
       return 0;
     }
-    const message = commanderText.trim().replace(/^error:\s*/i, "") || error.message;
+    // One line: commander puts its "(Did you mean ...?)" on a line of its own.
+    const message = commanderText.trim().replace(/^error:\s*/i, "").replace(/\s*\n\s*/g, " ") ||
+      error.message;
     output.error(
       message,
       'run "lmstrix --help" (or "lmstrix <command> --help") to see the options',
@@ -199,5 +223,7 @@ function report(error: unknown, output: Output, commanderText: string): number {
 }
 
 if (import.meta.main) {
-  Deno.exitCode = await main(Deno.args);
+  // Exit explicitly: a call LM Studio never answered keeps the SDK's socket open, and it must not
+  // keep the process alive once the run has unloaded, saved and reported.
+  Deno.exit(await main(Deno.args));
 }

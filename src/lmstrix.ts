@@ -8,7 +8,7 @@
  */
 
 import { LmstrixError, LmStudioUnreachableError, UsageError } from "./errors.ts";
-import { DEFAULT_TIMEOUTS, INSTANCE_PREFIX } from "./lmstudio/client.ts";
+import { DEFAULT_TIMEOUTS, INSTANCE_PREFIX, timeoutsFromSeconds } from "./lmstudio/client.ts";
 import type { LmStudio, Timeouts } from "./lmstudio/client.ts";
 import { discoverServer } from "./lmstudio/discovery.ts";
 import { classifyFailure, LmStudioCallError, messageOf } from "./lmstudio/failures.ts";
@@ -57,7 +57,7 @@ export interface LMStrixOptions {
   discoveryPorts?: readonly number[];
   /** Reads the environment (default `Deno.env.get`). */
   env?: (name: string) => string | undefined;
-  /** First backoff delay after a dropped connection, in ms (default 1000). */
+  /** First backoff delay after a dropped connection, in ms; default `LMSTRIX_BACKOFF_MS`, else 1000. */
   backoffMs?: number;
   /** Retries of a dropped connection or a hung call (default 3). */
   retries?: number;
@@ -71,6 +71,12 @@ export interface TestOptions {
   minContext?: number | undefined;
   /** No load above this. */
   maxContext?: number | undefined;
+  /**
+   * Base deadline of every call to LM Studio, in seconds (predictions get more per prompt
+   * token); default `LMSTRIX_TIMEOUT`, else the {@link DEFAULT_TIMEOUTS}. A call that passes it
+   * is retried, then counts as an error of that attempt, never as a limit.
+   */
+  timeoutSeconds?: number | undefined;
   /** Test again models already tested. */
   force?: boolean | undefined;
   /** Aborts the run (SIGINT/SIGTERM): unload, save, throw {@link InterruptedError}. */
@@ -171,6 +177,26 @@ export class LMStrix {
     return (this.#options.env ?? ((n: string) => Deno.env.get(n)))(name);
   }
 
+  /** A number from the environment (positive, or with `zero` also 0); undefined when unset. */
+  #envNumber(name: string, what: string, zero = false): number | undefined {
+    const text = this.#env(name)?.trim();
+    if (text === undefined || text === "") return undefined;
+    const value = Number(text);
+    if (!/^\d+(\.\d+)?$/.test(text) || !Number.isFinite(value) || (value === 0 && !zero)) {
+      throw new UsageError(`${name} must be ${what}, not "${text}"`, {
+        hint: `fix or unset ${name}`,
+      });
+    }
+    return value;
+  }
+
+  /** The deadlines of a test run: `timeoutSeconds`, else `LMSTRIX_TIMEOUT`, else the defaults. */
+  #testTimeouts(options: TestOptions): Partial<Timeouts> {
+    const seconds = options.timeoutSeconds ??
+      this.#envNumber("LMSTRIX_TIMEOUT", "a positive number of seconds");
+    return seconds === undefined ? {} : timeoutsFromSeconds(seconds);
+  }
+
   /** The files LMStrix uses. */
   get paths(): LmstrixPaths {
     this.#paths ??= lmstrixPaths(
@@ -180,7 +206,7 @@ export class LMStrix {
   }
 
   /** Finds LM Studio and opens the adapter; throws {@link LmStudioUnreachableError}. */
-  async #connect(): Promise<LmStudio> {
+  async #connect(timeouts: Partial<Timeouts> = {}): Promise<LmStudio> {
     const server = this.#options.server ?? this.#env("LMSTRIX_SERVER");
     let found;
     try {
@@ -201,13 +227,16 @@ export class LMStrix {
     }
     const { connectLmStudio } = await import("./lmstudio/client.ts");
     return await connectLmStudio(found.baseUrl, {
-      timeouts: { ...DEFAULT_TIMEOUTS, ...this.#options.timeouts },
+      timeouts: { ...DEFAULT_TIMEOUTS, ...this.#options.timeouts, ...timeouts },
     });
   }
 
   /** Runs `work` with the adapter, turning connection failures into {@link LmStudioUnreachableError}. */
-  async #withLmStudio<T>(work: (lms: LmStudio) => Promise<T>): Promise<T> {
-    const lms = await this.#connect();
+  async #withLmStudio<T>(
+    work: (lms: LmStudio) => Promise<T>,
+    timeouts: Partial<Timeouts> = {},
+  ): Promise<T> {
+    const lms = await this.#connect(timeouts);
     try {
       return await work(lms);
     } catch (error) {
@@ -341,20 +370,49 @@ export class LMStrix {
         },
       );
     }
+    if (
+      options.timeoutSeconds !== undefined &&
+      !(Number.isFinite(options.timeoutSeconds) && options.timeoutSeconds > 0)
+    ) {
+      throw new UsageError(
+        `--timeout must be a positive number of seconds, not "${options.timeoutSeconds}"`,
+      );
+    }
+    const timeouts = this.#testTimeouts(options);
+    const backoffMs = this.#options.backoffMs ??
+      this.#envNumber("LMSTRIX_BACKOFF_MS", "a number of milliseconds", true);
+    const signal = options.signal;
+    const stopIfInterrupted = () => {
+      if (signal?.aborted) throw new InterruptedError(String(signal.reason ?? "SIGINT"));
+    };
     return this.#withLock(async () => {
       const registry = await this.#read();
       const chosen = chooseModels(registry, queries, options.force ?? false);
       if (chosen.length === 0) return [];
+      stopIfInterrupted();
       return await this.#withLmStudio(async (lms) => {
-        await this.#clearLeftovers(lms, options);
-        const results: TestResult[] = [];
-        for (const [index, record] of chosen.entries()) {
-          const result = await this.#testOne(lms, registry, record, index, chosen.length, options);
-          results.push(result);
-          options.onEvent?.({ type: "model-done", result });
+        try {
+          await this.#clearLeftovers(lms, options);
+          const results: TestResult[] = [];
+          for (const [index, record] of chosen.entries()) {
+            stopIfInterrupted();
+            const result = await this.#testOne(
+              lms,
+              registry,
+              record,
+              { index, total: chosen.length, backoffMs },
+              options,
+            );
+            results.push(result);
+            options.onEvent?.({ type: "model-done", result });
+          }
+          return results;
+        } catch (error) {
+          // Whatever an interrupt cut short (a listing, an unload) ends the run as an interrupt.
+          if (!(error instanceof InterruptedError)) stopIfInterrupted();
+          throw error;
         }
-        return results;
-      });
+      }, timeouts);
     });
   }
 
@@ -383,10 +441,10 @@ export class LMStrix {
     lms: LmStudio,
     registry: Registry,
     record: ModelRecord,
-    index: number,
-    total: number,
+    run: { index: number; total: number; backoffMs: number | undefined },
     options: TestOptions,
   ): Promise<TestResult> {
+    const { index, total, backoffMs } = run;
     const precision = options.precision ?? defaultPrecision(record.declaredContext);
     const config: SearchConfig = {
       declared: record.declaredContext,
@@ -396,7 +454,9 @@ export class LMStrix {
       ...(options.maxContext !== undefined ? { maxContext: options.maxContext } : {}),
     };
     const save = () => saveRegistry(this.paths, registry);
-    const saved = record.search as (SearchState & { config?: SearchConfig }) | undefined;
+    const saved = record.search as
+      | (SearchState & { config?: SearchConfig; seed?: number })
+      | undefined;
     const resumable = !options.force && saved !== undefined &&
       (record.status === "testing" || record.status === "failed");
     let state: SearchState = resumable && saved && sameConfig(saved.config, config)
@@ -415,17 +475,12 @@ export class LMStrix {
     record.status = "testing";
     record.error = null;
     record.precision = precision;
-    const keep = (next: SearchState) => {
-      state = next;
-      record.search = { ...next, config };
-    };
-    keep(state);
-    await save();
-
     const probe = new LmStudioProbe(lms, record.id, {
-      seed: seedFor(record.id),
+      // A resumed search goes on with the haystack it was using, so that its prompts, and the
+      // answers of a model whose recall is noisy, are those of a run that was never stopped.
+      seed: resumed && typeof saved?.seed === "number" ? saved.seed : seedFor(record.id),
       ...(options.signal ? { signal: options.signal } : {}),
-      ...(this.#options.backoffMs !== undefined ? { backoffMs: this.#options.backoffMs } : {}),
+      ...(backoffMs !== undefined ? { backoffMs } : {}),
       ...(this.#options.retries !== undefined ? { retries: this.#options.retries } : {}),
       onRetry: (what, error, attempt) =>
         options.onEvent?.({
@@ -433,6 +488,15 @@ export class LMStrix {
           message: `${record.id}: ${what} failed (${error.message}); retry ${attempt}`,
         }),
     });
+    const keep = (next: SearchState) => {
+      state = next;
+      record.search = { ...next, config, seed: probe.seed };
+    };
+    keep(state);
+    await save();
+    /** The saved search after the last finished attempt (with its haystack seed). */
+    let settled = record.search;
+
     const announced = announcing(probe, record.id, options.onEvent);
     const logFile = { logsDir: this.paths.logsDir };
     let base: TestResult;
@@ -446,6 +510,7 @@ export class LMStrix {
           },
           afterAttempt: async (attempt, next) => {
             keep(next);
+            settled = record.search;
             await save();
             const op = probe.last;
             await appendAttempt(logFile, record.id, {
@@ -489,11 +554,10 @@ export class LMStrix {
       await save();
       base = resultOf(record, probe);
     } catch (error) {
-      await probe.unload().catch(() => {});
-      // An interrupt or a fault is not a crash: the load in flight must not count as failed.
-      const cleared: SearchState = { ...state };
-      delete cleared.pendingLoad;
-      keep(cleared);
+      await probe.release();
+      // Resume from the last finished attempt: the one cut short is repeated, and a load in
+      // flight neither counts as failed (an interrupt or a fault is not a crash) nor as spent.
+      record.search = settled;
       if (options.signal?.aborted) {
         await save();
         throw new InterruptedError(String(options.signal.reason ?? "SIGINT"));

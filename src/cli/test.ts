@@ -12,6 +12,8 @@ export interface TestCommandOptions {
   precision?: number;
   minContext?: number;
   maxContext?: number;
+  /** Base deadline of each call to LM Studio, in seconds (`--timeout`). */
+  timeout?: number;
 }
 
 /** Turns search events into progress lines: live on a terminal, plain lines otherwise. */
@@ -123,6 +125,7 @@ export async function runTest(
     precision: options.precision,
     minContext: options.minContext,
     maxContext: options.maxContext,
+    timeoutSeconds: options.timeout,
     signal,
     onEvent: reporter.onEvent,
   };

@@ -54,6 +54,20 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
   predictPerTokenMs: 15,
 };
 
+/**
+ * Deadlines from one base deadline (`--timeout`, `LMSTRIX_TIMEOUT`): every call gets `seconds`,
+ * and predictions get the default allowance per prompt token on top.
+ */
+export function timeoutsFromSeconds(seconds: number): Timeouts {
+  const ms = Math.round(seconds * 1000);
+  return {
+    rpcMs: ms,
+    loadMs: ms,
+    predictBaseMs: ms,
+    predictPerTokenMs: DEFAULT_TIMEOUTS.predictPerTokenMs,
+  };
+}
+
 /** The result of asking LM Studio to load a model. */
 export type LoadResult =
   | { kind: "loaded"; model: LoadedModel; actual: number }
@@ -72,8 +86,8 @@ export interface LoadedModel {
   readonly modelKey: string;
   /** The context length the server reports for this instance. */
   readonly contextLength: number;
-  /** Counts tokens with the model's own tokenizer. */
-  countTokens(text: string): Promise<number>;
+  /** Counts tokens with the model's own tokenizer; `signal` aborts the call (interrupts). */
+  countTokens(text: string, signal?: AbortSignal): Promise<number>;
   /** Raw completion at temperature 0. */
   complete(
     prompt: string,
@@ -145,7 +159,7 @@ async function withDeadline<T>(
         new LmStudioCallError(
           call,
           "timeout",
-          `LM Studio did not answer "${call}" within ${Math.round(ms / 1000)} s`,
+          `LM Studio did not answer "${call}" within ${formatSeconds(ms)}`,
         ),
       );
     }, ms);
@@ -170,6 +184,13 @@ async function withDeadline<T>(
     clearTimeout(timer);
     if (onAbort) outer?.removeEventListener("abort", onAbort);
   }
+}
+
+/** How long closing the connection may take before LMStrix moves on. */
+const CLOSE_MS = 1_000;
+
+function formatSeconds(ms: number): string {
+  return ms < 10_000 ? `${Math.round(ms / 100) / 10} s` : `${Math.round(ms / 1000)} s`;
 }
 
 class SdkLmStudio implements LmStudio {
@@ -266,7 +287,9 @@ class SdkLmStudio implements LmStudio {
 
   async close(): Promise<void> {
     try {
-      await withDeadline("close", 5_000, undefined, () => this.#client[Symbol.asyncDispose]());
+      // The SDK waits for every open channel before it lets go, and a call the server never
+      // answered (a hung load, even after cancel) never closes: give up on it quickly.
+      await withDeadline("close", CLOSE_MS, undefined, () => this.#client[Symbol.asyncDispose]());
     } catch {
       // Closing is best effort: the process is about to end anyway.
     }
@@ -294,11 +317,11 @@ class SdkLoadedModel implements LoadedModel {
     this.#timeouts = timeouts;
   }
 
-  countTokens(text: string): Promise<number> {
+  countTokens(text: string, signal?: AbortSignal): Promise<number> {
     return withDeadline(
       "countTokens",
       this.#timeouts.rpcMs,
-      undefined,
+      signal,
       () => this.#model.countTokens(text),
     );
   }

@@ -105,6 +105,11 @@ export class LmStudioProbe implements Probe {
     this.#haystack = new Haystack(this.#seed);
   }
 
+  /** Seed of the haystack in use: pass it back as `seed` to go on with the same prompts. */
+  get seed(): number {
+    return this.#seed;
+  }
+
   /** The instance loaded now, if any. */
   get loaded(): LoadedModel | undefined {
     return this.#loaded;
@@ -243,7 +248,7 @@ export class LmStudioProbe implements Probe {
           this.#haystack.build(
             promptTokens,
             options.depth,
-            (text) => this.#loaded!.countTokens(text),
+            (text) => this.#loaded!.countTokens(text, this.#signal),
           ),
         () => this.#reloadIfLost(),
       );
@@ -256,6 +261,20 @@ export class LmStudioProbe implements Probe {
       );
       return { pass: gradeNeedle(completion.text, built.value), excerpt: excerpt(completion.text) };
     });
+  }
+
+  /**
+   * Unloads everything this probe may have left on the server: its instance, and any instance
+   * of its run that a load cut short by an interrupt or a fault may have left behind. Used when
+   * the search stops early; never throws.
+   */
+  async release(): Promise<void> {
+    try {
+      await this.unload();
+      await this.#clearInstances();
+    } catch {
+      // LM Studio is gone or does not answer: what it held goes with it.
+    }
   }
 
   /** Unloads the instance this probe loaded, if any. */

@@ -1,0 +1,352 @@
+/**
+ * The `lmstrix` CLI's outside contract, end to end: the JSON of `scan`, `list`, `status`, `show`
+ * and `test`, the exit codes 0/1/2/3/4, `--quiet` and `--json` output discipline, results within
+ * the precision of the emulator's known truth, nothing left loaded, and which models `test --all`
+ * picks and in what order.
+ *
+ * Every run spawns the CLI exactly as users run it (tests/support/cli.ts) against the LM Studio
+ * emulator started in this process on a free port, with small profiles whose limits are irregular.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { type ModelProfile, profileTruth } from "../scripts/emulator_profiles.ts";
+import { type Emulator, startEmulator } from "../scripts/lmstudio_emulator.ts";
+import { acquireLock } from "../src/registry/lock.ts";
+import { lmstrixPaths } from "../src/paths.ts";
+import { type CliRun, closedPort, runCli, tempHome } from "./support/cli.ts";
+
+const RECORD_KEYS = [
+  "id",
+  "path",
+  "sizeBytes",
+  "architecture",
+  "declaredContext",
+  "loadableContext",
+  "workingContext",
+  "status",
+  "testedAt",
+  "error",
+];
+const RESULT_KEYS = [
+  "id",
+  "declaredContext",
+  "loadableContext",
+  "workingContext",
+  "reductionPercent",
+  "status",
+  "loads",
+  "promptTokens",
+  "error",
+];
+const STATUS_KEYS = ["total", "untested", "testing", "tested", "failed", "lock"];
+
+function profile(modelKey: string, extra: Partial<ModelProfile> = {}): ModelProfile {
+  return {
+    modelKey,
+    displayName: modelKey,
+    path: `test/${modelKey}/${modelKey}-Q4_K_M.gguf`,
+    type: "llm",
+    format: "gguf",
+    architecture: "llama",
+    paramsString: "7B",
+    quantization: "Q4_K_M",
+    sizeBytes: 4_000_000_000,
+    declaredContext: 16384,
+    ...extra,
+  };
+}
+
+/** Four small LLMs, each limited in its own irregular way, and an embedding model. */
+const FLEET: ModelProfile[] = [
+  profile("mid-guarded", {
+    sizeBytes: 2_100_000_000,
+    declaredContext: 32768,
+    loadFailAbove: 23_457,
+  }),
+  profile("tiny-forgetful", {
+    sizeBytes: 800_000_000,
+    declaredContext: 16384,
+    needleFailAbove: 9_871,
+    needleFailMode: "wrong-number",
+  }),
+  profile("fitted-mlx", {
+    sizeBytes: 3_000_000_000,
+    format: "mlx",
+    quantization: "4bit",
+    declaredContext: 32768,
+    fitAbove: 19_999,
+  }),
+  profile("broken-when-big", {
+    sizeBytes: 1_500_000_000,
+    declaredContext: 24576,
+    brokenAbove: 17_333,
+  }),
+  {
+    ...profile("embed-small", { sizeBytes: 100_000_000, declaredContext: 2048 }),
+    type: "embedding",
+    architecture: "nomic-bert",
+  },
+];
+const LLM_IDS_SMALL_FIRST = ["tiny-forgetful", "broken-when-big", "mid-guarded", "fitted-mlx"];
+
+function lmstrix(
+  emulator: Emulator,
+  home: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<CliRun> {
+  return runCli(args, { home, env: { LMSTRIX_SERVER: emulator.url, ...env } });
+}
+
+async function withEmulator<T>(
+  profiles: ModelProfile[],
+  fn: (emulator: Emulator) => Promise<T>,
+): Promise<T> {
+  const emulator = await startEmulator({ profiles, port: 0 });
+  try {
+    return await fn(emulator);
+  } finally {
+    await emulator.close();
+  }
+}
+
+/** Parses stdout as exactly one JSON document (throws on anything else). */
+function oneDocument(run: CliRun): Record<string, unknown> {
+  const value: unknown = JSON.parse(run.stdout);
+  assert.equal(typeof value, "object");
+  assert.ok(value !== null && !Array.isArray(value));
+  return value as Record<string, unknown>;
+}
+
+function assertRecordShape(record: Record<string, unknown>): void {
+  for (const key of RECORD_KEYS) assert.ok(key in record, `record has "${key}"`);
+  assert.equal(typeof record.id, "string");
+  assert.equal(typeof record.path, "string");
+  assert.equal(typeof record.sizeBytes, "number");
+  assert.equal(typeof record.architecture, "string");
+  assert.equal(typeof record.declaredContext, "number");
+  for (const key of ["loadableContext", "workingContext"]) {
+    assert.ok(record[key] === null || Number.isSafeInteger(record[key]), `${key} number|null`);
+  }
+  assert.ok(["untested", "testing", "tested", "failed", "missing"].includes(String(record.status)));
+  assert.ok(
+    record.testedAt === null || !Number.isNaN(Date.parse(String(record.testedAt))),
+    "testedAt is ISO 8601 or null",
+  );
+  assert.ok(record.error === null || typeof record.error === "string");
+}
+
+Deno.test("scan, list, status and show print the contract's JSON", async (t) => {
+  await using home = await tempHome();
+  await withEmulator(FLEET, async (emulator) => {
+    await t.step("scan --json lists every model, untested", async () => {
+      const run = await lmstrix(emulator, home.path, ["scan", "--json"]);
+      assert.equal(run.code, 0, run.stderr);
+      const models = oneDocument(run).models as Record<string, unknown>[];
+      assert.deepEqual(models.map((m) => m.id).sort(), FLEET.map((p) => p.modelKey).sort());
+      for (const model of models) {
+        assertRecordShape(model);
+        assert.equal(model.status, "untested");
+        const source = FLEET.find((p) => p.modelKey === model.id)!;
+        assert.equal(model.declaredContext, source.declaredContext);
+        assert.equal(model.sizeBytes, source.sizeBytes);
+        assert.equal(model.path, source.path);
+      }
+    });
+    await t.step("list --json gives the same records", async () => {
+      const run = await lmstrix(emulator, home.path, ["list", "--json"]);
+      assert.equal(run.code, 0, run.stderr);
+      const models = oneDocument(run).models as Record<string, unknown>[];
+      assert.equal(models.length, FLEET.length);
+      models.forEach(assertRecordShape);
+    });
+    await t.step("status --json counts LLMs by status and shows no lock", async () => {
+      const run = await lmstrix(emulator, home.path, ["status", "--json"]);
+      assert.equal(run.code, 0, run.stderr);
+      const status = oneDocument(run);
+      for (const key of STATUS_KEYS) assert.ok(key in status, `status has "${key}"`);
+      assert.equal(status.total, 4);
+      assert.equal(status.untested, 4);
+      assert.equal(status.testing, 0);
+      assert.equal(status.tested, 0);
+      assert.equal(status.failed, 0);
+      assert.equal(status.lock, null);
+    });
+    await t.step("show --json finds a model by a unique part of its id", async () => {
+      const run = await lmstrix(emulator, home.path, ["show", "forgetful", "--json"]);
+      assert.equal(run.code, 0, run.stderr);
+      const record = oneDocument(run);
+      assertRecordShape(record);
+      assert.equal(record.id, "tiny-forgetful");
+    });
+  });
+});
+
+Deno.test("test --all measures every LLM within precision of the truth, small models first", async (t) => {
+  await using home = await tempHome();
+  await withEmulator(FLEET, async (emulator) => {
+    assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
+    const run = await lmstrix(emulator, home.path, ["test", "--all", "--json", "--quiet"]);
+
+    await t.step("it exits 0, prints one JSON document and nothing on stderr", () => {
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stderr, "");
+      oneDocument(run);
+    });
+    const results = oneDocument(run).results as Record<string, unknown>[];
+    await t.step("results have the contract's keys, small models first, no embedding", () => {
+      assert.deepEqual(results.map((r) => r.id), LLM_IDS_SMALL_FIRST);
+      for (const result of results) {
+        assert.deepEqual(Object.keys(result).sort(), [...RESULT_KEYS].sort());
+        assert.equal(result.status, "tested");
+        assert.equal(result.error, null);
+        assert.ok(Number(result.loads) >= 1);
+        assert.ok(Number(result.promptTokens) > 0);
+      }
+      const loadedKeys = new Set(emulator.stats().loads.map((l) => l.modelKey));
+      assert.ok(!loadedKeys.has("embed-small"), "the embedding model is never loaded");
+      const order = emulator.stats().loads.map((l) => l.modelKey)
+        .filter((key, i, all) => all.indexOf(key) === i);
+      assert.deepEqual(order, LLM_IDS_SMALL_FIRST, "the smallest model is tested first");
+    });
+    await t.step("every number is within precision of the truth and never above it", async () => {
+      const stored = JSON.parse(
+        await Deno.readTextFile(join(home.path, "lmstrix", "models.json")),
+      ) as { models: Record<string, { precision: number }> };
+      for (const result of results) {
+        const truth = profileTruth(FLEET.find((p) => p.modelKey === result.id)!);
+        const precision = stored.models[String(result.id)]!.precision;
+        const loadable = Number(result.loadableContext);
+        const working = Number(result.workingContext);
+        const what = `${result.id}: loadable ${loadable} (truth ${truth.loadable}), working ` +
+          `${working} (truth ${truth.working}), precision ${precision}`;
+        assert.ok(loadable <= truth.loadable && loadable >= truth.loadable - precision, what);
+        assert.ok(working <= truth.working + 64, what);
+        assert.ok(working >= truth.workingFloor - precision, what);
+        assert.ok(working <= loadable, what);
+        const declared = Number(result.declaredContext);
+        assert.equal(result.reductionPercent, Math.round((1 - working / declared) * 1000) / 10);
+      }
+    });
+    await t.step("nothing is left loaded", () => {
+      assert.deepEqual(emulator.stats().loaded, []);
+    });
+    await t.step("list --json and status --json show the results", async () => {
+      const list = oneDocument(await lmstrix(emulator, home.path, ["list", "--json"]));
+      for (const result of results) {
+        const record = (list.models as Record<string, unknown>[]).find((m) => m.id === result.id)!;
+        assert.equal(record.status, "tested");
+        assert.equal(record.loadableContext, result.loadableContext);
+        assert.equal(record.workingContext, result.workingContext);
+        assert.ok(!Number.isNaN(Date.parse(String(record.testedAt))));
+      }
+      const embedding = (list.models as Record<string, unknown>[]).find((m) =>
+        m.id === "embed-small"
+      );
+      assert.equal(embedding?.status, "untested");
+      const status = oneDocument(await lmstrix(emulator, home.path, ["status", "--json"]));
+      assert.equal(status.tested, 4);
+      assert.equal(status.untested, 0);
+    });
+    await t.step("test --all again skips tested models and loads nothing", async () => {
+      const loadsBefore = emulator.stats().loads.length;
+      const again = await lmstrix(emulator, home.path, ["test", "--all", "--json"]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual(oneDocument(again).results, []);
+      assert.equal(emulator.stats().loads.length, loadsBefore);
+    });
+    await t.step("test --all --force tests them again", async () => {
+      const loadsBefore = emulator.stats().loads.length;
+      const forced = await lmstrix(emulator, home.path, ["test", "--all", "--force", "--json"]);
+      assert.equal(forced.code, 0, forced.stderr);
+      const again = oneDocument(forced).results as Record<string, unknown>[];
+      assert.deepEqual(again.map((r) => r.id), LLM_IDS_SMALL_FIRST);
+      assert.ok(emulator.stats().loads.length > loadsBefore);
+      assert.deepEqual(emulator.stats().loaded, []);
+    });
+    await t.step("an embedding model named on the command line is refused", async () => {
+      const refused = await lmstrix(emulator, home.path, ["test", "embed-small"]);
+      assert.equal(refused.code, 2);
+      assert.match(refused.stderr, /embedding model/);
+    });
+  });
+});
+
+Deno.test("--quiet prints nothing on stderr when a command succeeds", async (t) => {
+  await using home = await tempHome();
+  await withEmulator([FLEET[1]!], async (emulator) => {
+    for (
+      const args of [["scan", "-q"], ["test", "tiny", "-q"], ["list", "-q"], ["status", "-q"], [
+        "show",
+        "tiny",
+        "-q",
+      ]]
+    ) {
+      await t.step(`lmstrix ${args.join(" ")}`, async () => {
+        const run = await lmstrix(emulator, home.path, args);
+        assert.equal(run.code, 0, run.stderr);
+        assert.equal(run.stderr, "");
+      });
+    }
+    await t.step("without --quiet, test reports progress on stderr", async () => {
+      const run = await lmstrix(emulator, home.path, ["test", "tiny", "--force"]);
+      assert.equal(run.code, 0);
+      assert.match(run.stderr, /tiny-forgetful/);
+    });
+  });
+});
+
+Deno.test("exit codes: 1 untestable, 2 bad input, 3 unreachable, 4 locked", async (t) => {
+  await using home = await tempHome();
+  const unloadable = profile("never-loads", { sizeBytes: 900_000_000, loadFailAbove: 1_000 });
+  await withEmulator([FLEET[1]!, unloadable], async (emulator) => {
+    assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
+    await t.step("1: a model that cannot be tested; its record says why", async () => {
+      const run = await lmstrix(emulator, home.path, ["test", "--all", "--json"]);
+      assert.equal(run.code, 1, run.stderr);
+      const results = oneDocument(run).results as Record<string, unknown>[];
+      const failed = results.find((r) => r.id === "never-loads")!;
+      assert.equal(failed.status, "failed");
+      assert.equal(failed.loadableContext, null);
+      assert.match(String(failed.error), /did not load/);
+      assert.equal(results.find((r) => r.id === "tiny-forgetful")?.status, "tested");
+      const shown = oneDocument(await lmstrix(emulator, home.path, ["show", "never", "--json"]));
+      assert.equal(shown.status, "failed");
+      assert.match(String(shown.error), /did not load/);
+    });
+    await t.step("2: an unknown model", async () => {
+      const run = await lmstrix(emulator, home.path, ["test", "no-such-model"]);
+      assert.equal(run.code, 2);
+      assert.match(run.stderr, /^error: No model matches "no-such-model"/m);
+    });
+    await t.step("4: another process holds the lock", async () => {
+      await using _lock = await acquireLock(lmstrixPaths(home.path), { pid: 424242 });
+      const run = await lmstrix(emulator, home.path, ["test", "tiny", "--force"]);
+      assert.equal(run.code, 4, run.stderr);
+      assert.match(run.stderr, /pid 424242/);
+    });
+  });
+  for (const args of [["scan"], ["test", "--all"]]) {
+    await t.step(`3: ${args.join(" ")} against a closed port, one line and a hint`, async () => {
+      await using fresh = await tempHome();
+      if (args[0] === "test") {
+        // Give test something to do, so it has to reach LM Studio.
+        await withEmulator([FLEET[1]!], async (emulator) => {
+          assert.equal((await lmstrix(emulator, fresh.path, ["scan", "-q"])).code, 0);
+        });
+      }
+      const server = `ws://127.0.0.1:${closedPort()}`;
+      const run = await runCli([...args, "--server", server], { home: fresh.path });
+      assert.equal(run.code, 3, run.stderr);
+      const lines = run.stderr.trimEnd().split("\n");
+      assert.equal(run.stderr.match(/^error: /gm)?.length, 1, run.stderr);
+      assert.match(lines.at(-2)!, new RegExp(`^error: Cannot reach LM Studio at "${server}"`));
+      assert.match(lines.at(-1)!, /^hint: /);
+      assert.doesNotMatch(run.stderr, /^\s+at /m);
+      assert.equal(run.stdout, "");
+    });
+  }
+});
