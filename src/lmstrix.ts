@@ -13,7 +13,7 @@ import type { LmStudio, Timeouts } from "./lmstudio/client.ts";
 import { discoverServer } from "./lmstudio/discovery.ts";
 import { classifyFailure, LmStudioCallError, messageOf } from "./lmstudio/failures.ts";
 import { type LmstrixPaths, lmstrixPaths, resolveLmstudioDir } from "./paths.ts";
-import { LmStudioProbe } from "./probe/lmstudio_probe.ts";
+import type { LmStudioProbe } from "./probe/lmstudio_probe.ts";
 import { appendAttempt } from "./registry/attempt_log.ts";
 import { acquireLock, type Lock, type LockHolder, readLockHolder } from "./registry/lock.ts";
 import {
@@ -31,14 +31,7 @@ import {
   statusCounts,
   upsertScanned,
 } from "./registry/registry.ts";
-import {
-  type Attempt,
-  initialState,
-  type Probe,
-  type SearchConfig,
-  searchContextLimits,
-  type SearchState,
-} from "./search/context_search.ts";
+import type { Attempt, Probe, SearchConfig, SearchState } from "./search/context_search.ts";
 
 /** The reserve of tokens the needle prompt leaves for the answer (the contract's 64). */
 export const RESERVE_TOKENS = 64;
@@ -445,6 +438,11 @@ export class LMStrix {
     options: TestOptions,
   ): Promise<TestResult> {
     const { index, total, backoffMs } = run;
+    // The search and the probe load only when a test runs: `list` and friends start faster.
+    const [{ initialState, searchContextLimits }, { LmStudioProbe }] = await Promise.all([
+      import("./search/context_search.ts"),
+      import("./probe/lmstudio_probe.ts"),
+    ]);
     const precision = options.precision ?? defaultPrecision(record.declaredContext);
     const config: SearchConfig = {
       declared: record.declaredContext,
@@ -630,8 +628,13 @@ function announcing(probe: Probe, id: string, onEvent: TestOptions["onEvent"]): 
   };
 }
 
+/** Orders ids by code point, the same everywhere (no locale). */
+function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 function sortedRecords(registry: Registry): ModelRecord[] {
-  return Object.values(registry.models).sort((a, b) => a.id.localeCompare(b.id));
+  return Object.values(registry.models).sort((a, b) => compareIds(a.id, b.id));
 }
 
 /** Picks the models a test run covers, in the order it tests them. */
@@ -643,7 +646,7 @@ function chooseModels(
   if (queries === "all") {
     return Object.values(registry.models)
       .filter((r) => r.type === "llm" && r.status !== "missing" && (force || r.status !== "tested"))
-      .sort((a, b) => a.sizeBytes - b.sizeBytes || a.id.localeCompare(b.id));
+      .sort((a, b) => a.sizeBytes - b.sizeBytes || compareIds(a.id, b.id));
   }
   const chosen: ModelRecord[] = [];
   for (const query of queries) {

@@ -50,12 +50,13 @@ function sortValue(record: ModelRecord, key: SortKey): number | string {
 /** Sorts records by `key` (ties by name). */
 export function sortRecords(records: ModelRecord[], key: SortKey, reverse = false): ModelRecord[] {
   const sign = reverse ? -1 : 1;
-  return [...records].sort((a, b) => {
-    const x = sortValue(a, key);
-    const y = sortValue(b, key);
-    const order = x < y ? -1 : x > y ? 1 : 0;
-    return sign * order || a.id.localeCompare(b.id);
+  // Keys computed once per record, and plain comparisons (ICU collation is slow at start-up).
+  const keyed = records.map((record) => ({ record, value: sortValue(record, key) }));
+  keyed.sort((a, b) => {
+    const order = a.value < b.value ? -1 : a.value > b.value ? 1 : 0;
+    return sign * order || (a.record.id < b.record.id ? -1 : a.record.id > b.record.id ? 1 : 0);
   });
+  return keyed.map((entry) => entry.record);
 }
 
 /** Reads and checks a `--sort` value. */

@@ -18,7 +18,6 @@ import {
   applyScannedMetadata,
   MODEL_STATUSES,
   type ModelRecord,
-  type ModelStatus,
   newModelRecord,
   type ScannedModel,
 } from "./model_record.ts";
@@ -92,7 +91,8 @@ export async function loadRegistry(
   const file = paths.registry;
   let text: string;
   try {
-    text = await Deno.readTextFile(file);
+    // Synchronous on purpose: one small read, and start-up time matters for `list`.
+    text = Deno.readTextFileSync(file);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) {
       throw new RegistryError(`Cannot read the registry "${file}": ${errorText(error)}`, {
@@ -312,24 +312,36 @@ export function statusCounts(registry: Registry): StatusCounts {
 const KNOWN_TOP_LEVEL_KEYS = new Set(["schemaVersion", "updatedAt", "models"]);
 
 /** Says what is wrong with a stored record, or null when it has the shape of a ModelRecord. */
+/**
+ * Says what is wrong with a stored record, or null when it has the shape of a ModelRecord.
+ * Written out check by check: it runs for every record on every read, before anything is
+ * compiled, and closures or tables of checks cost several times more at start-up.
+ */
 function recordProblem(id: string, record: unknown): string | null {
   if (!isObject(record)) return "is not an object";
-  if (record["id"] !== id) return `has "id" ${JSON.stringify(record["id"]) ?? "missing"}`;
-  const checks: [string, (value: unknown) => boolean, string][] = [
-    ["path", isString, "a string"],
-    ["sizeBytes", isCount, "a whole number"],
-    ["architecture", isString, "a string"],
-    ["declaredContext", isCount, "a whole number"],
-    ["loadableContext", orNull(isCount), "a whole number or null"],
-    ["workingContext", orNull(isCount), "a whole number or null"],
-    ["status", (v) => MODEL_STATUSES.includes(v as ModelStatus), "a known status"],
-    ["testedAt", orNull(isString), "a string or null"],
-    ["error", orNull(isString), "a string or null"],
-    ["type", (v) => v === "llm" || v === "embedding", `"llm" or "embedding"`],
-  ];
-  for (const [key, check, expected] of checks) {
-    if (!check(record[key])) return `has "${key}" that is not ${expected}`;
+  const r = record;
+  if (r["id"] !== id) return `has "id" ${JSON.stringify(r["id"]) ?? "missing"}`;
+  const bad = (key: string, expected: string) => `has "${key}" that is not ${expected}`;
+  if (typeof r["path"] !== "string") return bad("path", "a string");
+  if (!isCount(r["sizeBytes"])) return bad("sizeBytes", "a whole number");
+  if (typeof r["architecture"] !== "string") return bad("architecture", "a string");
+  if (!isCount(r["declaredContext"])) return bad("declaredContext", "a whole number");
+  if (r["loadableContext"] !== null && !isCount(r["loadableContext"])) {
+    return bad("loadableContext", "a whole number or null");
   }
+  if (r["workingContext"] !== null && !isCount(r["workingContext"])) {
+    return bad("workingContext", "a whole number or null");
+  }
+  if (!(MODEL_STATUSES as readonly unknown[]).includes(r["status"])) {
+    return bad("status", "a known status");
+  }
+  if (r["testedAt"] !== null && typeof r["testedAt"] !== "string") {
+    return bad("testedAt", "a string or null");
+  }
+  if (r["error"] !== null && typeof r["error"] !== "string") {
+    return bad("error", "a string or null");
+  }
+  if (r["type"] !== "llm" && r["type"] !== "embedding") return bad("type", `"llm" or "embedding"`);
   return null;
 }
 
@@ -394,16 +406,8 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function isString(value: unknown): boolean {
-  return typeof value === "string";
-}
-
 function isCount(value: unknown): boolean {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
-}
-
-function orNull(check: (value: unknown) => boolean): (value: unknown) => boolean {
-  return (value) => value === null || check(value);
 }
 
 function errorText(error: unknown): string {
