@@ -112,6 +112,10 @@ export interface ContextLimits {
   loadable: number | null;
   working: number | null;
   reductionPercent: number | null;
+  /** `tested`, or `failed` when the model could not be tested. */
+  status: ModelRecord["status"];
+  /** Why the test failed, or null. */
+  error: string | null;
 }
 
 /** `scan`'s result. */
@@ -319,19 +323,22 @@ export class LMStrix {
     return record.status === "tested" ? record.workingContext : null;
   }
 
-  /** Finds one model's loadable and working context and stores them. */
+  /**
+   * Finds one model's loadable and working context and stores them. A model that was tested
+   * already is tested again; one whose test was interrupted resumes unless `force` is set. A
+   * model that cannot be tested comes back with `status: "failed"`, null limits and the reason.
+   */
   async testContextLimits(query: string, options: TestOptions = {}): Promise<ContextLimits> {
-    const [result] = await this.test([query], { ...options, force: options.force ?? true });
+    const [result] = await this.test([query], options);
     if (!result) throw new UsageError(`Nothing was tested for "${query}"`);
-    if (result.status === "failed" && result.loadableContext === null && result.error) {
-      throw new LmstrixError(`Testing "${result.id}" failed: ${result.error}`);
-    }
     return {
       id: result.id,
       declared: result.declaredContext,
       loadable: result.loadableContext,
       working: result.workingContext,
       reductionPercent: result.reductionPercent,
+      status: result.status,
+      error: result.error,
     };
   }
 

@@ -49,6 +49,15 @@ const PROFILES: ModelProfile[] = [
   },
   {
     ...base,
+    modelKey: "tiny-unloadable",
+    displayName: "Tiny Unloadable",
+    path: "test/tiny-unloadable.gguf",
+    type: "llm",
+    declaredContext: 4096,
+    loadFailAbove: 1_000,
+  },
+  {
+    ...base,
     modelKey: "tiny-embed",
     displayName: "Tiny Embed",
     path: "test/tiny-embed.gguf",
@@ -134,6 +143,17 @@ Deno.test({
         assert.equal(limits.loadable, 8192);
         assert.equal(limits.working, 8192);
         assert.equal(emulator.stats().loads.length - before, 1);
+      });
+
+      await t.step("a model that loads at no size comes back failed with the reason", async () => {
+        const limits = await lmstrix.testContextLimits("tiny-unloadable");
+        assert.equal(limits.status, "failed");
+        assert.equal(limits.loadable, null);
+        assert.equal(limits.working, null);
+        assert.match(limits.error ?? "", /did not load at 2048 tokens or more/);
+        const record = (await lmstrix.list()).find((m) => m.id === "tiny-unloadable");
+        assert.equal(record?.status, "failed");
+        assert.equal(record?.error, limits.error);
       });
 
       await t.step("unknown and embedding models are refused with typed errors", async () => {

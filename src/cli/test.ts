@@ -138,7 +138,12 @@ export async function runTest(
   if (output.json) {
     output.document({ results });
   } else if (results.length === 0) {
-    output.info("Nothing to test: every LLM is tested already (pass --force to test them again).");
+    const counts = await lmstrix.status();
+    output.info(
+      counts.total === 0
+        ? 'Nothing to test: the registry has no LLMs (run "lmstrix scan" first).'
+        : "Nothing to test: every LLM is tested already (pass --force to test them again).",
+    );
   } else {
     output.data(renderResults(results));
   }
