@@ -275,7 +275,7 @@ Deno.test("test --all measures every LLM within precision of the truth, small mo
   });
 });
 
-Deno.test("--quiet prints nothing on stderr when a command succeeds", async (t) => {
+Deno.test("--quiet prints nothing on stderr when a command succeeds, and scan and test print nothing at all", async (t) => {
   await using home = await tempHome();
   await withEmulator([FLEET[1]!], async (emulator) => {
     for (
@@ -289,6 +289,9 @@ Deno.test("--quiet prints nothing on stderr when a command succeeds", async (t) 
         const run = await lmstrix(emulator, home.path, args);
         assert.equal(run.code, 0, run.stderr);
         assert.equal(run.stderr, "");
+        // Writers report nothing under --quiet (cron); readers still print what was asked for.
+        if (args[0] === "scan" || args[0] === "test") assert.equal(run.stdout, "");
+        else assert.notEqual(run.stdout, "");
       });
     }
     await t.step("without --quiet, test reports progress on stderr", async () => {

@@ -11,6 +11,8 @@ export async function runScan(lmstrix: LMStrix, output: Output): Promise<number>
     output.document(result);
     return 0;
   }
+  // --quiet: nothing on success (cron); the registry holds the result.
+  if (output.quiet) return 0;
   const present = result.models.filter((m) => m.status !== "missing").length;
   output.data(
     `Found ${present} model${present === 1 ? "" : "s"} at ${result.server}: ` +

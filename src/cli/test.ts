@@ -137,6 +137,8 @@ export async function runTest(
   }
   if (output.json) {
     output.document({ results });
+  } else if (output.quiet) {
+    // --quiet: nothing on success (cron); `lmstrix list` shows the results.
   } else if (results.length === 0) {
     const counts = await lmstrix.status();
     output.info(
