@@ -17,6 +17,7 @@
 
 import { fileURLToPath } from "node:url";
 import { lmstrixPaths } from "../src/paths.ts";
+import { seededRandom } from "../src/random.ts";
 import type { ModelRecord } from "../src/registry/model_record.ts";
 import { emptyRegistry, saveRegistry } from "../src/registry/registry.ts";
 import { readPermissionFlags } from "./compile_all.ts";
@@ -156,21 +157,10 @@ const GGUF_QUANTS: [string, number][] = [
 ];
 const MLX_QUANTS: [string, number][] = [["4bit", 4.5], ["6bit", 6.5], ["8bit", 8.5]];
 
-/** A small deterministic random source (mulberry32), so every run benchmarks the same registry. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 /** `count` distinct, realistic model records. */
 function makeRecords(count: number): ModelRecord[] {
-  const next = random(20240611);
+  // Seeded, so every run benchmarks the same registry.
+  const next = seededRandom(20240611);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
   const records: ModelRecord[] = [];
   const seen = new Set<string>();

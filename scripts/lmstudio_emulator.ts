@@ -31,6 +31,7 @@ import {
   loadMs,
   type ModelProfile,
   prefillMs,
+  type ProfileFaults,
   type PromptKind,
   quantizationBits,
   readProfilesFile,
@@ -525,6 +526,36 @@ function takeOneShot(core: EmulatorCore, key: keyof OneShotFaults): boolean {
   return false;
 }
 
+/**
+ * Applies the fault armed for the `k`-th load or prediction of a model (scripted in its profile)
+ * or for the next one (one-shot): a drop closes the connection, a hang never answers the channel;
+ * `record.error` says which. A drop ends the call first, so a one-shot hang stays armed.
+ */
+function injectFaults(
+  core: EmulatorCore,
+  connection: Connection,
+  channel: ChannelState,
+  record: { error: string | null },
+  armed: { call: "Load" | "Predict"; k: number; scripted: ProfileFaults | undefined },
+): void {
+  const { call, k, scripted } = armed;
+  if (
+    scripted?.[`dropOn${call}` as const]?.includes(k) === true ||
+    takeOneShot(core, `dropNext${call}` as const)
+  ) {
+    record.error = "fault: drop";
+    drop(connection);
+  }
+  if (
+    scripted?.[`hangOn${call}` as const]?.includes(k) === true ||
+    takeOneShot(core, `hangNext${call}` as const)
+  ) {
+    record.error = "fault: hang";
+    channel.hung = true;
+    throw new Silenced();
+  }
+}
+
 function handleRpc(
   core: EmulatorCore,
   connection: Connection,
@@ -685,15 +716,7 @@ async function handleLoad(
   };
   core.loads.push(record);
   const k = ++core.counter(profile.modelKey).load;
-  if (profile.faults?.dropOnLoad?.includes(k) === true || takeOneShot(core, "dropNextLoad")) {
-    record.error = "fault: drop";
-    drop(connection);
-  }
-  if (profile.faults?.hangOnLoad?.includes(k) === true || takeOneShot(core, "hangNextLoad")) {
-    record.error = "fault: hang";
-    channel.hung = true;
-    throw new Silenced();
-  }
+  injectFaults(core, connection, channel, record, { call: "Load", k, scripted: profile.faults });
   if (flavour === "loadModel") {
     sendMessage({ type: "resolved", info: core.modelInfo(profile) });
   }
@@ -762,15 +785,7 @@ async function handlePredict(
   };
   core.predictions.push(record);
   const k = ++core.counter(profile.modelKey).predict;
-  if (profile.faults?.dropOnPredict?.includes(k) === true || takeOneShot(core, "dropNextPredict")) {
-    record.error = "fault: drop";
-    drop(connection);
-  }
-  if (profile.faults?.hangOnPredict?.includes(k) === true || takeOneShot(core, "hangNextPredict")) {
-    record.error = "fault: hang";
-    channel.hung = true;
-    throw new Silenced();
-  }
+  injectFaults(core, connection, channel, record, { call: "Predict", k, scripted: profile.faults });
   const graded = reading.kind !== "other";
   if (promptTokens > instance.contextLength) {
     record.correct = graded ? false : null;

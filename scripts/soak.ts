@@ -17,6 +17,7 @@
  */
 
 import { join } from "node:path";
+import { seededRandom } from "../src/random.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "./emulator_profiles.ts";
 import { type Emulator, startEmulator } from "./lmstudio_emulator.ts";
 
@@ -32,18 +33,6 @@ const USAGE = `Usage: deno task soak [--runs N] [--seed S]
 
   --runs N   soak runs (default 20)
   --seed S   seed of the random interrupts and drops (default 1)`;
-
-/** Mulberry32: a small seeded PRNG giving numbers in [0, 1). */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function parseArgs(args: string[]): { runs: number; seed: number } | null {
   let runs = 20;

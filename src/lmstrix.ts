@@ -544,6 +544,11 @@ export class LMStrix {
       record.loadableContext = result.loadable;
       record.workingContext = result.working;
       record.testedAt = new Date().toISOString();
+      // A limit that is only the cap says "at least this much", not "this much".
+      const cap = config.maxContext;
+      if (cap !== undefined && cap < config.declared && result.loadable === cap) {
+        record.cappedAt = cap;
+      } else delete record.cappedAt;
       delete record.search;
       if (result.loadable === null) {
         record.status = "failed";

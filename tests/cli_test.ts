@@ -13,79 +13,40 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type ModelProfile, profileTruth } from "../scripts/emulator_profiles.ts";
-import { type Emulator, startEmulator } from "../scripts/lmstudio_emulator.ts";
+import type { Emulator } from "../scripts/lmstudio_emulator.ts";
 import { acquireLock } from "../src/registry/lock.ts";
 import { lmstrixPaths } from "../src/paths.ts";
 import { type CliRun, closedPort, runCli, tempHome } from "./support/cli.ts";
-
-const RECORD_KEYS = [
-  "id",
-  "path",
-  "sizeBytes",
-  "architecture",
-  "declaredContext",
-  "loadableContext",
-  "workingContext",
-  "status",
-  "testedAt",
-  "error",
-];
-const RESULT_KEYS = [
-  "id",
-  "declaredContext",
-  "loadableContext",
-  "workingContext",
-  "reductionPercent",
-  "status",
-  "loads",
-  "promptTokens",
-  "error",
-];
-const STATUS_KEYS = ["total", "untested", "testing", "tested", "failed", "lock"];
-
-function profile(modelKey: string, extra: Partial<ModelProfile> = {}): ModelProfile {
-  return {
-    modelKey,
-    displayName: modelKey,
-    path: `test/${modelKey}/${modelKey}-Q4_K_M.gguf`,
-    type: "llm",
-    format: "gguf",
-    architecture: "llama",
-    paramsString: "7B",
-    quantization: "Q4_K_M",
-    sizeBytes: 4_000_000_000,
-    declaredContext: 16384,
-    ...extra,
-  };
-}
+import { RECORD_KEYS, RECORD_STATUSES, RESULT_KEYS, STATUS_KEYS } from "./support/contract.ts";
+import { testProfile, withEmulator } from "./support/emulator.ts";
 
 /** Four small LLMs, each limited in its own irregular way, and an embedding model. */
 const FLEET: ModelProfile[] = [
-  profile("mid-guarded", {
+  testProfile("mid-guarded", {
     sizeBytes: 2_100_000_000,
     declaredContext: 32768,
     loadFailAbove: 23_457,
   }),
-  profile("tiny-forgetful", {
+  testProfile("tiny-forgetful", {
     sizeBytes: 800_000_000,
     declaredContext: 16384,
     needleFailAbove: 9_871,
     needleFailMode: "wrong-number",
   }),
-  profile("fitted-mlx", {
+  testProfile("fitted-mlx", {
     sizeBytes: 3_000_000_000,
     format: "mlx",
     quantization: "4bit",
     declaredContext: 32768,
     fitAbove: 19_999,
   }),
-  profile("broken-when-big", {
+  testProfile("broken-when-big", {
     sizeBytes: 1_500_000_000,
     declaredContext: 24576,
     brokenAbove: 17_333,
   }),
   {
-    ...profile("embed-small", { sizeBytes: 100_000_000, declaredContext: 2048 }),
+    ...testProfile("embed-small", { sizeBytes: 100_000_000, declaredContext: 2048 }),
     type: "embedding",
     architecture: "nomic-bert",
   },
@@ -99,18 +60,6 @@ function lmstrix(
   env: Record<string, string> = {},
 ): Promise<CliRun> {
   return runCli(args, { home, env: { LMSTRIX_SERVER: emulator.url, ...env } });
-}
-
-async function withEmulator<T>(
-  profiles: ModelProfile[],
-  fn: (emulator: Emulator) => Promise<T>,
-): Promise<T> {
-  const emulator = await startEmulator({ profiles, port: 0 });
-  try {
-    return await fn(emulator);
-  } finally {
-    await emulator.close();
-  }
 }
 
 /** Parses stdout as exactly one JSON document (throws on anything else). */
@@ -131,7 +80,7 @@ function assertRecordShape(record: Record<string, unknown>): void {
   for (const key of ["loadableContext", "workingContext"]) {
     assert.ok(record[key] === null || Number.isSafeInteger(record[key]), `${key} number|null`);
   }
-  assert.ok(["untested", "testing", "tested", "failed", "missing"].includes(String(record.status)));
+  assert.ok(RECORD_STATUSES.includes(String(record.status)));
   assert.ok(
     record.testedAt === null || !Number.isNaN(Date.parse(String(record.testedAt))),
     "testedAt is ISO 8601 or null",
@@ -304,7 +253,7 @@ Deno.test("--quiet prints nothing on stderr when a command succeeds, and scan an
 
 Deno.test("exit codes: 1 untestable, 2 bad input, 3 unreachable, 4 locked", async (t) => {
   await using home = await tempHome();
-  const unloadable = profile("never-loads", { sizeBytes: 900_000_000, loadFailAbove: 1_000 });
+  const unloadable = testProfile("never-loads", { sizeBytes: 900_000_000, loadFailAbove: 1_000 });
   await withEmulator([FLEET[1]!, unloadable], async (emulator) => {
     assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
     await t.step("1: a model that cannot be tested; its record says why", async () => {

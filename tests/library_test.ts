@@ -14,6 +14,7 @@ import {
 } from "../mod.ts";
 import { type ModelProfile, profileTruth } from "../scripts/emulator_profiles.ts";
 import { closedPort, tempHome } from "./support/cli.ts";
+import { RECORD_KEYS } from "./support/contract.ts";
 import { withEmulator } from "./support/emulator.ts";
 import { acquireLock } from "../src/registry/lock.ts";
 import { lmstrixPaths } from "../src/paths.ts";
@@ -84,18 +85,7 @@ Deno.test({
           PROFILES.map((p) => p.modelKey).sort(),
         );
         const cliff = result.models.find((m) => m.id === "tiny-cliff-16k");
-        assert.deepEqual(Object.keys(cliff ?? {}), [
-          "id",
-          "path",
-          "sizeBytes",
-          "architecture",
-          "declaredContext",
-          "loadableContext",
-          "workingContext",
-          "status",
-          "testedAt",
-          "error",
-        ]);
+        assert.deepEqual(Object.keys(cliff ?? {}), RECORD_KEYS);
         assert.equal(cliff?.declaredContext, 16384);
         assert.equal(cliff?.status, "untested");
       });

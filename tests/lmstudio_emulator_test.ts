@@ -31,6 +31,8 @@ import {
   loadFleet,
   needlePrompt,
   plainErrorText,
+  quietLogger,
+  testProfile,
   TimedOut,
   withEmulator,
   within,
@@ -42,30 +44,12 @@ const sdkTest = { sanitizeOps: false, sanitizeResources: false };
 function client(emulator: Emulator): LMStudioClient {
   return new LMStudioClient({
     baseUrl: emulator.url,
-    logger: {
-      debug: () => {},
-      info: () => {},
-      warn: () => {},
-      error: () => {},
-    },
+    logger: quietLogger,
   });
 }
 
-function profile(modelKey: string, extra: Partial<ModelProfile> = {}): ModelProfile {
-  return {
-    modelKey,
-    displayName: modelKey,
-    path: `test/${modelKey}/${modelKey}-Q4_K_M.gguf`,
-    type: "llm",
-    format: "gguf",
-    architecture: "llama",
-    paramsString: "7B",
-    quantization: "Q4_K_M",
-    sizeBytes: 4_500_000_000,
-    declaredContext: 32768,
-    ...extra,
-  };
-}
+/** The size and declared context of this file's test models, larger than testProfile's defaults. */
+const SIZED = { sizeBytes: 4_500_000_000, declaredContext: 32768 };
 
 /** The fleet's profile for `modelKey`; fails the test when the fleet lacks it. */
 function fleetModel(fleet: ModelProfile[], modelKey: string): ModelProfile {
@@ -135,7 +119,7 @@ Deno.test("the demo fleet has the true limits its profiles imply", async (t) => 
 });
 
 Deno.test("profile validation rejects malformed documents with the field named", async (t) => {
-  const good = profile("ok-model");
+  const good = testProfile("ok-model", SIZED);
   const cases: [string, unknown, RegExp][] = [
     ["no models list", {}, /"models" list/],
     ["an unknown field", { models: [{ ...good, contextSize: 1 }] }, /unknown field "contextSize"/],
@@ -196,7 +180,8 @@ Deno.test("the tokenizer is consistent and fast", async (t) => {
 });
 
 Deno.test("answers follow the profile's rules", async (t) => {
-  const cliff = profile("cliff", {
+  const cliff = testProfile("cliff", {
+    ...SIZED,
     needleFailAbove: 1000,
     needleFailMode: "wrong-number",
     noisyBand: 200,
@@ -240,7 +225,7 @@ Deno.test("answers follow the profile's rules", async (t) => {
     assert.match(answer.text, /^ \d{7}\.$/);
   });
   await t.step("a broken model's answers hold no digits, even for 2+2=", () => {
-    const broken = profile("broken", { brokenAbove: 2048 });
+    const broken = testProfile("broken", { ...SIZED, brokenAbove: 2048 });
     const brokenAbove = limit(broken, "brokenAbove");
     const answer = emulatedAnswer(broken, brokenAbove + 1, "2+2=", 4);
     assert.equal(answer.correct, false);
@@ -675,8 +660,8 @@ Deno.test("the SDK's complete answers like the profile says", sdkTest, async (t)
 });
 
 Deno.test("cancelling stops a prediction or a load in flight", sdkTest, async (t) => {
-  const slow = profile("slow-model", { realDelayMs: { load: 3000, predict: 3000 } });
-  await withEmulator([slow, profile("fast-model")], async (emulator) => {
+  const slow = testProfile("slow-model", { ...SIZED, realDelayMs: { load: 3000, predict: 3000 } });
+  await withEmulator([slow, testProfile("fast-model", SIZED)], async (emulator) => {
     const lms = client(emulator);
     await t.step("an aborted load rejects at once and loads nothing", async () => {
       const controller = new AbortController();
@@ -707,7 +692,8 @@ Deno.test("cancelling stops a prediction or a load in flight", sdkTest, async (t
 });
 
 Deno.test("faults drop the connection or hang, and the client recovers", sdkTest, async (t) => {
-  const faulty = profile("faulty-model", {
+  const faulty = testProfile("faulty-model", {
+    ...SIZED,
     faults: { dropOnLoad: [1], dropOnPredict: [2], hangOnCountTokens: [1], hangOnPredict: [4] },
   });
   await withEmulator([faulty], async (emulator) => {
@@ -813,7 +799,7 @@ Deno.test("the HTTP control endpoints load by hand and reset", sdkTest, async (t
 });
 
 Deno.test("unknown endpoints and frames get an error, never silence", async (t) => {
-  await withEmulator([profile("m")], async (emulator) => {
+  await withEmulator([testProfile("m", SIZED)], async (emulator) => {
     const socket = new WebSocket(`${emulator.url}/llm`);
     const inbox: unknown[] = [];
     const waiters: ((value: unknown) => void)[] = [];

@@ -26,6 +26,7 @@ import {
   statusCounts,
   upsertScanned,
 } from "../src/registry/registry.ts";
+import { RECORD_KEYS } from "./support/contract.ts";
 
 async function withTempPaths(fn: (paths: LmstrixPaths) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "lmstrix_registry_test_" });
@@ -82,18 +83,7 @@ Deno.test("toContractJson shows exactly the contract's keys in the contract's or
     precision: 512,
     missingSince: null,
   });
-  assert.deepEqual(Object.keys(toContractJson(full)), [
-    "id",
-    "path",
-    "sizeBytes",
-    "architecture",
-    "declaredContext",
-    "loadableContext",
-    "workingContext",
-    "status",
-    "testedAt",
-    "error",
-  ]);
+  assert.deepEqual(Object.keys(toContractJson(full)), RECORD_KEYS);
   assert.equal(toContractJson(full).workingContext, 32768);
 });
 

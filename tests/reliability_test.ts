@@ -14,28 +14,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ModelProfile } from "../scripts/emulator_profiles.ts";
-import { type Emulator, type EmulatorStats, startEmulator } from "../scripts/lmstudio_emulator.ts";
+import type { Emulator, EmulatorStats } from "../scripts/lmstudio_emulator.ts";
 import { cliCommand, type CliRun, runCli, tempHome } from "./support/cli.ts";
+import { testProfile, withEmulator } from "./support/emulator.ts";
 
 /** Retries after a fault wait 20, 40, 80 ms instead of seconds. */
 const BACKOFF_ENV = { LMSTRIX_BACKOFF_MS: "20" };
-
-/** An LLM profile with the fields every test leaves alone filled in. */
-function profile(modelKey: string, extra: Partial<ModelProfile> = {}): ModelProfile {
-  return {
-    modelKey,
-    displayName: modelKey,
-    path: `test/${modelKey}/${modelKey}-Q4_K_M.gguf`,
-    type: "llm",
-    format: "gguf",
-    architecture: "llama",
-    paramsString: "7B",
-    quantization: "Q4_K_M",
-    sizeBytes: 4_000_000_000,
-    declaredContext: 16384,
-    ...extra,
-  };
-}
 
 /**
  * Two models with irregular limits: one refuses loads above 59111 of its 128k (a long loadable
@@ -43,13 +27,13 @@ function profile(modelKey: string, extra: Partial<ModelProfile> = {}): ModelProf
  */
 function fleet(faults: Partial<Record<"alpha" | "beta", Partial<ModelProfile>>> = {}) {
   return [
-    profile("alpha", {
+    testProfile("alpha", {
       sizeBytes: 1_000_000_000,
       declaredContext: 131072,
       loadFailAbove: 59_111,
       ...faults.alpha,
     }),
-    profile("beta", {
+    testProfile("beta", {
       sizeBytes: 2_000_000_000,
       declaredContext: 32768,
       needleFailAbove: 21_111,
@@ -88,19 +72,6 @@ function lmstrix(
   env: Record<string, string> = {},
 ): Promise<CliRun> {
   return runCli(args, { home, env: { LMSTRIX_SERVER: emulator.url, ...BACKOFF_ENV, ...env } });
-}
-
-/** Starts an emulator, runs `fn`, always closes it (closing twice is harmless). */
-async function withEmulator<T>(
-  profiles: ModelProfile[],
-  fn: (emulator: Emulator) => Promise<T>,
-): Promise<T> {
-  const emulator = await startEmulator({ profiles, port: 0 });
-  try {
-    return await fn(emulator);
-  } finally {
-    await emulator.close().catch(() => {});
-  }
 }
 
 /** Polls `check` every 10 ms until it holds; fails after `ms`. */
@@ -663,8 +634,8 @@ Deno.test("bad input exits 2 with one error line and a hint, and no stack trace"
   await using home = await tempHome();
   const profiles = [
     ...fleet(),
-    profile("alpha-mini", { sizeBytes: 500_000_000 }),
-    { ...profile("nomic-embed", { sizeBytes: 100_000_000 }), type: "embedding" as const },
+    testProfile("alpha-mini", { sizeBytes: 500_000_000 }),
+    { ...testProfile("nomic-embed", { sizeBytes: 100_000_000 }), type: "embedding" as const },
   ];
   await withEmulator(profiles, async (emulator) => {
     assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);

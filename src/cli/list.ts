@@ -71,6 +71,12 @@ export function parseSortKey(value: string | undefined): SortKey {
   return key;
 }
 
+/** A limit, marked "≥" when it is only the `--max-context` cap the test ran under. */
+function atLeast(record: ModelRecord, tokens: number | null): string {
+  const text = formatTokens(tokens);
+  return tokens !== null && tokens === record.cappedAt ? `≥${text}` : text;
+}
+
 /** Cells of the context bar. */
 const BAR_WIDTH = 10;
 
@@ -131,8 +137,8 @@ export async function renderList(
   const all: (Column & { optional?: number })[] = [
     { head: "model", align: "left", cell: (r) => r.id },
     { head: "declared", align: "right", cell: (r) => formatTokens(r.declaredContext) },
-    { head: "loadable", align: "right", cell: (r) => formatTokens(r.loadableContext) },
-    { head: "working", align: "right", cell: (r) => formatTokens(r.workingContext) },
+    { head: "loadable", align: "right", cell: (r) => atLeast(r, r.loadableContext) },
+    { head: "working", align: "right", cell: (r) => atLeast(r, r.workingContext) },
     {
       head: "reduction",
       align: "right",

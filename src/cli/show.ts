@@ -30,7 +30,12 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
     });
     return 0;
   }
-  const exact = (n: number | null) => n === null ? "-" : `${n} (${formatTokens(n)})`;
+  const exact = (n: number | null) =>
+    n === null
+      ? "-"
+      : `${n}${formatTokens(n).endsWith("k") ? ` (${formatTokens(n)})` : ""}${
+        n === record.cappedAt ? ", the --max-context cap: it may go higher" : ""
+      }`;
   const rows: [string, string][] = [
     ["model", record.id],
     ["name", record.displayName ?? "-"],

@@ -93,9 +93,9 @@ export function renderResults(results: TestResult[]): string {
   const lines = results.map((r) =>
     `${r.id}: ${r.status}, declared ${formatTokens(r.declaredContext)}, loadable ` +
     `${formatTokens(r.loadableContext)}, working ${formatTokens(r.workingContext)} ` +
-    `(${
-      formatPercent(r.reductionPercent)
-    } less), ${r.loads} loads, ${r.promptTokens} prompt tokens` +
+    `(${formatPercent(r.reductionPercent)} less), ${r.loads} load${
+      r.loads === 1 ? "" : "s"
+    }, ${r.promptTokens} prompt tokens` +
     (r.error ? `; ${r.error}` : "")
   );
   return lines.join("\n");

@@ -9,6 +9,8 @@
  * for the new tokens. The other needles act as distractors, as in RULER's multi-key variant.
  */
 
+import { seededRandom } from "../random.ts";
+
 /** Counts tokens with the model's own tokenizer. */
 export type TokenCounter = (text: string) => Promise<number>;
 
@@ -158,20 +160,14 @@ const KEY_WORDS = [
   "saffron",
 ];
 
-/** A small, fast, seedable PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function pick<T>(random: () => number, items: readonly T[]): T {
   return items[Math.floor(random() * items.length)] as T;
+}
+
+/** A candidate prompt and its size in tokens; Infinity when no needle fits before its cut. */
+interface Measured {
+  built: { prompt: string; needle: Needle } | undefined;
+  tokens: number;
 }
 
 /** Characters per chunk of the master text whose token count is kept (cut back to a word). */
@@ -208,7 +204,7 @@ export class Haystack {
   /** Creates the haystack of `seed`. */
   constructor(seed: number) {
     this.seed = seed;
-    this.#random = prng(seed);
+    this.#random = seededRandom(seed);
   }
 
   /** The needles placed so far. */
@@ -343,90 +339,74 @@ export class Haystack {
   }
 
   /** {@link build} by adding chunk counts: the text is counted once per haystack, in chunks. */
-  async #buildAdding(
+  #buildAdding(targetTokens: number, depth: number, count: TokenCounter): Promise<NeedlePrompt> {
+    const measured = async (cut: number, prefixTokens: () => Promise<number>) => {
+      const built = this.#promptAt(cut, depth);
+      if (!built) return { built, prefix: 0, tokens: Infinity };
+      const prefix = await prefixTokens();
+      return { built, prefix, tokens: prefix + await this.#question(built.needle.key, count) };
+    };
+    return this.#fit(
+      targetTokens,
+      count,
+      (cut) => measured(cut, () => this.#prefixTokens(cut, count)),
+      // A word's tokens add to the prefix, so only the word is counted.
+      (from, cut, next) =>
+        measured(next, async () => from.prefix + await count(this.#text.slice(cut, next))),
+    );
+  }
+
+  /** {@link build} by counting every candidate prompt whole: for any tokenizer. */
+  #buildCountingWhole(
     targetTokens: number,
     depth: number,
     count: TokenCounter,
   ): Promise<NeedlePrompt> {
+    const measure = async (cut: number): Promise<Measured> => {
+      const built = this.#promptAt(cut, depth);
+      return { built, tokens: built ? await count(built.prompt) : Infinity };
+    };
+    return this.#fit(targetTokens, count, measure, (_from, _cut, next) => measure(next));
+  }
+
+  /**
+   * The prompt at the largest cut that fits `targetTokens`: secant steps towards the target, back
+   * word by word while too long, then forward word by word while the next word still fits.
+   * `measure` sizes the prompt at a cut; `extend` sizes it at `next`, one word on from a measured
+   * `cut`.
+   */
+  async #fit<M extends Measured>(
+    targetTokens: number,
+    count: TokenCounter,
+    measure: (cut: number) => Promise<M>,
+    extend: (from: M, cut: number, next: number) => Promise<M>,
+  ): Promise<NeedlePrompt> {
     await this.#countChunks(CHUNK_CHARS, count);
     const ratio = (this.#chunkEnds[0] ?? 1) / Math.max(1, this.#chunkTokens[0] ?? 1);
-    const tokensAt = async (cut: number) => {
-      const built = this.#promptAt(cut, depth);
-      if (!built) return { built, prefix: 0, tokens: Infinity };
-      const prefix = await this.#prefixTokens(cut, count);
-      return { built, prefix, tokens: prefix + await this.#question(built.needle.key, count) };
-    };
-    // Secant steps towards the target, then word by word to the largest fit.
     let cut = this.#cutAt(targetTokens * ratio);
-    let at = await tokensAt(cut);
+    let at = await measure(cut);
     for (let i = 0; i < 8 && at.built && Math.abs(at.tokens - targetTokens) > 3; i++) {
       const next = this.#cutAt(cut + (targetTokens - at.tokens) * ratio);
       if (next === cut) break;
       cut = next;
-      at = await tokensAt(cut);
+      at = await measure(cut);
     }
     for (let guard = 0; guard < 200 && at.tokens > targetTokens && cut > HEADER.length; guard++) {
       cut = this.#cutAt(cut - 1);
-      at = await tokensAt(cut);
+      at = await measure(cut);
     }
-    // Forward word by word: a word's tokens add to the prefix, so only the word is counted.
     for (let guard = 0; guard < 200 && at.built && at.tokens < targetTokens; guard++) {
       const next = this.#nextCut(cut);
-      const built = this.#promptAt(next, depth);
-      if (!built) break;
-      const prefix = at.prefix + await count(this.#text.slice(cut, next));
-      const tokens = prefix + await this.#question(built.needle.key, count);
-      if (tokens > targetTokens) break;
+      const candidate = await extend(at, cut, next);
+      if (!candidate.built || candidate.tokens > targetTokens) break;
       cut = next;
-      at = { built, prefix, tokens };
+      at = candidate;
     }
     return this.#result(at.built, at.tokens, targetTokens, cut);
   }
 
-  /** {@link build} by counting every candidate prompt whole: for any tokenizer. */
-  async #buildCountingWhole(
-    targetTokens: number,
-    depth: number,
-    count: TokenCounter,
-  ): Promise<NeedlePrompt> {
-    await this.#countChunks(CHUNK_CHARS, count);
-    const ratio = (this.#chunkEnds[0] ?? 1) / Math.max(1, this.#chunkTokens[0] ?? 1);
-    // Secant steps towards the target, then word by word to the largest fit.
-    let cut = this.#cutAt(targetTokens * ratio);
-    let built = this.#promptAt(cut, depth);
-    let tokens = built ? await count(built.prompt) : Infinity;
-    for (
-      let i = 0;
-      i < 8 && built && tokens !== targetTokens && Math.abs(tokens - targetTokens) > 3;
-      i++
-    ) {
-      const next = this.#cutAt(cut + (targetTokens - tokens) * ratio);
-      if (next === cut) break;
-      cut = next;
-      built = this.#promptAt(cut, depth);
-      tokens = built ? await count(built.prompt) : Infinity;
-    }
-    // Step back while too long, forward while the next word still fits.
-    for (let guard = 0; guard < 200 && tokens > targetTokens && cut > HEADER.length; guard++) {
-      cut = this.#cutAt(cut - 1);
-      built = this.#promptAt(cut, depth);
-      tokens = built ? await count(built.prompt) : Infinity;
-    }
-    for (let guard = 0; guard < 200 && built && tokens < targetTokens; guard++) {
-      const next = this.#nextCut(cut);
-      const candidate = this.#promptAt(next, depth);
-      if (!candidate) break;
-      const candidateTokens = await count(candidate.prompt);
-      if (candidateTokens > targetTokens) break;
-      cut = next;
-      built = candidate;
-      tokens = candidateTokens;
-    }
-    return this.#result(built, tokens, targetTokens, cut);
-  }
-
   #result(
-    built: { prompt: string; needle: Needle } | undefined,
+    built: Measured["built"],
     tokens: number,
     targetTokens: number,
     cut: number,

@@ -18,7 +18,7 @@
  */
 
 import { RegistryError } from "../errors.ts";
-import type { ModelRecord } from "./model_record.ts";
+import { type ModelRecord, newModelRecord } from "./model_record.ts";
 
 /** The error text of a failed model whose lmsm.json entry gave no reason. */
 const UNKNOWN_FAILURE = "Failed in an earlier tool (lmsm.json gave no reason)";
@@ -78,19 +78,14 @@ export function parseLmsm(data: unknown, path: string): ModelRecord[] {
 }
 
 function importEntry(key: string, entry: Record<string, unknown>): ModelRecord {
-  const record: ModelRecord = {
+  const record = newModelRecord({
     id: key,
     path: typeof entry["path"] === "string" ? entry["path"] : "",
     sizeBytes: count(entry["size_bytes"]) ?? 0,
     architecture: typeof entry["architecture"] === "string" ? entry["architecture"] : "",
     declaredContext: count(entry["ctx_in"]) ?? 0,
-    loadableContext: null,
-    workingContext: null,
-    status: "untested",
-    testedAt: null,
-    error: null,
     type: "llm",
-  };
+  });
   const testStatus = entry["context_test_status"];
   const working = positive(entry["tested_max_context"]);
   const loadable = positive(entry["loadable_max_context"]);

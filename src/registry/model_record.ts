@@ -23,8 +23,8 @@ export const MODEL_STATUSES: readonly ModelStatus[] = [
 /** The kinds of model LM Studio lists; embedding models are never tested. */
 export type ModelType = "llm" | "embedding";
 
-/** A model as stored in `models.json`: the contract fields first, then extras. */
-export interface ModelRecord {
+/** A model record exactly as the outside contract shows it (`list --json`, `show --json`). */
+export interface ContractModelRecord {
   /** The LM Studio model key. */
   id: string;
   /** The model's path as LM Studio reports it. */
@@ -45,6 +45,10 @@ export interface ModelRecord {
   testedAt: string | null;
   /** Why the last test failed, or null. */
   error: string | null;
+}
+
+/** A model as stored in `models.json`: the contract fields, then extras. */
+export interface ModelRecord extends ContractModelRecord {
   /** Whether LM Studio lists it as an LLM or an embedding model. */
   type: ModelType;
   /** LM Studio's display name. */
@@ -57,6 +61,11 @@ export interface ModelRecord {
   paramsString?: string;
   /** The context search's saved state; opaque to the registry. */
   search?: unknown;
+  /**
+   * Set when the last test's `--max-context` stopped it from loading larger: the loadable (and
+   * maybe the working) context is then at least this, not exactly this.
+   */
+  cappedAt?: number;
   /** The precision (tokens) of the last test. */
   precision?: number;
   /** When a scan first found the model gone (ISO 8601); absent or null while it is present. */
@@ -87,30 +96,6 @@ export interface ScannedModel {
   quantization?: string;
   /** Parameter count as LM Studio writes it. */
   paramsString?: string;
-}
-
-/** A model record exactly as the outside contract shows it (`list --json`, `show --json`). */
-export interface ContractModelRecord {
-  /** The LM Studio model key. */
-  id: string;
-  /** The model's path. */
-  path: string;
-  /** Size on disk. */
-  sizeBytes: number;
-  /** Architecture. */
-  architecture: string;
-  /** Declared context length. */
-  declaredContext: number;
-  /** Loadable context, or null until measured. */
-  loadableContext: number | null;
-  /** Working context, or null until measured. */
-  workingContext: number | null;
-  /** Where the model stands. */
-  status: ModelStatus;
-  /** When the last test finished, or null. */
-  testedAt: string | null;
-  /** Why the last test failed, or null. */
-  error: string | null;
 }
 
 /** The contract's keys of a model record, in the contract's order and nothing else. */

@@ -1,6 +1,6 @@
 /**
- * Test helpers around the LM Studio emulator: run a test body against an emulator on a free port
- * (always closed afterwards), read the demo fleet, a logger that keeps the SDK quiet, a way to read
+ * Test helpers around the LM Studio emulator: build a small test profile, run a test body against
+ * an emulator on a free port (always closed afterwards), read the demo fleet, a logger that keeps the SDK quiet, a way to read
  * SDK error text without its box and colours, a bounded wait, and a needle prompt builder sized in
  * the emulator's tokens.
  *
@@ -14,6 +14,26 @@ import {
   type ModelProfile,
   readProfilesFile,
 } from "../../scripts/emulator_profiles.ts";
+
+/**
+ * An LLM profile named `modelKey` (a 7B Q4_K_M GGUF llama of 4 GB, 16k declared) with the fields a
+ * test leaves alone filled in; `extra` sets the fields the test is about.
+ */
+export function testProfile(modelKey: string, extra: Partial<ModelProfile> = {}): ModelProfile {
+  return {
+    modelKey,
+    displayName: modelKey,
+    path: `test/${modelKey}/${modelKey}-Q4_K_M.gguf`,
+    type: "llm",
+    format: "gguf",
+    architecture: "llama",
+    paramsString: "7B",
+    quantization: "Q4_K_M",
+    sizeBytes: 4_000_000_000,
+    declaredContext: 16384,
+    ...extra,
+  };
+}
 
 /** Starts an emulator serving `profiles` on a free port, runs `fn`, and always closes it. */
 export async function withEmulator<T>(

@@ -10,6 +10,9 @@
 import type { Answer, LoadOutcome, Probe, SearchConfig } from "../../src/search/context_search.ts";
 import { searchCap } from "../../src/search/context_search.ts";
 
+/** The seeded PRNG the fake tests draw their random cases from (mulberry32). */
+export { seededRandom } from "../../src/random.ts";
+
 /** How the fake model behaves. All thresholds are inclusive limits ("above" fails). */
 export interface FakeModel {
   /** Loads asked above this size are refused. */
@@ -200,16 +203,4 @@ export function truthOf(model: FakeModel, config: SearchConfig): FakeTruth {
     ? working - precision
     : Math.min(working, sure + reserve) - precision;
   return { loadable, working, workingFloor: Math.max(minContext, floor) };
-}
-
-/** Deterministic PRNG (mulberry32): numbers in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -1,0 +1,52 @@
+/**
+ * The key lists of the outside contract's JSON (/work/shared/contract.md, "JSON output"), in the
+ * contract's order, for the tests that check the CLI's and the library's documents against it.
+ *
+ * @module
+ */
+
+/** The keys of a model record (`list --json`, `scan --json`, `show --json`), in order. */
+export const RECORD_KEYS: readonly string[] = [
+  "id",
+  "path",
+  "sizeBytes",
+  "architecture",
+  "declaredContext",
+  "loadableContext",
+  "workingContext",
+  "status",
+  "testedAt",
+  "error",
+];
+
+/** The values a model record's `status` may take. */
+export const RECORD_STATUSES: readonly string[] = [
+  "untested",
+  "testing",
+  "tested",
+  "failed",
+  "missing",
+];
+
+/** The keys of one entry of `results` in `test --json`, in order. */
+export const RESULT_KEYS: readonly string[] = [
+  "id",
+  "declaredContext",
+  "loadableContext",
+  "workingContext",
+  "reductionPercent",
+  "status",
+  "loads",
+  "promptTokens",
+  "error",
+];
+
+/** The keys of the `status --json` document, in order. */
+export const STATUS_KEYS: readonly string[] = [
+  "total",
+  "untested",
+  "testing",
+  "tested",
+  "failed",
+  "lock",
+];
