@@ -135,6 +135,20 @@ Deno.test({
         assert.equal(emulator.stats().loads.length - before, 1);
       });
 
+      await t.step(
+        "a limit equal to --max-context is recorded as capped, and cleared when not",
+        async () => {
+          await lmstrix.testContextLimits("tiny-honest-8k", { maxContext: 4096 });
+          const capped = await lmstrix.show("tiny-honest-8k");
+          assert.equal(capped.loadableContext, 4096);
+          assert.equal(capped.cappedAt, 4096);
+          await lmstrix.testContextLimits("tiny-honest-8k");
+          const full = await lmstrix.show("tiny-honest-8k");
+          assert.equal(full.loadableContext, 8192);
+          assert.equal(full.cappedAt, undefined);
+        },
+      );
+
       await t.step("a model that loads at no size comes back failed with the reason", async () => {
         const limits = await lmstrix.testContextLimits("tiny-unloadable");
         assert.equal(limits.status, "failed");

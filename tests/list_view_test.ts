@@ -79,6 +79,13 @@ Deno.test("list", async (t) => {
     assert.ok(narrow.split("\n").every((line) => line.length <= 70));
   });
 
+  await t.step("marks a limit that is only the --max-context cap with ≥", async () => {
+    const capped = { ...record("d-model", 1048576, 65536, 65536, 2e9), cappedAt: 65536 };
+    const output = new Output({ stdout: new MemorySink(false), stderr: new MemorySink(false) });
+    const text = await renderList([capped], output, false);
+    assert.match(text.split("\n")[1]!, /^d-model\s+1024k\s+≥64k\s+≥64k\s/);
+  });
+
   await t.step("writes exact measured numbers and k only for multiples of 1024", () => {
     assert.equal(formatTokens(131072), "128k");
     assert.equal(formatTokens(58421), "58,421");
