@@ -1,0 +1,64 @@
+/**
+ * The search's budget on the demo fleet, end to end: the CLI as users run it, the real SDK, the
+ * emulator's models with known truth. Every number within the precision and never above the
+ * truth, at most 2·⌈log2(declared / precision)⌉ + 3 loads per model, one load for the model that
+ * is honest at its declared size, nothing left loaded.
+ */
+
+import assert from "node:assert/strict";
+import { profileTruth } from "../scripts/emulator_profiles.ts";
+import { RESERVE_TOKENS } from "../src/lmstrix.ts";
+import { runCli, tempHome } from "./support/cli.ts";
+import { loadFleet, withEmulator } from "./support/emulator.ts";
+
+interface Result {
+  id: string;
+  declaredContext: number;
+  loadableContext: number | null;
+  workingContext: number | null;
+  status: string;
+  loads: number;
+}
+
+Deno.test("test --all on the demo fleet keeps the budget and gets every number right", async (t) => {
+  const fleet = await loadFleet();
+  await using home = await tempHome();
+  await withEmulator(fleet, async (emulator) => {
+    const env = { LMSTRIX_SERVER: emulator.url };
+    const scan = await runCli(["scan", "--quiet"], { home: home.path, env });
+    assert.equal(scan.code, 0, scan.stderr);
+    const run = await runCli(["test", "--all", "--json"], { home: home.path, env });
+    assert.equal(run.code, 0, run.stderr);
+    const { results } = JSON.parse(run.stdout) as { results: Result[] };
+    const llms = fleet.filter((p) => p.type === "llm");
+    assert.deepEqual(results.map((r) => r.id).sort(), llms.map((p) => p.modelKey).sort());
+
+    for (const profile of llms) {
+      await t.step(profile.modelKey, () => {
+        const result = results.find((r) => r.id === profile.modelKey)!;
+        const truth = profileTruth(profile);
+        const precision = Math.max(256, Math.ceil(profile.declaredContext / 100));
+        const budget = 2 * Math.ceil(Math.log2(profile.declaredContext / precision)) + 3;
+        assert.equal(result.status, "tested");
+        const { loadableContext: loadable, workingContext: working } = result;
+        assert.ok(loadable !== null && working !== null);
+        assert.ok(loadable <= truth.loadable, `loadable ${loadable} above ${truth.loadable}`);
+        assert.ok(loadable >= truth.loadable - precision, `loadable ${loadable} too low`);
+        assert.ok(
+          working <= truth.working + RESERVE_TOKENS,
+          `working ${working} above ${truth.working}`,
+        );
+        assert.ok(working >= truth.workingFloor - precision, `working ${working} too low`);
+        assert.ok(result.loads <= budget, `${result.loads} loads, budget ${budget}`);
+        const honest = truth.loadable === profile.declaredContext &&
+          truth.working === profile.declaredContext;
+        if (honest) assert.equal(result.loads, 1, "an honest model costs one load");
+      });
+    }
+    await t.step("the loads counted are the loads LM Studio saw, and nothing stays loaded", () => {
+      const stats = emulator.stats();
+      assert.equal(stats.loads.length, results.reduce((sum, r) => sum + r.loads, 0));
+      assert.deepEqual(stats.loaded, []);
+    });
+  });
+});
