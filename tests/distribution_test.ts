@@ -117,3 +117,18 @@ Deno.test("deno task start --version prints the version in deno.json and exits 0
   assert.equal(code, 0, stderr);
   assert.equal(stdout.trim(), version);
 });
+
+Deno.test("the library is ready for JSR: deno publish --dry-run passes", async () => {
+  const output = await new Deno.Command("deno", {
+    args: ["publish", "--dry-run", "--allow-dirty"],
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, text);
+  assert.match(text, /Dry run complete/);
+  assert.doesNotMatch(text, /warning/i, "publishing would warn");
+  assert.match(text, /mod\.ts/);
+});
