@@ -16,7 +16,7 @@ import { type ModelProfile, profileTruth } from "../scripts/emulator_profiles.ts
 import type { Emulator } from "../scripts/lmstudio_emulator.ts";
 import { acquireLock } from "../src/registry/lock.ts";
 import { lmstrixPaths } from "../src/paths.ts";
-import { type CliRun, closedPort, runCli, tempHome } from "./support/cli.ts";
+import { type CliRun, closedPort, runCli, runCliAgainst, tempHome } from "./support/cli.ts";
 import { RECORD_KEYS, RECORD_STATUSES, RESULT_KEYS, STATUS_KEYS } from "./support/contract.ts";
 import { testProfile, withEmulator } from "./support/emulator.ts";
 
@@ -53,13 +53,8 @@ const FLEET: ModelProfile[] = [
 ];
 const LLM_IDS_SMALL_FIRST = ["tiny-forgetful", "broken-when-big", "mid-guarded", "fitted-mlx"];
 
-function lmstrix(
-  emulator: Emulator,
-  home: string,
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<CliRun> {
-  return runCli(args, { home, env: { LMSTRIX_SERVER: emulator.url, ...env } });
+function lmstrix(emulator: Emulator, home: string, args: string[]): Promise<CliRun> {
+  return runCliAgainst(emulator.url, home, args);
 }
 
 /** Parses stdout as exactly one JSON document (throws on anything else). */

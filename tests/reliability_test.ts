@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ModelProfile } from "../scripts/emulator_profiles.ts";
 import type { Emulator, EmulatorStats } from "../scripts/lmstudio_emulator.ts";
-import { cliCommand, type CliRun, runCli, tempHome } from "./support/cli.ts";
+import { cliCommand, type CliRun, runCliAgainst, tempHome } from "./support/cli.ts";
 import { testProfile, withEmulator } from "./support/emulator.ts";
 
 /** Retries after a fault wait 20, 40, 80 ms instead of seconds. */
@@ -71,7 +71,7 @@ function lmstrix(
   args: string[],
   env: Record<string, string> = {},
 ): Promise<CliRun> {
-  return runCli(args, { home, env: { LMSTRIX_SERVER: emulator.url, ...BACKOFF_ENV, ...env } });
+  return runCliAgainst(emulator.url, home, args, { ...BACKOFF_ENV, ...env });
 }
 
 /** Polls `check` every 10 ms until it holds; fails after `ms`. */

@@ -65,3 +65,13 @@ export function closedPort(): number {
   listener.close();
   return port;
 }
+
+/** Runs the CLI against the LM Studio at `server` (an emulator's `url`), in the home `home`. */
+export function runCliAgainst(
+  server: string,
+  home: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<CliRun> {
+  return runCli(args, { home, env: { LMSTRIX_SERVER: server, ...env } });
+}
