@@ -23,19 +23,13 @@ import {
   searchContextLimits,
   type SearchResult,
 } from "../src/search/context_search.ts";
-import { lowerBound, type LowerBoundStep, lowerBoundSteps } from "../src/search/lower_bound.ts";
-import { referenceSearch } from "../src/search/reference_search.ts";
+import { lowerBound, type LowerBoundStep, lowerBoundSteps } from "./bench/lower_bound.ts";
+import { referenceSearch } from "./bench/reference_search.ts";
 import { DEFAULT_MIN_CONTEXT, defaultPrecision, RESERVE_TOKENS } from "../src/lmstrix.ts";
-import {
-  DEMO_FLEET_URL,
-  loadMs,
-  type ModelProfile,
-  prefillMs,
-  profileTruth,
-  readProfilesFile,
-  TIMING,
-} from "./emulator_profiles.ts";
-import { type Emulator, startEmulator } from "./lmstudio_emulator.ts";
+import { type ModelProfile, profileTruth } from "./emulator/profile.ts";
+import { loadMs, prefillMs, TIMING } from "./emulator/timing.ts";
+import { DEMO_FLEET_URL, readProfilesFile } from "./emulator/validation.ts";
+import { type Emulator, startEmulator } from "./emulator/server.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -7,8 +7,9 @@
  * Usage: deno task demo [--keep-going]
  */
 
-import { DEMO_FLEET_URL, profileTruth, readProfilesFile } from "./emulator_profiles.ts";
-import { startEmulator } from "./lmstudio_emulator.ts";
+import { profileTruth } from "./emulator/profile.ts";
+import { DEMO_FLEET_URL, readProfilesFile } from "./emulator/validation.ts";
+import { startEmulator } from "./emulator/server.ts";
 
 const root = new URL("../", import.meta.url);
 const home = new URL(".demo/", root);

@@ -18,8 +18,8 @@
 
 import { join } from "node:path";
 import { seededRandom } from "../src/random.ts";
-import { DEMO_FLEET_URL, readProfilesFile } from "./emulator_profiles.ts";
-import { type Emulator, startEmulator } from "./lmstudio_emulator.ts";
+import { DEMO_FLEET_URL, readProfilesFile } from "./emulator/validation.ts";
+import { type Emulator, startEmulator } from "./emulator/server.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const FLAGS = (await Deno.readTextFile(new URL("scripts/permissions.flags", ROOT))).trim()

@@ -12,8 +12,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type ModelProfile, profileTruth } from "../scripts/emulator_profiles.ts";
-import type { Emulator } from "../scripts/lmstudio_emulator.ts";
+import { type ModelProfile, profileTruth } from "../scripts/emulator/profile.ts";
+import type { Emulator } from "../scripts/emulator/server.ts";
 import { acquireLock } from "../src/registry/lock.ts";
 import { lmstrixPaths } from "../src/paths.ts";
 import { type CliRun, closedPort, runCli, runCliAgainst, tempHome } from "./support/cli.ts";

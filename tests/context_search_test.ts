@@ -20,8 +20,8 @@ import {
   type SearchState,
   splitPoint,
 } from "../src/search/context_search.ts";
-import { referenceSearch } from "../src/search/reference_search.ts";
-import { lowerBound, lowerBoundSteps } from "../src/search/lower_bound.ts";
+import { referenceSearch } from "../scripts/bench/reference_search.ts";
+import { lowerBound, lowerBoundSteps } from "../scripts/bench/lower_bound.ts";
 import {
   FakeCrash,
   type FakeModel,

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { profileTruth } from "../scripts/emulator_profiles.ts";
+import { profileTruth } from "../scripts/emulator/profile.ts";
 import { RESERVE_TOKENS } from "../src/lmstrix.ts";
 import { runCli, tempHome } from "./support/cli.ts";
 import { loadFleet, withEmulator } from "./support/emulator.ts";

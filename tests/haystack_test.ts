@@ -1,7 +1,7 @@
 /** The needle prompt builder: exact token counts, the contract's format, shared prefixes. */
 
 import assert from "node:assert/strict";
-import { countTokens } from "../scripts/emulator_profiles.ts";
+import { countTokens } from "../scripts/emulator/tokenizer.ts";
 import { gradeNeedle, gradeSanity, Haystack, questionFor } from "../src/probe/haystack.ts";
 
 const count = (text: string) => Promise.resolve(countTokens(text));

@@ -12,7 +12,7 @@ import {
   RegistryError,
   UsageError,
 } from "../mod.ts";
-import { type ModelProfile, profileTruth } from "../scripts/emulator_profiles.ts";
+import { type ModelProfile, profileTruth } from "../scripts/emulator/profile.ts";
 import { closedPort, tempHome } from "./support/cli.ts";
 import { RECORD_KEYS } from "./support/contract.ts";
 import { withEmulator } from "./support/emulator.ts";

@@ -13,20 +13,13 @@
 
 import assert from "node:assert/strict";
 import { LMStudioClient } from "@lmstudio/sdk";
-import type { Emulator, EmulatorStats } from "../scripts/lmstudio_emulator.ts";
-import {
-  countTokens,
-  emulatedAnswer,
-  failsInNoisyBand,
-  loadMs,
-  type ModelProfile,
-  prefillMs,
-  ProfileError,
-  profileTruth,
-  tokenize,
-  tokenPieces,
-  validateProfiles,
-} from "../scripts/emulator_profiles.ts";
+import type { Emulator } from "../scripts/emulator/server.ts";
+import type { EmulatorStats } from "../scripts/emulator/stats.ts";
+import { emulatedAnswer, failsInNoisyBand } from "../scripts/emulator/answers.ts";
+import { type ModelProfile, profileTruth } from "../scripts/emulator/profile.ts";
+import { loadMs, prefillMs } from "../scripts/emulator/timing.ts";
+import { countTokens, tokenize, tokenPieces } from "../scripts/emulator/tokenizer.ts";
+import { ProfileError, validateProfiles } from "../scripts/emulator/validation.ts";
 import {
   loadFleet,
   needlePrompt,
@@ -873,7 +866,7 @@ Deno.test({
         "run",
         "--allow-net",
         "--allow-read",
-        new URL("../scripts/lmstudio_emulator.ts", import.meta.url).pathname,
+        new URL("../scripts/emulator/main.ts", import.meta.url).pathname,
         "--port",
         "0",
       ],

@@ -13,8 +13,9 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { ModelProfile } from "../scripts/emulator_profiles.ts";
-import type { Emulator, EmulatorStats } from "../scripts/lmstudio_emulator.ts";
+import type { ModelProfile } from "../scripts/emulator/profile.ts";
+import type { Emulator } from "../scripts/emulator/server.ts";
+import type { EmulatorStats } from "../scripts/emulator/stats.ts";
 import { cliCommand, type CliRun, runCliAgainst, tempHome } from "./support/cli.ts";
 import { testProfile, withEmulator } from "./support/emulator.ts";
 

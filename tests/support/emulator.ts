@@ -7,13 +7,10 @@
  * @module
  */
 
-import { type Emulator, startEmulator } from "../../scripts/lmstudio_emulator.ts";
-import {
-  countTokens,
-  DEMO_FLEET_URL,
-  type ModelProfile,
-  readProfilesFile,
-} from "../../scripts/emulator_profiles.ts";
+import { type Emulator, startEmulator } from "../../scripts/emulator/server.ts";
+import type { ModelProfile } from "../../scripts/emulator/profile.ts";
+import { countTokens } from "../../scripts/emulator/tokenizer.ts";
+import { DEMO_FLEET_URL, readProfilesFile } from "../../scripts/emulator/validation.ts";
 
 /**
  * An LLM profile named `modelKey` (a 7B Q4_K_M GGUF llama of 4 GB, 16k declared) with the fields a

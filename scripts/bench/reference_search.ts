@@ -14,8 +14,13 @@
  * @module
  */
 
-import type { Attempt, Probe, SearchConfig, SearchResult } from "./context_search.ts";
-import { initialState, searchCap } from "./context_search.ts";
+import type {
+  Attempt,
+  Probe,
+  SearchConfig,
+  SearchResult,
+} from "../../src/search/context_search.ts";
+import { initialState, searchCap } from "../../src/search/context_search.ts";
 
 /** Runs the reference algorithm (no resume, no hooks) and unloads at the end. */
 export async function referenceSearch(

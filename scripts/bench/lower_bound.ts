@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { SearchConfig } from "./context_search.ts";
-import { searchCap } from "./context_search.ts";
+import type { SearchConfig } from "../../src/search/context_search.ts";
+import { searchCap } from "../../src/search/context_search.ts";
 
 /** The true limits of a model. */
 export interface TrueLimits {

@@ -1,0 +1,279 @@
+/**
+ * The LM Studio emulator's state: profiles, loaded instances, the virtual clock, statistics and
+ * fault counters, and the rules shared by every way of loading a model.
+ *
+ * @module
+ */
+
+import type { ModelProfile } from "./profile.ts";
+import { estimatedMemoryGb, quantizationBits, VirtualClock } from "./timing.ts";
+import type {
+  EmulatorStats,
+  LoadedRecord,
+  LoadRecord,
+  OneShotFaults,
+  PredictionRecord,
+} from "./stats.ts";
+import { isRecord, type Json, type KvField, LmsError } from "./wire.ts";
+
+export interface Instance {
+  identifier: string;
+  instanceReference: string;
+  profile: ModelProfile;
+  contextLength: number;
+  /** Text the KV cache holds (last prompt plus its answer), for prompt caching. */
+  cacheText: string;
+}
+
+export interface FaultCounters {
+  load: number;
+  predict: number;
+  countTokens: number;
+}
+
+export interface ChannelState {
+  endpoint: string;
+  /** Set while the channel can still be cancelled. */
+  abort: AbortController;
+  /** A hung channel ignores everything. */
+  hung: boolean;
+}
+
+export interface Connection {
+  socket: WebSocket;
+  namespace: string;
+  authenticated: boolean;
+  channels: Map<number, ChannelState>;
+}
+
+export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Thrown inside a handler to end it without an answer (the socket was dropped or it hangs). */
+export class Silenced extends Error {}
+
+export class EmulatorCore {
+  readonly profiles: ModelProfile[];
+  readonly clock = new VirtualClock();
+  readonly instances = new Map<string, Instance>();
+  readonly connections = new Set<Connection>();
+  loads: LoadRecord[] = [];
+  predictions: PredictionRecord[] = [];
+  unloads = 0;
+  tokenCounts = 0;
+  counters = new Map<string, FaultCounters>();
+  oneShot: OneShotFaults = {};
+  nextReference = 1;
+
+  constructor(profiles: ModelProfile[]) {
+    this.profiles = profiles;
+  }
+
+  stats(): EmulatorStats {
+    return structuredClone({
+      virtualMs: this.clock.now,
+      loads: this.loads,
+      predictions: this.predictions,
+      loaded: [...this.instances.values()].map((instance) => this.loadedRecord(instance)),
+      unloads: this.unloads,
+      tokenCounts: this.tokenCounts,
+    });
+  }
+
+  reset(): void {
+    this.clock.reset();
+    this.instances.clear();
+    this.loads = [];
+    this.predictions = [];
+    this.unloads = 0;
+    this.tokenCounts = 0;
+    this.counters.clear();
+    this.oneShot = {};
+  }
+
+  loadedRecord(instance: Instance): LoadedRecord {
+    return {
+      identifier: instance.identifier,
+      modelKey: instance.profile.modelKey,
+      contextLength: instance.contextLength,
+    };
+  }
+
+  counter(modelKey: string): FaultCounters {
+    let counter = this.counters.get(modelKey);
+    if (counter === undefined) {
+      counter = { load: 0, predict: 0, countTokens: 0 };
+      this.counters.set(modelKey, counter);
+    }
+    return counter;
+  }
+
+  findProfile(key: string): ModelProfile | undefined {
+    return this.profiles.find((p) => p.modelKey === key) ??
+      this.profiles.find((p) => p.path === key) ??
+      this.profiles.find((p) => p.modelKey.toLowerCase() === key.toLowerCase());
+  }
+
+  modelInfo(profile: ModelProfile): Json {
+    const info: Json = {
+      type: profile.type,
+      modelKey: profile.modelKey,
+      format: profile.format === "mlx" ? "safetensors" : profile.format,
+      displayName: profile.displayName,
+      path: profile.path,
+      sizeBytes: profile.sizeBytes,
+      paramsString: profile.paramsString,
+      architecture: profile.architecture,
+      quantization: { name: profile.quantization, bits: quantizationBits(profile.quantization) },
+      maxContextLength: profile.declaredContext,
+    };
+    if (profile.type === "llm") {
+      info.vision = profile.vision ?? false;
+      info.trainedForToolUse = profile.trainedForToolUse ?? false;
+    }
+    return info;
+  }
+
+  instanceInfo(instance: Instance): Json {
+    return {
+      ...this.modelInfo(instance.profile),
+      identifier: instance.identifier,
+      instanceReference: instance.instanceReference,
+      contextLength: instance.contextLength,
+    };
+  }
+
+  loadConfig(instance: Instance): { fields: KvField[] } {
+    if (instance.profile.type === "embedding") {
+      return {
+        fields: [
+          { key: "embedding.load.contextLength", value: instance.contextLength },
+          { key: "embedding.load.llama.evalBatchSize", value: 512 },
+        ],
+      };
+    }
+    const fields: KvField[] = [
+      { key: "llm.load.contextLength", value: instance.contextLength },
+      { key: "llm.load.seed", value: { checked: false, value: -1 } },
+    ];
+    if (instance.profile.format === "gguf") {
+      fields.push(
+        { key: "llm.load.llama.acceleration.offloadRatio", value: "max" },
+        { key: "llm.load.llama.evalBatchSize", value: 512 },
+        { key: "llm.load.llama.flashAttention", value: false },
+        { key: "llm.load.llama.keepModelInMemory", value: true },
+        { key: "llm.load.llama.tryMmap", value: true },
+      );
+    }
+    return { fields };
+  }
+
+  defaultContext(profile: ModelProfile): number {
+    return profile.type === "embedding"
+      ? profile.declaredContext
+      : Math.min(4096, profile.declaredContext);
+  }
+
+  notFoundError(key: string): LmsError {
+    const sample = this.profiles.slice(0, 10).map((p) => p.modelKey);
+    return new LmsError(`Cannot find a model with path "${key}"`, {
+      cause: `No model with key or path "${key}" is downloaded.`,
+      suggestion: 'Run "lms ls" to see the models you can load.',
+      displayData: {
+        code: "generic.pathNotFound",
+        path: key,
+        availablePathsSample: sample,
+        totalModels: this.profiles.length,
+      },
+    });
+  }
+
+  /**
+   * Checks a load request and returns the context that would be loaded, or throws the error LM
+   * Studio would send. Shared by the WebSocket load and the by-hand load.
+   */
+  admitLoad(profile: ModelProfile, asked: number, identifier: string | undefined): number {
+    if (identifier !== undefined && this.instances.has(identifier)) {
+      throw new LmsError(`A model with identifier "${identifier}" is already loaded`, {
+        suggestion: "Unload it first or pick another identifier.",
+      });
+    }
+    if (asked > profile.declaredContext) {
+      throw new LmsError("Failed to load model", {
+        cause: `Requested context length (${asked}) is greater than the model's maximum context ` +
+          `length (${profile.declaredContext}).`,
+      });
+    }
+    if (profile.loadFailAbove !== undefined && asked > profile.loadFailAbove) {
+      const gb = estimatedMemoryGb(profile, asked).toFixed(2);
+      throw new LmsError(
+        "Model loading was stopped due to insufficient system resources. Under the current " +
+          `settings, this model requires approximately ${gb} GB of memory, and continuing to ` +
+          "load it would likely overload your system and cause it to freeze. If you believe " +
+          "this is a mistake, you can try to change the model loading guardrails in the settings.",
+      );
+    }
+    return profile.fitAbove !== undefined && asked > profile.fitAbove ? profile.fitAbove : asked;
+  }
+
+  addInstance(profile: ModelProfile, identifier: string | undefined, context: number): Instance {
+    let chosen = identifier ?? profile.modelKey;
+    if (identifier === undefined) {
+      for (let n = 2; this.instances.has(chosen); n++) chosen = `${profile.modelKey}:${n}`;
+    }
+    const instance: Instance = {
+      identifier: chosen,
+      instanceReference: `emu-${this.nextReference++}-${crypto.randomUUID().slice(0, 8)}`,
+      profile,
+      contextLength: context,
+      cacheText: "",
+    };
+    this.instances.set(chosen, instance);
+    return instance;
+  }
+
+  /** Finds the instance a specifier points at, or throws LM Studio's error. */
+  resolve(specifier: unknown, domain: string): Instance {
+    if (isRecord(specifier) && specifier.type === "instanceReference") {
+      for (const instance of this.instances.values()) {
+        if (instance.instanceReference === specifier.instanceReference) return instance;
+      }
+      throw new LmsError("This model has already been unloaded.", {
+        displayData: { code: "generic.specificModelUnloaded" },
+      });
+    }
+    const query = isRecord(specifier) && isRecord(specifier.query) ? specifier.query : {};
+    const candidates = [...this.instances.values()].filter((instance) =>
+      instance.profile.type === domain &&
+      (query.identifier === undefined || instance.identifier === query.identifier) &&
+      (query.path === undefined || instance.profile.path === query.path ||
+        instance.profile.modelKey === query.path)
+    );
+    const found = candidates[0];
+    if (found !== undefined) return found;
+    const loaded = [...this.instances.keys()];
+    throw new LmsError("No loaded model satisfies all requirements specified in the query.", {
+      displayData: {
+        code: "generic.noModelMatchingQuery",
+        query: {
+          ...(typeof query.identifier === "string" ? { identifier: query.identifier } : {}),
+          ...(typeof query.path === "string" ? { path: query.path } : {}),
+        },
+        loadedModelsSample: loaded.slice(0, 10),
+        totalLoadedModels: loaded.length,
+      },
+    });
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * `deno task emulator`: runs the LM Studio emulator until SIGINT/SIGTERM.
+ *
+ * @module
+ */
+
+import type { ModelProfile } from "./profile.ts";
+import { startEmulator } from "./server.ts";
+import { DEMO_FLEET_URL, readProfilesFile } from "./validation.ts";
+
+const USAGE = `Usage: deno task emulator [--port N] [--profiles FILE]
+
+  --port N         TCP port on 127.0.0.1 (default 1234; 0 picks a free port)
+  --profiles FILE  profiles JSON { "models": [...] } (default scripts/demo_fleet.json)`;
+
+async function main(args: string[]): Promise<number> {
+  let port = 1234;
+  let profilesPath: string | URL = DEMO_FLEET_URL;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const [flag, inline] = arg?.startsWith("--") && arg.includes("=")
+      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
+      : [arg, undefined];
+    const value = () => inline ?? args[++i];
+    if (flag === "--help" || flag === "-h") {
+      console.log(USAGE);
+      return 0;
+    } else if (flag === "--port") {
+      const parsed = Number(value());
+      if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65535) {
+        console.error(`error: --port must be an integer from 0 to 65535\n\n${USAGE}`);
+        return 2;
+      }
+      port = parsed;
+    } else if (flag === "--profiles") {
+      const path = value();
+      if (path === undefined) {
+        console.error(`error: --profiles needs a file\n\n${USAGE}`);
+        return 2;
+      }
+      profilesPath = path;
+    } else {
+      console.error(`error: unknown argument "${arg}"\n\n${USAGE}`);
+      return 2;
+    }
+  }
+  let profiles: ModelProfile[];
+  try {
+    profiles = await readProfilesFile(profilesPath);
+  } catch (error) {
+    console.error(`error: cannot read profiles: ${(error as Error).message}`);
+    return 2;
+  }
+  const emulator = await startEmulator({ profiles, port });
+  console.log(`LM Studio emulator listening on ${emulator.url}`);
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    Deno.addSignalListener("SIGINT", stop);
+    if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", stop);
+  });
+  await stopped;
+  await emulator.close();
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,126 @@
+/**
+ * Model profiles of the LM Studio emulator: what one emulated model is, and the ground truth a
+ * profile implies ({@link profileTruth}). A profiles file is JSON: `{ "models": [Profile, ...] }`;
+ * see {@link ModelProfile} for the fields and `validation.ts` for reading one.
+ *
+ * @module
+ */
+
+/** How a model answers the needle probe once the prompt is past its needle cliff. */
+export type NeedleFailMode = "gibberish" | "wrong-number" | "empty";
+
+/** File format of a model as a profile states it; `"mlx"` is sent as `"safetensors"` on the wire. */
+export type ProfileFormat = "gguf" | "mlx" | "safetensors";
+
+/** Scripted faults of one model. Every list holds 1-based call numbers counted since start/reset. */
+export interface ProfileFaults {
+  /** Close the WebSocket abruptly on these loads of this model (nothing gets loaded). */
+  dropOnLoad?: number[];
+  /** Close the WebSocket abruptly on these predictions of this model. */
+  dropOnPredict?: number[];
+  /** Never answer these loads of this model (cancel is ignored too). */
+  hangOnLoad?: number[];
+  /** Never answer these predictions of this model (cancel is ignored too). */
+  hangOnPredict?: number[];
+  /** Never answer these `countTokens` calls on this model. */
+  hangOnCountTokens?: number[];
+}
+
+/** Real wall-clock delays, so that a test can interrupt a call in flight. */
+export interface ProfileRealDelay {
+  /** Milliseconds a load takes for real (progress is streamed meanwhile). */
+  load?: number;
+  /** Milliseconds a prediction takes for real before its first fragment. */
+  predict?: number;
+}
+
+/**
+ * One emulated model.
+ *
+ * Limits (all in tokens, all optional; absent means "no such limit"):
+ * - `loadFailAbove`: a load asking for more context fails with LM Studio's guardrail text.
+ * - `fitAbove`: a load asking for more succeeds, but is silently fitted to this context (MLX).
+ * - `brokenAbove`: loaded above this context, every answer is gibberish (no digits).
+ * - `needleFailAbove`: a needle prompt with more tokens than this is answered wrongly, as
+ *   `needleFailMode` says; with `noisyBand`, prompts in `(needleFailAbove - noisyBand,
+ *   needleFailAbove]` fail for a deterministic pseudo-random share of needles rising from 0 to 1.
+ * A load asking for more than `declaredContext` fails.
+ */
+export interface ModelProfile {
+  /** LM Studio model key, e.g. `"qwen2.5-7b-instruct"`. */
+  modelKey: string;
+  /** Human-readable name. */
+  displayName: string;
+  /** Path relative to the models folder, e.g. `"lmstudio-community/…/model-Q4_K_M.gguf"`. */
+  path: string;
+  /** Model domain. */
+  type: "llm" | "embedding";
+  /** File format. */
+  format: ProfileFormat;
+  /** Architecture, e.g. `"llama"`, `"qwen2"`. */
+  architecture: string;
+  /** Parameter count as LM Studio shows it, e.g. `"7B"`, `"137M"`. */
+  paramsString: string;
+  /** Quantization name, e.g. `"Q4_K_M"`, `"4bit"`, `"F16"`. */
+  quantization: string;
+  /** Size of the weights on disk, in bytes. */
+  sizeBytes: number;
+  /** Context length the model declares (`maxContextLength`). */
+  declaredContext: number;
+  /** Vision support flag reported by LM Studio (default false). */
+  vision?: boolean;
+  /** Tool-use flag reported by LM Studio (default false). */
+  trainedForToolUse?: boolean;
+  /** KV-cache bytes per token of context; default derived from the parameter count. */
+  kvBytesPerToken?: number;
+  /** See the interface doc. */
+  loadFailAbove?: number;
+  /** See the interface doc. */
+  fitAbove?: number;
+  /** See the interface doc. */
+  brokenAbove?: number;
+  /** See the interface doc. */
+  needleFailAbove?: number;
+  /** Required when `needleFailAbove` is set. */
+  needleFailMode?: NeedleFailMode;
+  /** Width in tokens of the noisy band just below `needleFailAbove`. */
+  noisyBand?: number;
+  /** Scripted faults. */
+  faults?: ProfileFaults;
+  /** Real delays. */
+  realDelayMs?: ProfileRealDelay;
+  /** Free text: what this profile exercises. Ignored by the emulator. */
+  notes?: string;
+}
+
+/** The true limits a profile implies, to compare measured numbers against. */
+export interface ProfileTruth {
+  /** Largest context that loads and reads back unchanged. */
+  loadable: number;
+  /** Largest context at which the needle probe passes (top of the noisy band). */
+  working: number;
+  /** Bottom of the noisy band (equals `working` without a band). */
+  workingFloor: number;
+}
+
+/** The true limits of a profile: loadable, working, and the bottom of the noisy band. */
+export function profileTruth(profile: ModelProfile): ProfileTruth {
+  const loadable = minOf(
+    profile.declaredContext,
+    profile.loadFailAbove,
+    profile.fitAbove,
+  );
+  const working = minOf(loadable, profile.brokenAbove, profile.needleFailAbove);
+  const band = profile.noisyBand ?? 0;
+  // The band only lowers the floor when the needle cliff is what sets the working context.
+  const bandApplies = profile.needleFailAbove !== undefined && working === profile.needleFailAbove;
+  return { loadable, working, workingFloor: bandApplies ? working - band : working };
+}
+
+function minOf(first: number, ...rest: (number | undefined)[]): number {
+  let result = first;
+  for (const value of rest) {
+    if (value !== undefined && value < result) result = value;
+  }
+  return result;
+}

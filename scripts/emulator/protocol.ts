@@ -1,0 +1,548 @@
+/**
+ * The LM Studio emulator's WebSocket protocol: authentication, RPC calls, the load and predict
+ * channels, and scripted faults.
+ *
+ * @module
+ */
+
+import { emulatedAnswer, readPrompt } from "./answers.ts";
+import { type ChannelState, type Connection, type EmulatorCore, Silenced, sleep } from "./core.ts";
+import type { ProfileFaults } from "./profile.ts";
+import type { LoadRecord, OneShotFaults, PredictionRecord } from "./stats.ts";
+import { generateMs, loadMs, prefillMs, TIMING } from "./timing.ts";
+import { cachedPrefixTokens, countTokens, tokenize, tokenPieces } from "./tokenizer.ts";
+import {
+  collapseStack,
+  isRecord,
+  type Json,
+  LmsError,
+  stackValue,
+  type WireError,
+} from "./wire.ts";
+
+function send(connection: Connection, message: Json): void {
+  if (connection.socket.readyState === WebSocket.OPEN) {
+    connection.socket.send(JSON.stringify(message));
+  }
+}
+
+function drop(connection: Connection): never {
+  try {
+    connection.socket.close(4000, "emulator fault: connection dropped");
+  } catch {
+    // Already closing.
+  }
+  throw new Silenced();
+}
+
+function takeOneShot(core: EmulatorCore, key: keyof OneShotFaults): boolean {
+  if (core.oneShot[key] === true) {
+    delete core.oneShot[key];
+    return true;
+  }
+  return false;
+}
+
+/**
+ * Applies the fault armed for the `k`-th load or prediction of a model (scripted in its profile)
+ * or for the next one (one-shot): a drop closes the connection, a hang never answers the channel;
+ * `record.error` says which. A drop ends the call first, so a one-shot hang stays armed.
+ */
+function injectFaults(
+  core: EmulatorCore,
+  connection: Connection,
+  channel: ChannelState,
+  record: { error: string | null },
+  armed: { call: "Load" | "Predict"; k: number; scripted: ProfileFaults | undefined },
+): void {
+  const { call, k, scripted } = armed;
+  if (
+    scripted?.[`dropOn${call}` as const]?.includes(k) === true ||
+    takeOneShot(core, `dropNext${call}` as const)
+  ) {
+    record.error = "fault: drop";
+    drop(connection);
+  }
+  if (
+    scripted?.[`hangOn${call}` as const]?.includes(k) === true ||
+    takeOneShot(core, `hangNext${call}` as const)
+  ) {
+    record.error = "fault: hang";
+    channel.hung = true;
+    throw new Silenced();
+  }
+}
+
+function handleRpc(
+  core: EmulatorCore,
+  connection: Connection,
+  endpoint: string,
+  parameter: unknown,
+): unknown {
+  const namespace = connection.namespace;
+  const param = isRecord(parameter) ? parameter : {};
+  if (namespace === "system") {
+    switch (endpoint) {
+      case "listDownloadedModels":
+        return core.profiles.map((profile) => core.modelInfo(profile));
+      case "version":
+        return { version: "0.3.30", build: 1 };
+      case "getExperimentFlags":
+        return [];
+    }
+  }
+  if (namespace === "llm" || namespace === "embedding") {
+    switch (endpoint) {
+      case "listLoaded":
+        return [...core.instances.values()]
+          .filter((instance) => instance.profile.type === namespace)
+          .map((instance) => core.instanceInfo(instance));
+      case "getModelInfo": {
+        try {
+          return core.instanceInfo(core.resolve(param.specifier, namespace));
+        } catch (error) {
+          if (param.throwIfNotFound === true) throw error;
+          return undefined;
+        }
+      }
+      case "getLoadConfig":
+        return core.loadConfig(core.resolve(param.specifier, namespace));
+      case "unloadModel": {
+        const identifier = String(param.identifier);
+        const instance = core.instances.get(identifier);
+        if (instance === undefined || instance.profile.type !== namespace) {
+          const loaded = [...core.instances.keys()];
+          throw new LmsError(`Cannot find a model with identifier "${identifier}"`, {
+            displayData: {
+              code: "generic.identifierNotFound",
+              identifier,
+              loadedModelsSample: loaded.slice(0, 10),
+              totalLoadedModels: loaded.length,
+            },
+          });
+        }
+        core.instances.delete(identifier);
+        core.unloads++;
+        core.clock.advance(TIMING.unloadMs);
+        return undefined;
+      }
+      case "countTokens":
+      case "tokenize": {
+        const instance = core.resolve(param.specifier, namespace);
+        const text = typeof param.inputString === "string" ? param.inputString : "";
+        if (endpoint === "countTokens") {
+          const k = ++core.counter(instance.profile.modelKey).countTokens;
+          const hang = instance.profile.faults?.hangOnCountTokens?.includes(k) === true ||
+            takeOneShot(core, "hangNextCountTokens");
+          if (hang) throw new Silenced();
+        }
+        core.tokenCounts++;
+        const tokens = endpoint === "countTokens" ? countTokens(text) : tokenize(text);
+        const n = typeof tokens === "number" ? tokens : tokens.length;
+        core.clock.advance(n / TIMING.tokenizeTokensPerMs);
+        return endpoint === "countTokens" ? { tokenCount: tokens } : { tokens };
+      }
+      case "applyPromptTemplate": {
+        core.resolve(param.specifier, namespace);
+        return { formatted: historyText(param.history) };
+      }
+    }
+  }
+  throw new LmsError(`Unknown RPC endpoint "${namespace}/${endpoint}"`, {
+    cause: "The LM Studio emulator does not implement this endpoint.",
+  });
+}
+
+function historyText(history: unknown): string {
+  if (!isRecord(history) || !Array.isArray(history.messages)) return "";
+  const texts: string[] = [];
+  for (const message of history.messages) {
+    if (!isRecord(message) || !Array.isArray(message.content)) continue;
+    for (const part of message.content) {
+      if (isRecord(part) && part.type === "text" && typeof part.text === "string") {
+        texts.push(part.text);
+      }
+    }
+  }
+  return texts.join("\n\n");
+}
+
+async function handleLoad(
+  core: EmulatorCore,
+  connection: Connection,
+  channelId: number,
+  channel: ChannelState,
+  creation: Json,
+  domain: string,
+  flavour: "loadModel" | "getOrLoad",
+): Promise<void> {
+  const key = String(flavour === "loadModel" ? creation.modelKey : creation.identifier);
+  const askedRaw = stackValue(
+    creation.loadConfigStack,
+    domain === "embedding" ? "embedding.load.contextLength" : "llm.load.contextLength",
+  );
+  const askedContext = typeof askedRaw === "number" ? askedRaw : null;
+  const requestedIdentifier = flavour === "loadModel" && typeof creation.identifier === "string"
+    ? creation.identifier
+    : undefined;
+  const sendMessage = (message: Json) =>
+    send(connection, { type: "channelSend", channelId, message });
+
+  if (flavour === "getOrLoad") {
+    const existing = [...core.instances.values()].find((instance) =>
+      instance.profile.type === domain &&
+      (instance.identifier === key || instance.profile.modelKey === key)
+    );
+    if (existing !== undefined) {
+      sendMessage({ type: "alreadyLoaded", info: core.instanceInfo(existing) });
+      send(connection, { type: "channelClose", channelId });
+      return;
+    }
+  }
+  const profile = core.findProfile(key);
+  if (profile === undefined) {
+    core.loads.push({
+      modelKey: key,
+      identifier: null,
+      askedContext,
+      loadedContext: null,
+      ok: false,
+      error: `Cannot find a model with path "${key}"`,
+      virtualMs: core.clock.advance(0),
+    });
+    throw core.notFoundError(key);
+  }
+  if (profile.type !== domain) {
+    throw new LmsError("Model has wrong domain.", {
+      displayData: {
+        code: "generic.domainMismatch",
+        path: profile.path,
+        actualDomain: profile.type,
+        expectedDomain: domain,
+      },
+    });
+  }
+  const record: LoadRecord = {
+    modelKey: profile.modelKey,
+    identifier: requestedIdentifier ?? null,
+    askedContext,
+    loadedContext: null,
+    ok: false,
+    error: null,
+    virtualMs: 0,
+  };
+  core.loads.push(record);
+  const k = ++core.counter(profile.modelKey).load;
+  injectFaults(core, connection, channel, record, { call: "Load", k, scripted: profile.faults });
+  if (flavour === "loadModel") {
+    sendMessage({ type: "resolved", info: core.modelInfo(profile) });
+  }
+  const asked = askedContext ?? core.defaultContext(profile);
+  let context: number;
+  try {
+    context = core.admitLoad(profile, asked, requestedIdentifier);
+  } catch (error) {
+    record.error = (error as Error).message;
+    record.virtualMs = core.clock.advance(TIMING.refusedLoadMs);
+    throw error;
+  }
+  if (flavour === "getOrLoad") {
+    sendMessage({ type: "startLoading", identifier: key, info: core.modelInfo(profile) });
+  }
+  const progressType = flavour === "loadModel" ? "progress" : "loadProgress";
+  const realDelay = profile.realDelayMs?.load ?? 0;
+  const steps = realDelay > 0 ? Math.max(2, Math.min(20, Math.floor(realDelay / 25))) : 2;
+  for (let step = 1; step <= steps; step++) {
+    if (realDelay > 0) {
+      const finished = await sleep(realDelay / steps, channel.abort.signal);
+      if (!finished) {
+        record.error = "cancelled";
+        record.virtualMs = core.clock.advance(loadMs(profile, context) * (step - 1) / steps);
+        throw new LmsError("Model loading was cancelled");
+      }
+    }
+    sendMessage({ type: progressType, progress: step / steps });
+  }
+  const instance = core.addInstance(profile, requestedIdentifier, context);
+  record.identifier = instance.identifier;
+  record.loadedContext = context;
+  record.ok = true;
+  record.virtualMs = core.clock.advance(loadMs(profile, context));
+  sendMessage({
+    type: flavour === "loadModel" ? "success" : "loadSuccess",
+    info: core.instanceInfo(instance),
+  });
+  send(connection, { type: "channelClose", channelId });
+}
+
+async function handlePredict(
+  core: EmulatorCore,
+  connection: Connection,
+  channelId: number,
+  channel: ChannelState,
+  creation: Json,
+): Promise<void> {
+  const instance = core.resolve(creation.modelSpecifier, "llm");
+  const profile = instance.profile;
+  const prompt = historyText(creation.history);
+  const promptTokens = countTokens(prompt);
+  const reading = readPrompt(prompt);
+  const record: PredictionRecord = {
+    modelKey: profile.modelKey,
+    identifier: instance.identifier,
+    loadedContext: instance.contextLength,
+    promptTokens,
+    prefilledTokens: 0,
+    correct: null,
+    kind: reading.kind,
+    virtualMs: 0,
+    predictedTokens: 0,
+    stopReason: null,
+    error: null,
+  };
+  core.predictions.push(record);
+  const k = ++core.counter(profile.modelKey).predict;
+  injectFaults(core, connection, channel, record, { call: "Predict", k, scripted: profile.faults });
+  const graded = reading.kind !== "other";
+  if (promptTokens > instance.contextLength) {
+    record.correct = graded ? false : null;
+    record.virtualMs = core.clock.advance(TIMING.predictOverheadMs);
+    const title = "The number of tokens to keep from the initial prompt is greater than the " +
+      `context length. Try to load the model with a larger context length, or provide a shorter ` +
+      "input";
+    record.error = title;
+    throw new LmsError(title, {
+      cause: `The prompt has ${promptTokens} tokens; the model is loaded with a context length ` +
+        `of ${instance.contextLength}.`,
+    });
+  }
+  const cached = cachedPrefixTokens(instance.cacheText, prompt);
+  record.prefilledTokens = promptTokens - cached;
+  const prefill = prefillMs(profile, cached, promptTokens);
+  const sendMessage = (message: Json) =>
+    send(connection, { type: "channelSend", channelId, message });
+  const predictionConfig = collapseStack(creation.predictionConfigStack);
+  const modelInfo = core.instanceInfo(instance);
+  const loadModelConfig = core.loadConfig(instance);
+
+  const realDelay = profile.realDelayMs?.predict ?? 0;
+  if (realDelay > 0) {
+    sendMessage({ type: "promptProcessingProgress", progress: 0 });
+    const finished = await sleep(realDelay, channel.abort.signal);
+    if (!finished) {
+      const elapsed = core.clock.advance(TIMING.predictOverheadMs + prefill / 2);
+      instance.cacheText = "";
+      record.virtualMs = elapsed;
+      record.stopReason = "userStopped";
+      sendMessage({
+        type: "success",
+        stats: {
+          stopReason: "userStopped",
+          promptTokensCount: promptTokens,
+          predictedTokensCount: 0,
+          totalTokensCount: promptTokens,
+          totalTimeSec: elapsed / 1000,
+        },
+        modelInfo,
+        loadModelConfig,
+        predictionConfig,
+      });
+      send(connection, { type: "channelClose", channelId });
+      return;
+    }
+    sendMessage({ type: "promptProcessingProgress", progress: 1 });
+  }
+
+  const answer = emulatedAnswer(profile, instance.contextLength, prompt, promptTokens);
+  let text = answer.text;
+  let stopReason = "eosFound";
+  const stopStrings = stackValue(creation.predictionConfigStack, "llm.prediction.stopStrings");
+  if (Array.isArray(stopStrings)) {
+    for (const stop of stopStrings) {
+      if (typeof stop !== "string" || stop === "") continue;
+      const at = text.indexOf(stop);
+      if (at >= 0) {
+        text = text.slice(0, at);
+        stopReason = "stopStringFound";
+      }
+    }
+  }
+  let pieces = tokenPieces(text);
+  const maxSetting = stackValue(
+    creation.predictionConfigStack,
+    "llm.prediction.maxPredictedTokens",
+  );
+  const maxTokens = isRecord(maxSetting) && maxSetting.checked === true &&
+      typeof maxSetting.value === "number"
+    ? maxSetting.value
+    : Infinity;
+  const room = instance.contextLength - promptTokens;
+  if (pieces.length > Math.min(maxTokens, room)) {
+    stopReason = maxTokens <= room ? "maxPredictedTokensReached" : "contextLengthReached";
+    pieces = pieces.slice(0, Math.max(0, Math.min(maxTokens, room)));
+  }
+  text = pieces.join("");
+  const generation = generateMs(profile, promptTokens, pieces.length);
+  const total = core.clock.advance(TIMING.predictOverheadMs + prefill + generation);
+  instance.cacheText = prompt + text;
+  record.virtualMs = total;
+  record.predictedTokens = pieces.length;
+  record.stopReason = stopReason;
+  record.correct = reading.kind === "needle"
+    ? reading.value !== undefined && text.includes(reading.value)
+    : reading.kind === "sanity"
+    ? text.includes("4")
+    : null;
+
+  const chunk = Math.max(1, Math.ceil(pieces.length / 3));
+  for (let i = 0; i < pieces.length; i += chunk) {
+    const slice = pieces.slice(i, i + chunk);
+    sendMessage({
+      type: "fragment",
+      fragment: {
+        content: slice.join(""),
+        tokensCount: slice.length,
+        containsDrafted: false,
+        reasoningType: "none",
+        isStructural: false,
+      },
+    });
+  }
+  const ttftSec = (TIMING.predictOverheadMs + prefill) / 1000;
+  sendMessage({
+    type: "success",
+    stats: {
+      stopReason,
+      tokensPerSecond: generation > 0 ? pieces.length / (generation / 1000) : 0,
+      numGpuLayers: -1,
+      timeToFirstTokenSec: ttftSec,
+      totalTimeSec: total / 1000,
+      promptTokensCount: promptTokens,
+      predictedTokensCount: pieces.length,
+      totalTokensCount: promptTokens + pieces.length,
+    },
+    modelInfo,
+    loadModelConfig,
+    predictionConfig,
+  });
+  send(connection, { type: "channelClose", channelId });
+}
+
+function handleChannelCreate(
+  core: EmulatorCore,
+  connection: Connection,
+  channelId: number,
+  endpoint: string,
+  creationParameter: unknown,
+): void {
+  const channel: ChannelState = { endpoint, abort: new AbortController(), hung: false };
+  connection.channels.set(channelId, channel);
+  const creation = isRecord(creationParameter) ? creationParameter : {};
+  const namespace = connection.namespace;
+  let work: Promise<void>;
+  if ((namespace === "llm" || namespace === "embedding") && endpoint === "loadModel") {
+    work = handleLoad(core, connection, channelId, channel, creation, namespace, "loadModel");
+  } else if ((namespace === "llm" || namespace === "embedding") && endpoint === "getOrLoad") {
+    work = handleLoad(core, connection, channelId, channel, creation, namespace, "getOrLoad");
+  } else if (namespace === "llm" && endpoint === "predict") {
+    work = handlePredict(core, connection, channelId, channel, creation);
+  } else if (namespace === "system" && endpoint === "alive") {
+    return; // Stays open for as long as the client wants.
+  } else {
+    work = Promise.reject(
+      new LmsError(`Unknown channel endpoint "${namespace}/${endpoint}"`, {
+        cause: "The LM Studio emulator does not implement this endpoint.",
+      }),
+    );
+  }
+  work.then(
+    () => connection.channels.delete(channelId),
+    (error: unknown) => {
+      if (error instanceof Silenced) {
+        if (!channel.hung) connection.channels.delete(channelId);
+        return;
+      }
+      connection.channels.delete(channelId);
+      send(connection, { type: "channelError", channelId, error: toWireError(error) });
+    },
+  );
+}
+
+function toWireError(error: unknown): WireError {
+  if (error instanceof LmsError) return error.wire;
+  const title = `Internal emulator error: ${
+    error instanceof Error ? error.message : String(error)
+  }`;
+  return { title, rootTitle: title };
+}
+
+export function handleFrame(core: EmulatorCore, connection: Connection, data: unknown): void {
+  let message: unknown;
+  try {
+    message = JSON.parse(String(data));
+  } catch {
+    send(connection, { type: "communicationWarning", warning: "Received invalid JSON" });
+    return;
+  }
+  if (!isRecord(message)) return;
+  if (!connection.authenticated) {
+    if (message.authVersion === 1) {
+      connection.authenticated = true;
+      send(connection, { success: true });
+    } else {
+      send(connection, { success: false, error: "Expected an authentication message first" });
+    }
+    return;
+  }
+  switch (message.type) {
+    case "keepAlive":
+      send(connection, { type: "keepAliveAck" });
+      return;
+    case "rpcCall": {
+      const callId = message.callId;
+      const endpoint = String(message.endpoint);
+      try {
+        const result = handleRpc(core, connection, endpoint, message.parameter);
+        send(connection, { type: "rpcResult", callId, result });
+      } catch (error) {
+        if (error instanceof Silenced) return;
+        send(connection, { type: "rpcError", callId, error: toWireError(error) });
+      }
+      return;
+    }
+    case "channelCreate":
+      handleChannelCreate(
+        core,
+        connection,
+        Number(message.channelId),
+        String(message.endpoint),
+        message.creationParameter,
+      );
+      return;
+    case "channelSend": {
+      const channel = connection.channels.get(Number(message.channelId));
+      if (channel === undefined || channel.hung) return;
+      if (isRecord(message.message) && message.message.type === "cancel") channel.abort.abort();
+      return;
+    }
+    case "signalSubscribe":
+      send(connection, {
+        type: "signalError",
+        subscribeId: message.subscribeId,
+        error: toWireError(new LmsError(`Unknown signal endpoint "${String(message.endpoint)}"`)),
+      });
+      return;
+    case "writableSignalSubscribe":
+      send(connection, {
+        type: "writableSignalError",
+        subscribeId: message.subscribeId,
+        error: toWireError(
+          new LmsError(`Unknown writable signal endpoint "${String(message.endpoint)}"`),
+        ),
+      });
+      return;
+    default:
+      // communicationWarning, channelAck, unsubscribes: nothing to do.
+      return;
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * An LM Studio emulator: a server that speaks LM Studio's WebSocket protocol well enough for the
+ * real `@lmstudio/sdk` (1.5.0) to list, load, count tokens, complete and unload against it, with
+ * models described by profiles (see `profile.ts`), a virtual clock, scripted faults and
+ * statistics over HTTP. It does not import the SDK.
+ *
+ * HTTP on the same port:
+ * - `GET /lmstudio-greeting` -> `{"lmstudio":true}` (how LM Studio is discovered)
+ * - `GET /__emulator/stats`, `POST /__emulator/reset`, `POST /__emulator/load`,
+ *   `POST /__emulator/faults`, `GET /__emulator/profiles`
+ * - WebSocket upgrade on `/llm`, `/embedding`, `/system`, `/diagnostics`, `/files`,
+ *   `/repository`, `/plugins` (one per SDK namespace).
+ *
+ * CLI: `deno task emulator [--port N] [--profiles FILE]` prints
+ * `LM Studio emulator listening on ws://127.0.0.1:N` and runs until SIGINT/SIGTERM.
+ *
+ * The folder, one concern a file: `server.ts` (this: start and stop), `http.ts` (routes),
+ * `protocol.ts` (the WebSocket protocol), `core.ts` (state), `wire.ts` (error shape, config
+ * stacks), `stats.ts` (what it observed); for the models, `profile.ts` (types and truth),
+ * `validation.ts`, `tokenizer.ts`, `answers.ts` and `timing.ts` (the virtual clock);
+ * `main.ts` is the command line.
+ *
+ * Behaviour choices where LM Studio's own is not pinned down: a load asking for more than the
+ * declared context fails; a dropped load loads nothing; a hung call ignores cancel; models loaded
+ * by a client stay loaded when it disconnects; predictions on one instance are not queued.
+ *
+ * @module
+ */
+
+import { EmulatorCore } from "./core.ts";
+import { handleHttp, json, loadByHand } from "./http.ts";
+import type { ModelProfile } from "./profile.ts";
+import type { EmulatorStats, LoadedRecord, OneShotFaults } from "./stats.ts";
+import { validateProfile } from "./validation.ts";
+
+export interface EmulatorOptions {
+  /** The models the emulator serves. */
+  profiles: ModelProfile[];
+  /** TCP port; 0 (the default) picks a free one. */
+  port?: number;
+}
+
+/** A running emulator. */
+export interface Emulator {
+  /** The port it listens on. */
+  readonly port: number;
+  /** WebSocket base URL for the SDK, `ws://127.0.0.1:PORT`. */
+  readonly url: string;
+  /** HTTP base URL, `http://127.0.0.1:PORT`. */
+  readonly httpUrl: string;
+  /** A snapshot of the statistics. */
+  stats(): EmulatorStats;
+  /** Clears statistics, fault counters and the clock, and unloads everything. */
+  reset(): void;
+  /** Arms one-shot faults. */
+  injectFaults(faults: OneShotFaults): void;
+  /** Loads a model as if the user did it by hand (not counted in `loads`). */
+  loadByHand(modelKey: string, identifier?: string, contextLength?: number): LoadedRecord;
+  /** Closes every connection and stops the server. */
+  close(): Promise<void>;
+}
+
+/** Starts an emulator serving `profiles` on 127.0.0.1 (port 0 picks a free port). */
+export function startEmulator(options: EmulatorOptions): Promise<Emulator> {
+  const profiles = options.profiles.map((profile, index) =>
+    validateProfile(profile, `profiles[${index}]`)
+  );
+  const core = new EmulatorCore(profiles);
+  return new Promise((resolveStart, rejectStart) => {
+    let server: Deno.HttpServer<Deno.NetAddr>;
+    try {
+      server = Deno.serve({
+        hostname: "127.0.0.1",
+        port: options.port ?? 0,
+        onListen: ({ port }) => {
+          const emulator: Emulator = {
+            port,
+            url: `ws://127.0.0.1:${port}`,
+            httpUrl: `http://127.0.0.1:${port}`,
+            stats: () => core.stats(),
+            reset: () => core.reset(),
+            injectFaults: (faults) => Object.assign(core.oneShot, faults),
+            loadByHand: (modelKey, identifier, contextLength) =>
+              loadByHand(core, modelKey, identifier, contextLength),
+            close: async () => {
+              for (const connection of core.connections) {
+                for (const channel of connection.channels.values()) channel.abort.abort();
+                try {
+                  connection.socket.close();
+                } catch {
+                  // Already closed.
+                }
+              }
+              core.connections.clear();
+              await server.shutdown();
+            },
+          };
+          resolveStart(emulator);
+        },
+        onError: (error) => json({ error: String(error) }, 500),
+      }, (request) => handleHttp(core, request));
+    } catch (error) {
+      rejectStart(error);
+    }
+  });
+}
