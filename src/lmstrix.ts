@@ -219,7 +219,11 @@ export class LMStrix {
         found.tried.length === 1
           ? found.tried[0]!
           : "127.0.0.1 (ports 1234, 41343, 52993, 16141, 39414, 22931)",
-        "no LM Studio server answered the greeting",
+        found.emulators.length > 0
+          ? `only LMStrix's emulator answered (${
+            found.emulators.join(", ")
+          }), and it is used only when named with --server`
+          : "no LM Studio server answered the greeting",
       );
     }
     const { connectLmStudio } = await import("./lmstudio/client.ts");

@@ -189,6 +189,23 @@ Deno.test({
   },
 });
 
+Deno.test("scan never takes the emulator for LM Studio unless it is named, and nothing is written", async () => {
+  await using home = await tempHome();
+  await withEmulator(PROFILES, async (emulator) => {
+    const found = new LMStrix({ discoveryPorts: [emulator.port], lmstudioDir: home.path });
+    await assert.rejects(found.scan(), (error: unknown) => {
+      assert.ok(error instanceof LmStudioUnreachableError);
+      assert.match(error.message, /only LMStrix's emulator answered/);
+      assert.match(error.message, new RegExp(emulator.httpUrl));
+      return true;
+    });
+    const registry = lmstrixPaths(home.path).registry;
+    await assert.rejects(Deno.stat(registry), Deno.errors.NotFound);
+    const named = new LMStrix({ server: emulator.url, lmstudioDir: home.path });
+    assert.equal((await named.scan()).models.length, PROFILES.length);
+  });
+});
+
 Deno.test("the library reports an unreachable LM Studio and a damaged registry as typed errors", async () => {
   await using home = await tempHome();
   const lmstrix = new LMStrix({ server: `ws://127.0.0.1:${closedPort()}`, lmstudioDir: home.path });

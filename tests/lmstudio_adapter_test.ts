@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { discoverServer, normaliseServerUrl } from "../src/lmstudio/discovery.ts";
 import { classifyFailure, LmStudioCallError } from "../src/lmstudio/failures.ts";
 import { closedPort } from "./support/cli.ts";
+import { testProfile, withEmulator } from "./support/emulator.ts";
 
 Deno.test("discovery", async (t) => {
   await t.step("normalises the addresses users type", () => {
@@ -38,7 +39,20 @@ Deno.test("discovery", async (t) => {
   await t.step("lists what it tried when nothing answers", async () => {
     const port = closedPort();
     const found = await discoverServer({ ports: [port], timeoutMs: 500 });
-    assert.deepEqual(found, { found: false, tried: [`http://127.0.0.1:${port}`] });
+    assert.deepEqual(found, { found: false, tried: [`http://127.0.0.1:${port}`], emulators: [] });
+  });
+
+  await t.step("never adopts LMStrix's emulator unless it is named", async () => {
+    await withEmulator([testProfile("fake-model")], async (emulator) => {
+      const found = await discoverServer({ ports: [emulator.port], timeoutMs: 2_000 });
+      assert.deepEqual(found, {
+        found: false,
+        tried: [emulator.httpUrl],
+        emulators: [emulator.httpUrl],
+      });
+      const named = await discoverServer({ server: emulator.url, ports: [emulator.port] });
+      assert.deepEqual(named, { found: true, baseUrl: emulator.url });
+    });
   });
 
   await t.step("uses an explicit server as given, without probing", async () => {

@@ -263,10 +263,13 @@ Deno.test("the SDK lists, loads, reads back, counts and unloads", sdkTest, async
   const guardrail = limit(guarded, "loadFailAbove");
   await withEmulator(fleet, async (emulator) => {
     const lms = client(emulator);
-    await t.step("discovery greeting answers lmstudio: true", async () => {
-      const response = await fetch(`${emulator.httpUrl}/lmstudio-greeting`);
-      assert.deepEqual(await response.json(), { lmstudio: true });
-    });
+    await t.step(
+      "the greeting answers lmstudio: true and marks itself as the emulator",
+      async () => {
+        const response = await fetch(`${emulator.httpUrl}/lmstudio-greeting`);
+        assert.deepEqual(await response.json(), { lmstudio: true, lmstrixEmulator: true });
+      },
+    );
     await t.step("listDownloadedModels reports every profile with its fields", async () => {
       const models = await within(lms.system.listDownloadedModels(), QUICK);
       assert.equal(models.length, fleet.length);
@@ -858,21 +861,25 @@ Deno.test("unknown endpoints and frames get an error, never silence", async (t) 
   });
 });
 
+/** Starts the emulator's command line with `args`, stdout and stderr piped. */
+function emulatorCli(...args: string[]): Deno.ChildProcess {
+  return new Deno.Command("deno", {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      new URL("../scripts/emulator/main.ts", import.meta.url).pathname,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
 Deno.test({
-  name: "the CLI prints its URL on a free port and stops on SIGTERM",
+  name: "the CLI takes a free port by default, prints its URL and stops on SIGTERM",
   fn: async () => {
-    const child = new Deno.Command("deno", {
-      args: [
-        "run",
-        "--allow-net",
-        "--allow-read",
-        new URL("../scripts/emulator/main.ts", import.meta.url).pathname,
-        "--port",
-        "0",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const child = emulatorCli();
     const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
     let output = "";
     while (!output.includes("\n")) {
@@ -882,13 +889,33 @@ Deno.test({
     }
     const match = /^LM Studio emulator listening on ws:\/\/127\.0\.0\.1:(\d+)\n$/.exec(output);
     assert.ok(match?.[1] !== undefined, `unexpected output: ${JSON.stringify(output)}`);
+    assert.notEqual(Number(match[1]), 1234, "LM Studio's own port is not the default");
     const greeting = await fetch(`http://127.0.0.1:${match[1]}/lmstudio-greeting`);
-    assert.deepEqual(await greeting.json(), { lmstudio: true });
+    assert.deepEqual(await greeting.json(), { lmstudio: true, lmstrixEmulator: true });
     child.kill("SIGTERM");
     const status = await within(child.status, 5000, "CLI exit");
     assert.equal(status.code, 0);
     reader.releaseLock();
     await child.stdout.cancel().catch(() => {});
-    await child.stderr.cancel();
+    const stderr = await new Response(child.stderr).text();
+    assert.match(stderr, new RegExp(`--server ws://127\\.0\\.0\\.1:${match[1]}`));
+  },
+});
+
+Deno.test({
+  name: "the CLI on a busy port says so in one line and a hint, with no stack trace",
+  fn: async () => {
+    const busy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const output = await emulatorCli("--port", String(busy.addr.port)).output();
+      const stderr = new TextDecoder().decode(output.stderr);
+      assert.equal(output.code, 1);
+      assert.match(stderr, new RegExp(`^error: port ${busy.addr.port} is already in use`));
+      assert.match(stderr, /hint: leave out --port/);
+      assert.doesNotMatch(stderr, /AddrInUse|\n\s+at /);
+      assert.equal(new TextDecoder().decode(output.stdout), "");
+    } finally {
+      busy.close();
+    }
   },
 });

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { EMULATOR_GREETING_MARK } from "../../src/lmstudio/discovery.ts";
 import type { Connection, EmulatorCore } from "./core.ts";
 import { handleFrame } from "./protocol.ts";
 import type { LoadedRecord } from "./stats.ts";
@@ -47,7 +48,8 @@ export async function handleHttp(core: EmulatorCore, request: Request): Promise<
   try {
     switch (route) {
       case "GET /lmstudio-greeting":
-        return json({ lmstudio: true });
+        // The mark keeps LMStrix's discovery from adopting the emulator unasked.
+        return json({ lmstudio: true, [EMULATOR_GREETING_MARK]: true });
       case "GET /__emulator/stats":
         return json(core.stats());
       case "GET /__emulator/profiles":

@@ -1,6 +1,9 @@
 /**
  * `deno task emulator`: runs the LM Studio emulator until SIGINT/SIGTERM.
  *
+ * It takes a free port unless told otherwise, so that it never sits on LM Studio's own (1234),
+ * and prints the address to pass as `--server`: LMStrix's discovery does not adopt it by itself.
+ *
  * @module
  */
 
@@ -10,11 +13,11 @@ import { DEMO_FLEET_URL, readProfilesFile } from "./validation.ts";
 
 const USAGE = `Usage: deno task emulator [--port N] [--profiles FILE]
 
-  --port N         TCP port on 127.0.0.1 (default 1234; 0 picks a free port)
+  --port N         TCP port on 127.0.0.1 (default 0: a free port)
   --profiles FILE  profiles JSON { "models": [...] } (default scripts/demo_fleet.json)`;
 
 async function main(args: string[]): Promise<number> {
-  let port = 1234;
+  let port = 0;
   let profilesPath: string | URL = DEMO_FLEET_URL;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -51,8 +54,19 @@ async function main(args: string[]): Promise<number> {
     console.error(`error: cannot read profiles: ${(error as Error).message}`);
     return 2;
   }
-  const emulator = await startEmulator({ profiles, port });
+  let emulator;
+  try {
+    emulator = await startEmulator({ profiles, port });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    console.error(
+      `error: port ${port} is already in use (LM Studio itself, or another emulator)\n` +
+        "hint: leave out --port to take a free one",
+    );
+    return 1;
+  }
   console.log(`LM Studio emulator listening on ${emulator.url}`);
+  console.error(`hint: lmstrix finds it only when told: --server ${emulator.url}`);
   const stopped = new Promise<void>((resolve) => {
     const stop = () => resolve();
     Deno.addSignalListener("SIGINT", stop);

@@ -5,14 +5,15 @@
  * statistics over HTTP. It does not import the SDK.
  *
  * HTTP on the same port:
- * - `GET /lmstudio-greeting` -> `{"lmstudio":true}` (how LM Studio is discovered)
+ * - `GET /lmstudio-greeting` -> `{"lmstudio":true,"lmstrixEmulator":true}` (how LM Studio is
+ *   discovered; the mark keeps LMStrix's discovery from adopting the emulator unasked)
  * - `GET /__emulator/stats`, `POST /__emulator/reset`, `POST /__emulator/load`,
  *   `POST /__emulator/faults`, `GET /__emulator/profiles`
  * - WebSocket upgrade on `/llm`, `/embedding`, `/system`, `/diagnostics`, `/files`,
  *   `/repository`, `/plugins` (one per SDK namespace).
  *
- * CLI: `deno task emulator [--port N] [--profiles FILE]` prints
- * `LM Studio emulator listening on ws://127.0.0.1:N` and runs until SIGINT/SIGTERM.
+ * CLI: `deno task emulator [--port N] [--profiles FILE]` takes a free port unless given one,
+ * prints `LM Studio emulator listening on ws://127.0.0.1:N` and runs until SIGINT/SIGTERM.
  *
  * The folder, one concern a file: `server.ts` (this: start and stop), `http.ts` (routes),
  * `protocol.ts` (the WebSocket protocol), `core.ts` (state), `wire.ts` (error shape, config

@@ -23,10 +23,23 @@ export interface DiscoveryOptions {
   fetch?: typeof fetch;
 }
 
-/** The outcome of discovery: the WebSocket base URL, or every address that was tried. */
+/**
+ * The outcome of discovery: the WebSocket base URL, or every address that was tried, with those
+ * where LMStrix's own LM Studio emulator answered (never adopted without an explicit address).
+ */
 export type DiscoveryResult =
   | { found: true; baseUrl: string }
-  | { found: false; tried: string[] };
+  | { found: false; tried: string[]; emulators: string[] };
+
+/**
+ * Field by which LMStrix's LM Studio emulator marks its greeting. Discovery never adopts a server
+ * that sends it: a test emulator left running would otherwise have its fake models scanned into
+ * the user's real LM Studio home. `--server` or `LMSTRIX_SERVER` still reaches it.
+ */
+export const EMULATOR_GREETING_MARK = "lmstrixEmulator";
+
+/** What answered a greeting: LM Studio, LMStrix's emulator, or nothing that greets. */
+export type Greeting = "lmstudio" | "emulator" | null;
 
 /** Normalises a user-given server address to the `ws://host:port` form the SDK wants. */
 export function normaliseServerUrl(server: string): string {
@@ -46,30 +59,31 @@ export function httpOrigin(baseUrl: string): string {
   return baseUrl.replace(/^ws/, "http");
 }
 
-/** Asks `GET <origin>/lmstudio-greeting` and tells whether LM Studio answered it. */
+/** Asks `GET <origin>/lmstudio-greeting` and tells who answered it. */
 export async function greets(
   origin: string,
   timeoutMs: number,
   fetchImpl: typeof fetch = fetch,
-): Promise<boolean> {
+): Promise<Greeting> {
   try {
     const response = await fetchImpl(`${origin}/lmstudio-greeting`, {
       signal: AbortSignal.timeout(timeoutMs),
     });
     if (!response.ok) {
       await response.body?.cancel();
-      return false;
+      return null;
     }
-    const body = await response.json() as { lmstudio?: unknown };
-    return body.lmstudio === true;
+    const body = await response.json() as Record<string, unknown>;
+    if (body.lmstudio !== true) return null;
+    return body[EMULATOR_GREETING_MARK] === true ? "emulator" : "lmstudio";
   } catch {
-    return false;
+    return null;
   }
 }
 
 /**
  * Resolves the server: an explicit address is used as given (its reachability is checked by the
- * first call); otherwise the first port whose greeting answers wins.
+ * first call); otherwise the first port where LM Studio itself answers the greeting wins.
  */
 export async function discoverServer(options: DiscoveryOptions = {}): Promise<DiscoveryResult> {
   if (options.server !== undefined && options.server !== "") {
@@ -83,8 +97,9 @@ export async function discoverServer(options: DiscoveryOptions = {}): Promise<Di
   const answers = await Promise.all(
     origins.map((origin) => greets(origin, timeoutMs, options.fetch)),
   );
-  const index = answers.indexOf(true);
+  const index = answers.indexOf("lmstudio");
   const port = ports[index];
   if (index >= 0 && port !== undefined) return { found: true, baseUrl: `ws://${host}:${port}` };
-  return { found: false, tried: origins };
+  const emulators = origins.filter((_, i) => answers[i] === "emulator");
+  return { found: false, tried: origins, emulators };
 }
