@@ -132,3 +132,49 @@ Deno.test("the library is ready for JSR: deno publish --dry-run passes", async (
   assert.doesNotMatch(text, /warning/i, "publishing would warn");
   assert.match(text, /mod\.ts/);
 });
+
+Deno.test("the test task fetches every dependency from the lock file before anything runs, so the CLI's stderr stays clean on a cold cache", async () => {
+  const command = taskCommand(await readConfig(), "test");
+  // The steps before the first check: what runs on a cold cache before any test does.
+  const steps = command.split("&&").map((step) => step.trim());
+  const firstCheck = steps.findIndex((step) => /^deno (fmt|lint|check|test)\b/.test(step));
+  assert.ok(firstCheck > 0, `the test task fetches nothing before its checks: ${command}`);
+  const fetches = steps.slice(0, firstCheck);
+  assert.ok(fetches.some((step) => /--frozen\b/.test(step)), "fetched from the lock file as is");
+
+  const denoDir = await Deno.makeTempDir({ prefix: "lmstrix-empty-deno-dir-" });
+  const home = await Deno.makeTempDir({ prefix: "lmstrix-home-" });
+  try {
+    const env = { NO_COLOR: "1", DENO_DIR: denoDir, LMSTRIX_LMSTUDIO_DIR: home };
+    for (const step of fetches) {
+      const [program, ...args] = step.split(/\s+/);
+      assert.equal(program, "deno", step);
+      const fetched = await new Deno.Command("deno", {
+        args,
+        cwd: ROOT,
+        env,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(fetched.code, 0, new TextDecoder().decode(fetched.stderr));
+    }
+    // What the CLI tests then see: no "Download ..." line on the CLI's stderr.
+    const flags = await readFlags();
+    const cli = await new Deno.Command("deno", {
+      args: ["run", ...flags, "main.ts", "list", "--json"],
+      cwd: ROOT,
+      env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(cli.stderr);
+    assert.equal(cli.code, 0, stderr);
+    assert.equal(stderr, "");
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(cli.stdout)), { models: [] });
+  } finally {
+    await Deno.remove(denoDir, { recursive: true }).catch(() => {});
+    await Deno.remove(home, { recursive: true }).catch(() => {});
+  }
+});
