@@ -11,6 +11,7 @@ import { runShow } from "./src/cli/show.ts";
 import { runStatus } from "./src/cli/status.ts";
 import { runTest, type TestCommandOptions } from "./src/cli/test.ts";
 import {
+  InterruptedError,
   LmstrixError,
   LmStudioUnreachableError,
   LockHeldError,
@@ -18,7 +19,8 @@ import {
   RegistryError,
   UsageError,
 } from "./src/errors.ts";
-import { InterruptedError, LMStrix } from "./src/lmstrix.ts";
+import { ExitCode, exitCodeForSignal } from "./src/exit_codes.ts";
+import { LMStrix } from "./src/lmstrix.ts";
 import { Output } from "./src/output.ts";
 
 /** Global options, accepted before or after the command. */
@@ -33,14 +35,14 @@ interface GlobalOptions {
 
 /** Exit codes of the contract, decided here and nowhere else. */
 export function exitCodeFor(error: unknown): number {
-  if (error instanceof InterruptedError) return error.signal === "SIGTERM" ? 143 : 130;
-  if (error instanceof LockHeldError) return 4;
-  if (error instanceof LmStudioUnreachableError) return 3;
+  if (error instanceof InterruptedError) return exitCodeForSignal(error.signal);
+  if (error instanceof LockHeldError) return ExitCode.locked;
+  if (error instanceof LmStudioUnreachableError) return ExitCode.unreachable;
   if (
     error instanceof UsageError || error instanceof ModelNotFoundError ||
     error instanceof RegistryError
-  ) return 2;
-  return 1;
+  ) return ExitCode.usage;
+  return ExitCode.someFailed;
 }
 
 /** Parses a token count: `4096`, or with a `k` suffix, `32k` = 32768. */
@@ -167,7 +169,7 @@ export async function main(args: string[]): Promise<number> {
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   const handlers = signals.map((signal) => {
     const handler = () => {
-      if (interrupt.signal.aborted) Deno.exit(signal === "SIGTERM" ? 143 : 130);
+      if (interrupt.signal.aborted) Deno.exit(exitCodeForSignal(signal));
       output.warn(`${signal}: stopping, unloading and saving progress (again to quit at once)`);
       interrupt.abort(signal);
     };
@@ -184,7 +186,7 @@ export async function main(args: string[]): Promise<number> {
   }
   // A command that does not watch for interrupts (scan, list, ...) finished its short work
   // anyway; the run still ends as stopped by the signal, as the user asked.
-  if (interrupt.signal.aborted && exitCode !== 2 && exitCode !== 4) {
+  if (interrupt.signal.aborted && exitCode !== ExitCode.usage && exitCode !== ExitCode.locked) {
     exitCode = exitCodeFor(new InterruptedError(String(interrupt.signal.reason)));
   }
   return exitCode;
@@ -197,7 +199,7 @@ function report(error: unknown, output: Output, commanderText: string): number {
       error.code === "commander.helpDisplayed" || error.code === "commander.version" ||
       error.code === "commander.help"
     ) {
-      return 0;
+      return ExitCode.ok;
     }
     // One line: commander puts its "(Did you mean ...?)" on a line of its own.
     const message = commanderText.trim().replace(/^error:\s*/i, "").replace(/\s*\n\s*/g, " ") ||
@@ -206,7 +208,7 @@ function report(error: unknown, output: Output, commanderText: string): number {
       message,
       'run "lmstrix --help" (or "lmstrix <command> --help") to see the options',
     );
-    return 2;
+    return ExitCode.usage;
   }
   if (error instanceof LmstrixError) {
     output.error(error.message, error.hint);
@@ -219,7 +221,7 @@ function report(error: unknown, output: Output, commanderText: string): number {
     output.verbose ? undefined : "run again with --verbose for details",
   );
   if (output.verbose && error instanceof Error && error.stack) output.debug(error.stack);
-  return 1;
+  return ExitCode.someFailed;
 }
 
 if (import.meta.main) {

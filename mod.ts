@@ -15,10 +15,11 @@
  */
 
 export {
+  type AttemptLogEntry,
   type ContextLimits,
-  InterruptedError,
   LMStrix,
   type LMStrixOptions,
+  type ModelHistory,
   type ScanResult,
   type StatusReport,
   type TestEvent,
@@ -27,6 +28,7 @@ export {
 } from "./src/lmstrix.ts";
 export {
   AmbiguousModelError,
+  InterruptedError,
   LmstrixError,
   LmStudioUnreachableError,
   LockHeldError,

@@ -130,6 +130,24 @@ export class LockHeldError extends LmstrixError {
   }
 }
 
+/**
+ * A run was stopped by a signal after unloading what it loaded and saving its progress (exit
+ * 130 for SIGINT, 143 for SIGTERM; see `exit_codes.ts`).
+ */
+export class InterruptedError extends LmstrixError {
+  /** The signal that stopped the run, e.g. `"SIGINT"`. */
+  readonly signal: string;
+
+  /** Creates the error for `signal`. */
+  constructor(signal: string, options: LmstrixErrorOptions = {}) {
+    super(`Stopped by ${signal}; progress is saved and nothing is left loaded`, {
+      hint: "run the same command again to resume where it stopped",
+      ...options,
+    });
+    this.signal = signal;
+  }
+}
+
 function formatCandidates(candidates: string[]): string {
   const named = candidates.slice(0, MAX_NAMED_CANDIDATES).map((id) => `"${id}"`).join(", ");
   const rest = candidates.length - MAX_NAMED_CANDIDATES;

@@ -6,6 +6,8 @@
  * errors.
  */
 
+import { writeAllSync } from "./write_all.ts";
+
 /** Somewhere text can be written. */
 export interface TextSink {
   write(text: string): void;
@@ -28,9 +30,7 @@ const encoder = new TextEncoder();
 function denoSink(file: typeof Deno.stdout | typeof Deno.stderr): TextSink {
   return {
     write(text: string) {
-      const bytes = encoder.encode(text);
-      let written = 0;
-      while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+      writeAllSync(file, encoder.encode(text));
     },
     get isTerminal() {
       return file.isTerminal();

@@ -15,6 +15,7 @@
 
 import { join, posix, win32 } from "node:path";
 import { UsageError } from "./errors.ts";
+import { fnv1a32 } from "./ids.ts";
 
 /** What {@linkcode resolveLmstudioDir} looks at; every field has a production default. */
 export interface ResolveLmstudioDirOptions {
@@ -135,22 +136,12 @@ export function fileSafeModelId(modelId: string): string {
     safe = safe.slice(0, MAX_SAFE_ID_LENGTH);
     changed = true;
   }
-  return changed ? `${safe}-${fnv1a32(modelId)}` : safe;
+  return changed ? `${safe}-${fnv1a32(modelId).toString(16).padStart(8, "0")}` : safe;
 }
 
 /** The attempt log of `modelId`: `<logsDir>/<file-safe id>_context_test.log`. */
 export function logFileFor(paths: Pick<LmstrixPaths, "logsDir">, modelId: string): string {
   return join(paths.logsDir, `${fileSafeModelId(modelId)}_context_test.log`);
-}
-
-/** FNV-1a over the UTF-8 bytes: small, synchronous and stable across runs and platforms. */
-function fnv1a32(text: string): string {
-  let hash = 0x811c9dc5;
-  for (const byte of new TextEncoder().encode(text)) {
-    hash ^= byte;
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return hash.toString(16).padStart(8, "0");
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -9,21 +9,13 @@
 
 import assert from "node:assert/strict";
 import { LockHeldError } from "../src/errors.ts";
-import { type LmstrixPaths, lmstrixPaths } from "../src/paths.ts";
+import type { LmstrixPaths } from "../src/paths.ts";
 import { acquireLock, readLockHolder } from "../src/registry/lock.ts";
+import { withTempPaths } from "./support/records.ts";
 
 const LOCK_MODULE = import.meta.resolve("../src/registry/lock.ts");
 const PATHS_MODULE = import.meta.resolve("../src/paths.ts");
 const CHILD_READY_TIMEOUT_MS = 30_000;
-
-async function withTempPaths(fn: (paths: LmstrixPaths) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "lmstrix_lock_test_" });
-  try {
-    await fn(lmstrixPaths(dir));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** A `deno eval` child running `code`, with its stdout readable line by line. */
 class Child {

@@ -1,41 +1,29 @@
 /**
- * Tests for the registry (models.json), the lmsm.json import, model records and attempt logs.
+ * Tests for the registry (models.json), the lmsm.json import and model records.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import {
   AmbiguousModelError,
   ModelNotFoundError,
   RegistryError,
   UsageError,
 } from "../src/errors.ts";
-import { type LmstrixPaths, lmstrixPaths, logFileFor } from "../src/paths.ts";
-import { appendAttempt, readAttempts } from "../src/registry/attempt_log.ts";
 import { parseLmsm } from "../src/registry/lmsm_import.ts";
-import { type ModelRecord, toContractJson } from "../src/registry/model_record.ts";
+import { toContractJson } from "../src/registry/model_record.ts";
 import {
   emptyRegistry,
   findModel,
   loadRegistry,
-  type Registry,
   saveRegistry,
   type ScannedModel,
   statusCounts,
   upsertScanned,
 } from "../src/registry/registry.ts";
 import { RECORD_KEYS } from "./support/contract.ts";
-
-async function withTempPaths(fn: (paths: LmstrixPaths) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "lmstrix_registry_test_" });
-  try {
-    await fn(lmstrixPaths(dir));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import { record, registryOf, withTempPaths } from "./support/records.ts";
 
 function scanned(id: string, extra: Partial<ScannedModel> = {}): ScannedModel {
   return {
@@ -47,29 +35,6 @@ function scanned(id: string, extra: Partial<ScannedModel> = {}): ScannedModel {
     type: "llm",
     ...extra,
   };
-}
-
-function record(id: string, extra: Partial<ModelRecord> = {}): ModelRecord {
-  return {
-    id,
-    path: `publisher/${id}`,
-    sizeBytes: 1,
-    architecture: "llama",
-    declaredContext: 8192,
-    loadableContext: null,
-    workingContext: null,
-    status: "untested",
-    testedAt: null,
-    error: null,
-    type: "llm",
-    ...extra,
-  };
-}
-
-function registryOf(...records: ModelRecord[]): Registry {
-  const registry = emptyRegistry();
-  for (const r of records) registry.models[r.id] = r;
-  return registry;
 }
 
 Deno.test("toContractJson shows exactly the contract's keys in the contract's order", () => {
@@ -538,34 +503,5 @@ Deno.test("statusCounts counts present LLMs by status, missing and embeddings ap
     failed: 1,
     missing: 1,
     embeddings: 1,
-  });
-});
-
-Deno.test("the attempt log keeps one JSON line per attempt", async (t) => {
-  await t.step("appends create the directory and read back in order", async () => {
-    await withTempPaths(async (paths) => {
-      assert.deepEqual(await readAttempts(paths, "org/Model Q4"), []);
-      await appendAttempt(paths, "org/Model Q4", { contextLength: 4096, ok: true });
-      await appendAttempt(paths, "org/Model Q4", { contextLength: 8192, ok: false });
-      const file = logFileFor(paths, "org/Model Q4");
-      assert.equal(join(file, ".."), paths.logsDir);
-      const lines = (await Deno.readTextFile(file)).split("\n");
-      assert.equal(lines.length, 3);
-      assert.equal(lines[2], "");
-      assert.deepEqual(await readAttempts(paths, "org/Model Q4"), [
-        { contextLength: 4096, ok: true },
-        { contextLength: 8192, ok: false },
-      ]);
-      assert.deepEqual(await readAttempts(paths, "org/model q4"), []);
-    });
-  });
-
-  await t.step("a line cut short by a crash does not spoil the next one", async () => {
-    await withTempPaths(async (paths) => {
-      await appendAttempt(paths, "m", { n: 1 });
-      await Deno.writeTextFile(logFileFor(paths, "m"), '{"n": 2, "cut', { append: true });
-      await appendAttempt(paths, "m", { n: 3 });
-      assert.deepEqual(await readAttempts(paths, "m"), [{ n: 1 }, { n: 3 }]);
-    });
   });
 });

@@ -1,6 +1,7 @@
 /** `lmstrix list`: the registry as a table (or `{ "models": [...] }` with `--json`). */
 
 import { UsageError } from "../errors.ts";
+import { compareIds } from "../ids.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { reductionPercent } from "../lmstrix.ts";
 import type { Output } from "../output.ts";
@@ -54,7 +55,7 @@ export function sortRecords(records: ModelRecord[], key: SortKey, reverse = fals
   const keyed = records.map((record) => ({ record, value: sortValue(record, key) }));
   keyed.sort((a, b) => {
     const order = a.value < b.value ? -1 : a.value > b.value ? 1 : 0;
-    return sign * order || (a.record.id < b.record.id ? -1 : a.record.id > b.record.id ? 1 : 0);
+    return sign * order || compareIds(a.record.id, b.record.id);
   });
   return keyed.map((entry) => entry.record);
 }

@@ -3,9 +3,8 @@
 import type { LMStrix } from "../lmstrix.ts";
 import { reductionPercent } from "../lmstrix.ts";
 import type { Output } from "../output.ts";
-import { logFileFor } from "../paths.ts";
-import { readAttempts } from "../registry/attempt_log.ts";
 import { toContractJson } from "../registry/model_record.ts";
+import { formatAttempt, formatAttemptTime } from "./attempt_line.ts";
 import { formatBytes, formatPercent, formatTokens } from "./format.ts";
 
 /** How many of the latest attempts `show` prints. */
@@ -13,9 +12,7 @@ const SHOWN_ATTEMPTS = 12;
 
 /** Runs `show`. */
 export async function runShow(lmstrix: LMStrix, output: Output, query: string): Promise<number> {
-  const record = await lmstrix.show(query);
-  const logFile = logFileFor(lmstrix.paths, record.id);
-  const attempts = await readAttempts(lmstrix.paths, record.id);
+  const { record, attempts, logFile } = await lmstrix.history(query);
   if (output.json) {
     output.document({
       ...toContractJson(record),
@@ -59,22 +56,8 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
   const recent = attempts.slice(-SHOWN_ATTEMPTS);
   if (recent.length > 0) {
     output.data(`\nLatest attempts:`);
-    for (const a of recent) {
-      const e = a as Record<string, unknown>;
-      const size = e["action"] === "load"
-        ? `ctx ${e["askedContext"]}${
-          e["actualContext"] && e["actualContext"] !== e["askedContext"]
-            ? ` -> ${e["actualContext"]}`
-            : ""
-        }`
-        : e["action"] === "needle"
-        ? `prompt ${e["promptTokens"]} in ctx ${e["askedContext"]}`
-        : `in ctx ${e["askedContext"]}`;
-      output.data(
-        `  ${String(e["time"] ?? "").slice(0, 19)}  ${String(e["phase"]).padEnd(8)} ${
-          String(e["action"]).padEnd(6)
-        } ${size}: ${e["outcome"]}`,
-      );
+    for (const entry of recent) {
+      output.data(`  ${formatAttemptTime(entry)}  ${formatAttempt(entry)}`);
     }
   }
   return 0;

@@ -1,8 +1,10 @@
 /** `lmstrix test`: finds loadable and working context, with live progress on stderr. */
 
 import { UsageError } from "../errors.ts";
+import { ExitCode } from "../exit_codes.ts";
 import type { LMStrix, TestEvent, TestOptions, TestResult } from "../lmstrix.ts";
 import type { Output } from "../output.ts";
+import { formatAttempt } from "./attempt_line.ts";
 import { formatDuration, formatPercent, formatTokens } from "./format.ts";
 
 /** Options of `test` as the command line gives them. */
@@ -53,23 +55,12 @@ export function progressReporter(output: Output, now: () => number = () => perfo
         }
         break;
       }
-      case "attempt": {
-        const a = event.attempt;
-        const size = a.action === "load"
-          ? `ctx ${a.context}${
-            a.actual !== undefined && a.actual !== a.context ? ` (reported ${a.actual})` : ""
-          }`
-          : a.action === "needle"
-          ? `prompt ${a.promptTokens ?? "?"} tokens in ctx ${a.context}`
-          : `in ctx ${a.context}`;
+      case "attempt":
         output.progress(
-          `  ${event.id}: ${a.phase} ${a.action} ${size}: ${a.outcome} ` +
-            `(${formatDuration(event.durationMs)}, ${
-              formatDuration(now() - modelStart)
-            } on this model)`,
+          `  ${event.id}: ${formatAttempt(event.entry)}, ` +
+            `${formatDuration(now() - modelStart)} on this model`,
         );
         break;
-      }
       case "model-done": {
         stop();
         const r = event.result;
@@ -149,5 +140,5 @@ export async function runTest(
   } else {
     output.data(renderResults(results));
   }
-  return results.some((r) => r.status === "failed") ? 1 : 0;
+  return results.some((r) => r.status === "failed") ? ExitCode.someFailed : ExitCode.ok;
 }

@@ -8,6 +8,7 @@
  * unless LM Studio itself refused the load or the model answered.
  */
 
+import { RESERVE_TOKENS } from "../contract.ts";
 import type { LmStudio, LoadedModel } from "../lmstudio/client.ts";
 import { INSTANCE_PREFIX } from "../lmstudio/client.ts";
 import { LmStudioCallError, messageOf } from "../lmstudio/failures.ts";
@@ -15,7 +16,7 @@ import type { Answer, LoadOutcome, Probe } from "../search/context_search.ts";
 import { gradeNeedle, gradeSanity, Haystack, SANITY_PROMPT } from "./haystack.ts";
 
 /** New tokens the model may write after a needle prompt: the contract's reserve. */
-export const NEEDLE_MAX_TOKENS = 64;
+export const NEEDLE_MAX_TOKENS = RESERVE_TOKENS;
 const SANITY_MAX_TOKENS = 16;
 
 /** What the probe did last, for the attempt log. */

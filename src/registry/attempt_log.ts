@@ -3,19 +3,54 @@
  * line, one line per attempt, appended as the search goes.
  *
  * A crash can cut the last line short. Appending first ends such a line, so the damage stays in
- * that one line, and reading skips lines that are not JSON objects.
+ * that one line, and reading skips lines that are not attempt entries.
  *
  * @module
  */
 
+import { isObject } from "../json.ts";
 import type { LmstrixPaths } from "../paths.ts";
 import { logFileFor } from "../paths.ts";
+import type { Attempt } from "../search/context_search.ts";
+import { writeAll } from "../write_all.ts";
+
+/** One attempt of a context search, as one line of the log. */
+export interface AttemptLogEntry {
+  /** When the attempt ended (ISO 8601, UTC). */
+  time: string;
+  /** The model's id. */
+  model: string;
+  /** Which limit the attempt was about. */
+  phase: Attempt["phase"];
+  /** What was done. */
+  action: Attempt["action"];
+  /** The load size asked for, or the loaded size of a sanity or needle probe. */
+  askedContext: number;
+  /** The context LM Studio reported after a load, or null. */
+  actualContext: number | null;
+  /** The prompt's length in tokens, or null. */
+  promptTokens: number | null;
+  /** What happened. */
+  outcome: Attempt["outcome"];
+  /** An excerpt of the completion or of the refusal, or null. */
+  output: string | null;
+  /** How long the call took, retries included. */
+  durationMs: number;
+  /** Faults absorbed by retries. */
+  retries: number;
+  /** The error that ended the call, or null. */
+  error: string | null;
+}
+
+const PHASES: readonly string[] = ["loadable", "working", "confirm"];
+const ACTIONS: readonly string[] = ["load", "sanity", "needle"];
+const OUTCOMES: readonly string[] = ["loaded", "fitted", "refused", "pass", "fail", "crashed"];
 
 /** Appends `entry` as one JSON line to the attempt log of `modelId`, creating what is missing. */
 export async function appendAttempt(
   paths: Pick<LmstrixPaths, "logsDir">,
   modelId: string,
-  entry: object,
+  entry: AttemptLogEntry,
 ): Promise<void> {
   const file = logFileFor(paths, modelId);
   await Deno.mkdir(paths.logsDir, { recursive: true });
@@ -23,22 +58,20 @@ export async function appendAttempt(
   const handle = await Deno.open(file, { append: true, create: true, read: true });
   try {
     const prefix = (await endsWithoutNewline(handle)) ? "\n" : "";
-    const bytes = new TextEncoder().encode(prefix + line);
-    let written = 0;
-    while (written < bytes.length) written += await handle.write(bytes.subarray(written));
+    await writeAll(handle, new TextEncoder().encode(prefix + line));
   } finally {
     handle.close();
   }
 }
 
 /**
- * Reads the attempt log of `modelId`, oldest first: every line that is a JSON object. A missing
- * log gives an empty list.
+ * Reads the attempt log of `modelId`, oldest first: every line that is an attempt entry. A
+ * missing log gives an empty list.
  */
 export async function readAttempts(
   paths: Pick<LmstrixPaths, "logsDir">,
   modelId: string,
-): Promise<Record<string, unknown>[]> {
+): Promise<AttemptLogEntry[]> {
   let text: string;
   try {
     text = await Deno.readTextFile(logFileFor(paths, modelId));
@@ -46,19 +79,39 @@ export async function readAttempts(
     if (error instanceof Deno.errors.NotFound) return [];
     throw error;
   }
-  const entries: Record<string, unknown>[] = [];
+  const entries: AttemptLogEntry[] = [];
   for (const line of text.split("\n")) {
-    if (line.trim() === "") continue;
-    try {
-      const value: unknown = JSON.parse(line);
-      if (typeof value === "object" && value !== null && !Array.isArray(value)) {
-        entries.push(value as Record<string, unknown>);
-      }
-    } catch {
-      // A line cut short by a crash; the lines around it are intact.
-    }
+    const entry = parseAttemptLine(line);
+    if (entry) entries.push(entry);
   }
   return entries;
+}
+
+/**
+ * One log line as an entry, or undefined for a line that is not one (blank, cut short by a crash,
+ * or written by a newer version in a shape this one does not know).
+ */
+export function parseAttemptLine(line: string): AttemptLogEntry | undefined {
+  if (line.trim() === "") return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined; // A line cut short by a crash; the lines around it are intact.
+  }
+  if (!isObject(value)) return undefined;
+  const v = value;
+  const count = (x: unknown) => typeof x === "number" && Number.isFinite(x) && x >= 0;
+  const countOrNull = (x: unknown) => x === null || count(x);
+  const textOrNull = (x: unknown) => x === null || typeof x === "string";
+  if (
+    typeof v.time !== "string" || typeof v.model !== "string" ||
+    !PHASES.includes(v.phase as string) || !ACTIONS.includes(v.action as string) ||
+    !OUTCOMES.includes(v.outcome as string) || !count(v.askedContext) ||
+    !countOrNull(v.actualContext) || !countOrNull(v.promptTokens) || !textOrNull(v.output) ||
+    !count(v.durationMs) || !count(v.retries) || !textOrNull(v.error)
+  ) return undefined;
+  return value as unknown as AttemptLogEntry;
 }
 
 async function endsWithoutNewline(handle: Deno.FsFile): Promise<boolean> {

@@ -18,6 +18,7 @@
  */
 
 import { RegistryError } from "../errors.ts";
+import { isObject } from "../json.ts";
 import { type ModelRecord, newModelRecord } from "./model_record.ts";
 
 /** The error text of a failed model whose lmsm.json entry gave no reason. */
@@ -107,10 +108,6 @@ function importEntry(key: string, entry: Record<string, unknown>): ModelRecord {
     record.error = errorMsg ?? UNKNOWN_FAILURE;
   }
   return record;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function count(value: unknown): number | null {

@@ -15,6 +15,7 @@
 
 import { LockHeldError } from "../errors.ts";
 import type { LmstrixPaths } from "../paths.ts";
+import { writeAll } from "../write_all.ts";
 
 /** Who holds the lock, as the holder wrote it; fields are null when they could not be read. */
 export interface LockHolder {
@@ -161,9 +162,7 @@ function parseHolder(text: string): LockHolder | null {
 async function writeContent(file: Deno.FsFile, text: string): Promise<void> {
   await file.truncate(0);
   await file.seek(0, Deno.SeekMode.Start);
-  const bytes = new TextEncoder().encode(text);
-  let written = 0;
-  while (written < bytes.length) written += await file.write(bytes.subarray(written));
+  await writeAll(file, new TextEncoder().encode(text));
   await file.syncData();
 }
 

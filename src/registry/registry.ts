@@ -12,7 +12,10 @@
 
 import { dirname } from "node:path";
 import { AmbiguousModelError, ModelNotFoundError, RegistryError, UsageError } from "../errors.ts";
+import { compareIds } from "../ids.ts";
+import { isObject } from "../json.ts";
 import type { LmstrixPaths } from "../paths.ts";
+import { writeAll } from "../write_all.ts";
 import { readLmsm } from "./lmsm_import.ts";
 import {
   applyScannedMetadata,
@@ -379,11 +382,6 @@ function damaged(file: string, reason: string, cause?: unknown): RegistryError {
   });
 }
 
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let written = 0;
-  while (written < bytes.length) written += await file.write(bytes.subarray(written));
-}
-
 /** Makes the rename durable; not every platform lets a directory be opened, which is fine. */
 async function syncDirectory(dir: string): Promise<void> {
   try {
@@ -396,14 +394,6 @@ async function syncDirectory(dir: string): Promise<void> {
   } catch {
     // Best effort: the data itself is already synced and renamed into place.
   }
-}
-
-function compareIds(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function isCount(value: unknown): boolean {

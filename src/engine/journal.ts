@@ -1,0 +1,39 @@
+/**
+ * The test run's journal: the one place that writes what a run learns, the registry (atomically,
+ * after every step, so that any stop resumes from the last one) and each model's attempt log.
+ *
+ * @module
+ */
+
+import type { LmstrixPaths } from "../paths.ts";
+import { appendAttempt, type AttemptLogEntry } from "../registry/attempt_log.ts";
+import type { ModelRecord } from "../registry/model_record.ts";
+import { type Registry, saveRegistry } from "../registry/registry.ts";
+
+/** Saves the registry and appends to attempt logs for one run. */
+export class Journal {
+  readonly #paths: LmstrixPaths;
+  readonly #registry: Registry;
+
+  /** A journal writing `registry` and the logs under `paths`. */
+  constructor(paths: LmstrixPaths, registry: Registry) {
+    this.#paths = paths;
+    this.#registry = registry;
+  }
+
+  /** Stores `record` in the registry (replacing the one with its id) and saves the registry. */
+  async put(record: ModelRecord): Promise<void> {
+    this.#registry.models[record.id] = record;
+    await this.save();
+  }
+
+  /** Saves the registry as it is. */
+  async save(): Promise<void> {
+    await saveRegistry(this.#paths, this.#registry);
+  }
+
+  /** Appends `entry` to the attempt log of its model. */
+  async log(entry: AttemptLogEntry): Promise<void> {
+    await appendAttempt(this.#paths, entry.model, entry);
+  }
+}

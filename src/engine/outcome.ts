@@ -1,0 +1,111 @@
+/**
+ * What a model's record becomes as its test goes: when it starts, when the search ends, when it
+ * fails; and the result a run reports for it. Pure: each function returns a new record.
+ *
+ * @module
+ */
+
+import type { AttemptLogEntry } from "../registry/attempt_log.ts";
+import type { ModelRecord } from "../registry/model_record.ts";
+import type { Attempt, SearchConfig } from "../search/context_search.ts";
+import { reductionPercent, type TestResult } from "./test_events.ts";
+
+/** The limits a search found. */
+export interface FoundLimits {
+  loadable: number | null;
+  working: number | null;
+}
+
+/** The record while its test runs: `testing`, no error, the precision in use. */
+export function recordStarting(record: ModelRecord, config: SearchConfig): ModelRecord {
+  return { ...record, status: "testing", error: null, precision: config.precision };
+}
+
+/**
+ * The record after a finished search: its limits, `tested` (or `failed` with the reason when
+ * nothing at or above the smallest size loaded or answered), no saved search, and `cappedAt` when
+ * the loadable limit is only the `--max-context` cap, so that it reads "at least this".
+ */
+export function recordAfterSearch(
+  record: ModelRecord,
+  found: FoundLimits,
+  config: SearchConfig,
+  testedAt: string,
+): ModelRecord {
+  const { search: _search, cappedAt: _cappedAt, ...rest } = record;
+  const next: ModelRecord = {
+    ...rest,
+    loadableContext: found.loadable,
+    workingContext: found.working,
+    testedAt,
+    status: "tested",
+    error: null,
+  };
+  const cap = config.maxContext;
+  if (cap !== undefined && cap < config.declared && found.loadable === cap) next.cappedAt = cap;
+  if (found.loadable === null) {
+    next.status = "failed";
+    next.error = `It did not load at ${config.minContext} tokens or more`;
+  } else if (found.working === null) {
+    next.status = "failed";
+    next.error = `No context of ${config.minContext} tokens or more answered the needle probe`;
+  }
+  return next;
+}
+
+/**
+ * The record after a fault ended its test: `failed` with `message`, keeping `search` (the point
+ * after the last finished attempt) so that a later run resumes there.
+ */
+export function recordAfterFault(record: ModelRecord, message: string): ModelRecord {
+  return { ...record, status: "failed", error: message };
+}
+
+/** What a run reports for `record`, with the loads and prompt tokens it spent on it. */
+export function resultOf(
+  record: ModelRecord,
+  spent: { loads: number; promptTokens: number },
+): TestResult {
+  return {
+    id: record.id,
+    declaredContext: record.declaredContext,
+    loadableContext: record.loadableContext,
+    workingContext: record.workingContext,
+    reductionPercent: reductionPercent(record.declaredContext, record.workingContext),
+    status: record.status,
+    loads: spent.loads,
+    promptTokens: spent.promptTokens,
+    error: record.error,
+  };
+}
+
+/** What the probe measured of the operation behind an attempt. */
+export interface OperationFacts {
+  durationMs: number;
+  retries: number;
+  promptTokens?: number;
+  error?: string;
+}
+
+/** The attempt-log line of `attempt` of model `id`, ended at `time`. */
+export function attemptEntry(
+  id: string,
+  attempt: Attempt,
+  operation: OperationFacts,
+  time: string,
+): AttemptLogEntry {
+  return {
+    time,
+    model: id,
+    phase: attempt.phase,
+    action: attempt.action,
+    askedContext: attempt.context,
+    actualContext: attempt.actual ?? null,
+    promptTokens: attempt.promptTokens ?? operation.promptTokens ?? null,
+    outcome: attempt.outcome,
+    output: attempt.excerpt ?? null,
+    durationMs: operation.durationMs,
+    retries: operation.retries,
+    error: operation.error ?? null,
+  };
+}

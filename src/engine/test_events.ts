@@ -1,0 +1,64 @@
+/**
+ * What a test run reports: the events it sends as it goes, and each model's result.
+ *
+ * @module
+ */
+
+import type { AttemptLogEntry } from "../registry/attempt_log.ts";
+import type { ModelStatus } from "../registry/model_record.ts";
+import type { Attempt } from "../search/context_search.ts";
+
+/** What happens during a test run, as it happens. */
+export type TestEvent =
+  | { type: "model-start"; id: string; index: number; total: number; resumed: boolean }
+  | {
+    type: "attempt-start";
+    id: string;
+    action: Attempt["action"];
+    context: number;
+    promptTokens?: number;
+  }
+  /** An attempt ended; `entry` is the line just written to the model's attempt log. */
+  | { type: "attempt"; id: string; entry: AttemptLogEntry }
+  | { type: "model-done"; result: TestResult }
+  | { type: "warning"; message: string };
+
+/** One model's outcome, as in `test --json`. */
+export interface TestResult {
+  id: string;
+  declaredContext: number;
+  loadableContext: number | null;
+  workingContext: number | null;
+  reductionPercent: number | null;
+  status: ModelStatus;
+  loads: number;
+  promptTokens: number;
+  error: string | null;
+}
+
+/** One model's outcome with the attempts this run made for it, oldest first. */
+export interface TestReport {
+  result: TestResult;
+  attempts: AttemptLogEntry[];
+}
+
+/** The library's answer to `LMStrix.testContextLimits`. */
+export interface ContextLimits {
+  id: string;
+  declared: number;
+  loadable: number | null;
+  working: number | null;
+  reductionPercent: number | null;
+  /** `tested`, or `failed` when the model could not be tested. */
+  status: ModelStatus;
+  /** Why the test failed, or null. */
+  error: string | null;
+  /** The attempts of this run, as written to the model's attempt log, oldest first. */
+  attempts: AttemptLogEntry[];
+}
+
+/** How much smaller the working context is than the declared one, in percent (one decimal). */
+export function reductionPercent(declared: number, working: number | null): number | null {
+  if (working === null || declared <= 0) return null;
+  return Math.round((1 - working / declared) * 1000) / 10;
+}

@@ -1,0 +1,84 @@
+/**
+ * The options of a test run, their checks, and the search configuration they give for one model.
+ * Pure: no Deno, no SDK.
+ *
+ * @module
+ */
+
+import { UsageError } from "../errors.ts";
+import { RESERVE_TOKENS } from "../contract.ts";
+import type { ModelRecord } from "../registry/model_record.ts";
+import type { SearchConfig } from "../search/context_search.ts";
+import type { TestEvent } from "./test_events.ts";
+
+export { RESERVE_TOKENS };
+
+/** Smallest context tested unless `--min-context` says otherwise. */
+export const DEFAULT_MIN_CONTEXT = 2048;
+
+/** Options of one test run. */
+export interface TestOptions {
+  /** Tokens; default max(256, 1% of declared). */
+  precision?: number | undefined;
+  /** Smallest context worth testing (default 2048). */
+  minContext?: number | undefined;
+  /** No load above this. */
+  maxContext?: number | undefined;
+  /**
+   * Base deadline of every call to LM Studio, in seconds (predictions get more per prompt
+   * token); default `LMSTRIX_TIMEOUT`, else the client's defaults. A call that passes it is
+   * retried, then counts as an error of that attempt, never as a limit.
+   */
+  timeoutSeconds?: number | undefined;
+  /** Test again models already tested. */
+  force?: boolean | undefined;
+  /** Aborts the run (a signal): unload, save, throw `InterruptedError`. */
+  signal?: AbortSignal | undefined;
+  /** Progress events, for the CLI's live lines. */
+  onEvent?: ((event: TestEvent) => void) | undefined;
+}
+
+/** The precision the contract uses when none is given. */
+export function defaultPrecision(declared: number): number {
+  return Math.max(256, Math.ceil(declared / 100));
+}
+
+/** Throws {@link UsageError} for options no run could use; checked before anything is touched. */
+export function validateTestOptions(options: TestOptions): void {
+  const counts = [
+    ["--precision", options.precision],
+    ["--min-context", options.minContext],
+    ["--max-context", options.maxContext],
+  ] as const;
+  for (const [name, value] of counts) {
+    if (value !== undefined && (!Number.isSafeInteger(value) || value <= 0)) {
+      throw new UsageError(`${name} must be a positive whole number of tokens, not "${value}"`);
+    }
+  }
+  const { minContext, maxContext, timeoutSeconds } = options;
+  if (minContext !== undefined && maxContext !== undefined && minContext > maxContext) {
+    throw new UsageError(`--min-context (${minContext}) is above --max-context (${maxContext})`, {
+      hint: "lower --min-context or raise --max-context",
+    });
+  }
+  if (timeoutSeconds !== undefined && !(Number.isFinite(timeoutSeconds) && timeoutSeconds > 0)) {
+    throw new UsageError(`--timeout must be a positive number of seconds, not "${timeoutSeconds}"`);
+  }
+}
+
+/** The search configuration of one model under `options`. */
+export function searchConfigFor(record: ModelRecord, options: TestOptions): SearchConfig {
+  return {
+    declared: record.declaredContext,
+    minContext: Math.min(options.minContext ?? DEFAULT_MIN_CONTEXT, record.declaredContext),
+    precision: options.precision ?? defaultPrecision(record.declaredContext),
+    reserve: RESERVE_TOKENS,
+    ...(options.maxContext !== undefined ? { maxContext: options.maxContext } : {}),
+  };
+}
+
+/** Whether two configurations ask for the same search (a saved one can then be resumed). */
+export function sameConfig(a: SearchConfig | undefined, b: SearchConfig): boolean {
+  return a !== undefined && a.declared === b.declared && a.minContext === b.minContext &&
+    a.precision === b.precision && a.reserve === b.reserve && a.maxContext === b.maxContext;
+}

@@ -1,0 +1,207 @@
+/**
+ * Unit tests of the engine's pure parts (option checks, the choice of models, the resume point,
+ * the record after a result) and of its journal, without a server.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { ModelNotFoundError, UsageError } from "../src/errors.ts";
+import { chooseModels } from "../src/engine/choose_models.ts";
+import { Journal } from "../src/engine/journal.ts";
+import {
+  attemptEntry,
+  recordAfterFault,
+  recordAfterSearch,
+  recordStarting,
+  resultOf,
+} from "../src/engine/outcome.ts";
+import { resumePoint, savedSearch } from "../src/engine/resume.ts";
+import {
+  defaultPrecision,
+  RESERVE_TOKENS,
+  searchConfigFor,
+  validateTestOptions,
+} from "../src/engine/test_options.ts";
+import { readAttempts } from "../src/registry/attempt_log.ts";
+import { loadRegistry } from "../src/registry/registry.ts";
+import { initialState } from "../src/search/context_search.ts";
+import { record, registryOf, withTempPaths } from "./support/records.ts";
+
+Deno.test("test options are checked before anything is touched", async (t) => {
+  await t.step("counts must be positive whole numbers", () => {
+    for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 60]) {
+      assert.throws(() => validateTestOptions({ precision: bad }), UsageError);
+      assert.throws(() => validateTestOptions({ minContext: bad }), UsageError);
+      assert.throws(() => validateTestOptions({ maxContext: bad }), UsageError);
+    }
+  });
+  await t.step("--min-context above --max-context is refused with a hint", () => {
+    assert.throws(() => validateTestOptions({ minContext: 8192, maxContext: 4096 }), (e) => {
+      assert.ok(e instanceof UsageError);
+      assert.match(e.message, /--min-context \(8192\) is above --max-context \(4096\)/);
+      assert.ok(e.hint);
+      return true;
+    });
+  });
+  await t.step("a timeout must be a positive number of seconds", () => {
+    for (const bad of [0, -2, Number.POSITIVE_INFINITY, Number.NaN]) {
+      assert.throws(() => validateTestOptions({ timeoutSeconds: bad }), UsageError);
+    }
+    validateTestOptions({ timeoutSeconds: 0.5, precision: 256, minContext: 1, maxContext: 1 });
+  });
+});
+
+Deno.test("the search configuration follows the model and the options", () => {
+  const model = record("m", { declaredContext: 131072 });
+  assert.deepEqual(searchConfigFor(model, {}), {
+    declared: 131072,
+    minContext: 2048,
+    precision: defaultPrecision(131072),
+    reserve: RESERVE_TOKENS,
+  });
+  assert.equal(defaultPrecision(131072), 1311);
+  assert.equal(defaultPrecision(8192), 256);
+  const small = record("s", { declaredContext: 1024 });
+  assert.equal(searchConfigFor(small, {}).minContext, 1024, "never above the declared context");
+  assert.equal(searchConfigFor(model, { maxContext: 4096 }).maxContext, 4096);
+});
+
+Deno.test("a test resumes a saved search only when it is the same search and not forced", async (t) => {
+  const config = searchConfigFor(record("m"), {});
+  const state = { ...initialState(config), loadOk: 4096, pendingLoad: 6144 };
+  const saved = savedSearch(state, config, 77);
+
+  await t.step("an interrupted search resumes with its seed and its crash marker", () => {
+    const point = resumePoint(record("m", { status: "testing", search: saved }), config, false);
+    assert.equal(point.resumed, true);
+    assert.equal(point.seed, 77);
+    assert.equal(point.state.loadOk, 4096);
+    assert.equal(point.state.pendingLoad, 6144);
+    assert.equal("config" in point.state, false, "the engine's keys stay out of the search");
+  });
+  await t.step("a failed model's saved search resumes too", () => {
+    const point = resumePoint(record("m", { status: "failed", search: saved }), config, false);
+    assert.equal(point.resumed, true);
+  });
+  await t.step("force, another configuration or a tested model start afresh", () => {
+    const testing = record("m", { status: "testing", search: saved });
+    for (
+      const point of [
+        resumePoint(testing, config, true),
+        resumePoint(testing, { ...config, precision: config.precision + 1 }, false),
+        resumePoint(record("m", { status: "tested", search: saved }), config, false),
+        resumePoint(record("m", { status: "testing" }), config, false),
+      ]
+    ) {
+      assert.equal(point.resumed, false);
+      assert.equal(point.seed, undefined);
+      assert.deepEqual(point.state, initialState(config));
+    }
+  });
+});
+
+Deno.test("the record after a result says what was found, and why not", async (t) => {
+  const config = searchConfigFor(record("m"), {});
+  const running = recordStarting(
+    record("m", { status: "failed", error: "old", search: { x: 1 }, cappedAt: 4096 }),
+    config,
+  );
+  await t.step("starting marks it testing with the precision in use", () => {
+    assert.equal(running.status, "testing");
+    assert.equal(running.error, null);
+    assert.equal(running.precision, config.precision);
+  });
+  await t.step("found limits make it tested, drop the search and the old cap", () => {
+    const done = recordAfterSearch(running, { loadable: 8192, working: 6000 }, config, "T");
+    assert.equal(done.status, "tested");
+    assert.equal(done.loadableContext, 8192);
+    assert.equal(done.workingContext, 6000);
+    assert.equal(done.testedAt, "T");
+    assert.equal("search" in done, false);
+    assert.equal("cappedAt" in done, false);
+    assert.deepEqual(running.search, { x: 1 }, "the record given is left as it was");
+  });
+  await t.step("a limit equal to --max-context is marked as capped", () => {
+    const capped = { ...config, maxContext: 4096 };
+    const done = recordAfterSearch(running, { loadable: 4096, working: 4096 }, capped, "T");
+    assert.equal(done.cappedAt, 4096);
+  });
+  await t.step("nothing loadable or nothing working makes it failed with the reason", () => {
+    const unloadable = recordAfterSearch(running, { loadable: null, working: null }, config, "T");
+    assert.equal(unloadable.status, "failed");
+    assert.match(unloadable.error ?? "", /did not load at 2048 tokens or more/);
+    const deaf = recordAfterSearch(running, { loadable: 8192, working: null }, config, "T");
+    assert.equal(deaf.status, "failed");
+    assert.match(deaf.error ?? "", /No context of 2048 tokens or more answered/);
+  });
+  await t.step("a fault makes it failed but keeps the search to resume", () => {
+    const failed = recordAfterFault(running, "Model unloaded");
+    assert.equal(failed.status, "failed");
+    assert.equal(failed.error, "Model unloaded");
+    assert.deepEqual(failed.search, { x: 1 });
+  });
+  await t.step("the result reports the reduction and what was spent", () => {
+    const done = recordAfterSearch(running, { loadable: 8192, working: 6144 }, config, "T");
+    assert.deepEqual(resultOf(done, { loads: 3, promptTokens: 900 }), {
+      id: "m",
+      declaredContext: 8192,
+      loadableContext: 8192,
+      workingContext: 6144,
+      reductionPercent: 25,
+      status: "tested",
+      loads: 3,
+      promptTokens: 900,
+      error: null,
+    });
+  });
+});
+
+Deno.test("a run covers the named models, or every untested LLM smallest first", async (t) => {
+  const registry = registryOf(
+    record("big", { sizeBytes: 30 }),
+    record("small", { sizeBytes: 10 }),
+    record("done", { sizeBytes: 5, status: "tested" }),
+    record("gone", { sizeBytes: 1, status: "missing" }),
+    record("embed", { sizeBytes: 2, type: "embedding" }),
+    record("also-small", { sizeBytes: 10 }),
+  );
+  const ids = (list: { id: string }[]) => list.map((r) => r.id);
+  await t.step("--all", () => {
+    assert.deepEqual(ids(chooseModels(registry, "all", false)), ["also-small", "small", "big"]);
+    assert.deepEqual(ids(chooseModels(registry, "all", true)), [
+      "done",
+      "also-small",
+      "small",
+      "big",
+    ]);
+  });
+  await t.step("names, each once, in the order given", () => {
+    assert.deepEqual(ids(chooseModels(registry, ["big", "done", "big"], false)), ["big", "done"]);
+  });
+  await t.step("embedding, missing and unknown models are refused", () => {
+    assert.throws(() => chooseModels(registry, ["embed"], false), UsageError);
+    assert.throws(() => chooseModels(registry, ["gone"], false), UsageError);
+    assert.throws(() => chooseModels(registry, ["nothing-like-it"], false), ModelNotFoundError);
+  });
+});
+
+Deno.test("the journal saves the registry and appends each model's log", async () => {
+  await withTempPaths(async (paths) => {
+    const registry = registryOf(record("a"), record("b"));
+    const journal = new Journal(paths, registry);
+    await journal.put(record("a", { status: "testing" }));
+    assert.equal((await loadRegistry(paths)).models["a"]?.status, "testing");
+    assert.equal((await loadRegistry(paths)).models["b"]?.status, "untested");
+    const line = attemptEntry(
+      "a",
+      { phase: "loadable", action: "load", context: 4096, actual: 4096, outcome: "loaded" },
+      { durationMs: 1500, retries: 1 },
+      "2025-01-02T03:04:05.000Z",
+    );
+    await journal.log(line);
+    assert.deepEqual(await readAttempts(paths, "a"), [line]);
+    assert.equal(line.promptTokens, null);
+    assert.equal(line.retries, 1);
+  });
+});
