@@ -15,7 +15,7 @@ import { AmbiguousModelError, ModelNotFoundError, RegistryError, UsageError } fr
 import { compareIds } from "../ids.ts";
 import { isObject } from "../json.ts";
 import type { LmstrixPaths } from "../paths.ts";
-import { writeAll } from "../write_all.ts";
+import { writeFileAtomic } from "./atomic_write.ts";
 import { readLmsm } from "./lmsm_import.ts";
 import {
   applyScannedMetadata,
@@ -185,21 +185,7 @@ export async function saveRegistry(
   ) + "\n";
 
   await Deno.mkdir(dir, { recursive: true });
-  const temp = `${file}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-  try {
-    const handle = await Deno.open(temp, { write: true, createNew: true });
-    try {
-      await writeAll(handle, new TextEncoder().encode(text));
-      await handle.sync();
-    } finally {
-      handle.close();
-    }
-    await Deno.rename(temp, file);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
-  await syncDirectory(dir);
+  await writeFileAtomic(file, text);
   registry.schemaVersion = SCHEMA_VERSION;
   registry.updatedAt = updatedAt;
   delete registry.importedFrom;
@@ -380,20 +366,6 @@ function damaged(file: string, reason: string, cause?: unknown): RegistryError {
     hint: 'lmstrix leaves it untouched: fix it or move it aside, then run "lmstrix scan"',
     ...(cause === undefined ? {} : { cause }),
   });
-}
-
-/** Makes the rename durable; not every platform lets a directory be opened, which is fine. */
-async function syncDirectory(dir: string): Promise<void> {
-  try {
-    const handle = await Deno.open(dir, { read: true });
-    try {
-      await handle.sync();
-    } finally {
-      handle.close();
-    }
-  } catch {
-    // Best effort: the data itself is already synced and renamed into place.
-  }
 }
 
 function isCount(value: unknown): boolean {
