@@ -5,7 +5,9 @@
 
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import config from "./deno.json" with { type: "json" };
-import { runList, SORT_KEYS } from "./src/cli/list.ts";
+import { type ApplyCommandOptions, runApply } from "./src/cli/apply.ts";
+import { type ListOptions, runList, SORT_KEYS } from "./src/cli/list.ts";
+import { LIST_FORMATS } from "./src/cli/list_export.ts";
 import { runScan } from "./src/cli/scan.ts";
 import { runShow } from "./src/cli/show.ts";
 import { runStatus } from "./src/cli/status.ts";
@@ -124,7 +126,11 @@ export async function main(args: string[]): Promise<number> {
     .description("show the registry: declared, loadable and working context of every model")
     .addOption(new Option("--sort <key>", "sort by").choices([...SORT_KEYS]).default("name"))
     .option("--reverse", "reverse the order")
-    .action(async (options: { sort: string; reverse?: boolean }, command: Command) => {
+    .addOption(
+      new Option("--format <format>", "table, or csv / markdown to export")
+        .choices([...LIST_FORMATS]),
+    )
+    .action(async (options: ListOptions, command: Command) => {
       exitCode = await runList(setup(command), output, options);
     });
 
@@ -163,6 +169,24 @@ export async function main(args: string[]): Promise<number> {
     .argument("<model>", "model id, or a unique part of one")
     .action(async (model: string, _options, command: Command) => {
       exitCode = await runShow(setup(command), output, model);
+    });
+
+  addGlobalOptions(program.command("apply"))
+    .description(
+      "write each tested model's working context into LM Studio's per-model defaults " +
+        "(--undo puts the files back)",
+    )
+    .argument("[model...]", "model ids, or unique parts of ids")
+    .option("--all", "every model in the registry (untested ones are skipped and named)")
+    .option("--dry-run", "print what would change and change nothing")
+    .option("--undo", "restore the files as they were before lmstrix changed them")
+    .option(
+      "--margin <tokens|N%>",
+      "take this many tokens (512, 1k) or this share of the working context (10%) off " +
+        "the value written (default 0)",
+    )
+    .action(async (models: string[], options: ApplyCommandOptions, command: Command) => {
+      exitCode = await runApply(setup(command), output, models, options, interrupt.signal);
     });
 
   // First signal: stop cleanly (unload, save, release the lock). Second: leave at once.

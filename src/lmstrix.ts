@@ -11,6 +11,7 @@
  * @module
  */
 
+import type { ApplyEntry, ApplyOptions } from "./apply/apply.ts";
 import { InterruptedError, UsageError } from "./errors.ts";
 import { chooseModels, sortedRecords } from "./engine/choose_models.ts";
 import { type ConnectSettings, withLmStudio } from "./engine/connection.ts";
@@ -209,6 +210,28 @@ export class LMStrix {
   async getTestedContextLimit(query: string): Promise<number | null> {
     const record = findModel(await this.#read(), query);
     return record.status === "tested" ? record.workingContext : null;
+  }
+
+  /**
+   * Writes the working context (less `margin`) of each model `queries` names, or of every model
+   * with `"all"`, as `llm.load.contextLength` into LM Studio's per-model default config, keeping
+   * what was there for `undo`; with `undo` puts it back. Returns one entry per model, as in
+   * `apply --json`. LM Studio need not be running.
+   */
+  async applyContextLimits(
+    queries: string[] | "all",
+    options: ApplyOptions = {},
+  ): Promise<ApplyEntry[]> {
+    // Loaded only here: the JSON tree parser it needs is of no use to the other commands.
+    const { applyContextLimits, ApplyInterrupted } = await import("./apply/apply.ts");
+    try {
+      return await applyContextLimits(this.paths, queries, options);
+    } catch (error) {
+      if (error instanceof ApplyInterrupted) {
+        throw new InterruptedError(String(options.signal?.reason ?? "SIGINT"));
+      }
+      throw error;
+    }
   }
 
   /**

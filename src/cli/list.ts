@@ -1,5 +1,6 @@
 /** `lmstrix list`: the registry as a table (or `{ "models": [...] }` with `--json`). */
 
+import { appliedSummaries, type AppliedSummary } from "../apply/applied_store.ts";
 import { UsageError } from "../errors.ts";
 import { compareIds } from "../ids.ts";
 import type { LMStrix } from "../lmstrix.ts";
@@ -7,6 +8,7 @@ import { reductionPercent } from "../lmstrix.ts";
 import type { Output } from "../output.ts";
 import { type ModelRecord, toContractJson } from "../registry/model_record.ts";
 import { contextBar, formatBytes, formatPercent, formatTokens } from "./format.ts";
+import { LIST_FORMATS, renderCsv, renderMarkdown } from "./list_export.ts";
 
 /** Keys `list --sort` accepts. */
 export const SORT_KEYS = [
@@ -25,6 +27,8 @@ export type SortKey = typeof SORT_KEYS[number];
 export interface ListOptions {
   sort?: string;
   reverse?: boolean;
+  /** `table` (default), `csv` or `markdown`. */
+  format?: string;
 }
 
 const STATUS_ORDER = ["tested", "testing", "failed", "untested", "missing"];
@@ -123,6 +127,7 @@ export async function renderList(
   output: Output,
   fancy: boolean,
   width?: number,
+  applied: ReadonlyMap<string, AppliedSummary> = new Map(),
 ): Promise<string> {
   // Loaded here, not at start-up: `list --json` and the other commands never need it.
   const { default: Table } = await import("cli-table3");
@@ -155,6 +160,15 @@ export async function renderList(
           ? s.dim("embedding")
           : statusColour(r.status),
     },
+    // Only once something is applied: whether LM Studio's default is still the tested value.
+    ...(applied.size === 0 ? [] : [{
+      head: "applied",
+      align: "left" as const,
+      cell: (r: ModelRecord) => {
+        const state = applied.get(r.id)?.state;
+        return state === "current" ? "yes" : state === "stale" ? s.yellow("stale") : "";
+      },
+    }]),
     { head: "size", align: "right", optional: 2, cell: (r) => formatBytes(r.sizeBytes) },
     {
       head: "context",
@@ -203,7 +217,25 @@ export async function runList(
   options: ListOptions,
 ): Promise<number> {
   const key = parseSortKey(options.sort);
+  const format = options.format ?? "table";
+  if (!(LIST_FORMATS as readonly string[]).includes(format)) {
+    throw new UsageError(`Unknown list format "${format}"`, {
+      hint: `use one of: ${LIST_FORMATS.join(", ")}`,
+    });
+  }
+  if (output.json && format !== "table") {
+    throw new UsageError(`--json and --format ${format} ask for two different outputs`, {
+      hint: "pass one of them",
+    });
+  }
   const records = sortRecords(await lmstrix.records(), key, options.reverse ?? false);
+  if (format !== "table") {
+    const applied = appliedSummaries(lmstrix.paths, records, (m) => output.warn(m));
+    output.data(
+      format === "csv" ? await renderCsv(records, applied) : await renderMarkdown(records, applied),
+    );
+    return 0;
+  }
   if (output.json) {
     output.document({ models: records.map(toContractJson) });
     return 0;
@@ -212,6 +244,9 @@ export async function runList(
     output.info('The registry is empty: run "lmstrix scan" to discover the models in LM Studio.');
     return 0;
   }
-  output.data(await renderList(records, output, output.stdout.isTerminal, output.columns));
+  const applied = appliedSummaries(lmstrix.paths, records, (m) => output.warn(m));
+  output.data(
+    await renderList(records, output, output.stdout.isTerminal, output.columns, applied),
+  );
   return 0;
 }

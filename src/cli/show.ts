@@ -1,5 +1,6 @@
 /** `lmstrix show <model>`: one model's record and its latest attempts. */
 
+import { appliedSummaries } from "../apply/applied_store.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { reductionPercent } from "../lmstrix.ts";
 import type { Output } from "../output.ts";
@@ -13,6 +14,7 @@ const SHOWN_ATTEMPTS = 12;
 /** Runs `show`. */
 export async function runShow(lmstrix: LMStrix, output: Output, query: string): Promise<number> {
   const { record, attempts, logFile } = await lmstrix.history(query);
+  const applied = appliedSummaries(lmstrix.paths, [record], (m) => output.warn(m)).get(record.id);
   if (output.json) {
     output.document({
       ...toContractJson(record),
@@ -24,6 +26,13 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
       precision: record.precision ?? null,
       attempts: attempts.length,
       log: logFile,
+      applied: applied === undefined ? null : {
+        contextLength: applied.contextLength,
+        current: applied.state === "current",
+        workingContext: applied.workingContext,
+        margin: applied.margin,
+        appliedAt: applied.appliedAt,
+      },
     });
     return 0;
   }
@@ -50,6 +59,18 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
     ["precision", record.precision === undefined ? "-" : `${record.precision} tokens`],
   ];
   if (record.error) rows.push(["error", record.error]);
+  // Whether LM Studio's default for this model is still the tested value (a retest may move it).
+  rows.push([
+    "applied",
+    applied === undefined
+      ? "-"
+      : `${exact(applied.contextLength)} in LM Studio's defaults, ${
+        applied.state === "current"
+          ? "the tested value"
+          : `from the earlier working ${formatTokens(applied.workingContext)}: ` +
+            `run "lmstrix apply" again`
+      }`,
+  ]);
   rows.push(["log", `${logFile} (${attempts.length} attempts)`]);
   const width = Math.max(...rows.map(([k]) => k.length));
   output.data(rows.map(([k, v]) => `${output.style.bold(k.padEnd(width))}  ${v}`).join("\n"));

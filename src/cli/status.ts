@@ -1,14 +1,31 @@
 /** `lmstrix status`: counts by status, and who holds the lock. */
 
+import { appliedSummaries } from "../apply/applied_store.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import type { Output } from "../output.ts";
 
 /** Runs `status`. */
 export async function runStatus(lmstrix: LMStrix, output: Output): Promise<number> {
   const report = await lmstrix.status();
+  const summaries = [
+    ...appliedSummaries(lmstrix.paths, await lmstrix.records(), (m) => output.warn(m)).values(),
+  ];
+  const applied = summaries.length;
+  const appliedStale = summaries.filter((a) => a.state === "stale").length;
   if (output.json) {
     const { total, untested, testing, tested, failed, lock, missing, embeddings } = report;
-    output.document({ total, untested, testing, tested, failed, lock, missing, embeddings });
+    output.document({
+      total,
+      untested,
+      testing,
+      tested,
+      failed,
+      lock,
+      missing,
+      embeddings,
+      applied,
+      appliedStale,
+    });
     return 0;
   }
   const lines = [
@@ -21,6 +38,14 @@ export async function runStatus(lmstrix: LMStrix, output: Output): Promise<numbe
       : "Lock: free",
     `Registry: ${report.registry}`,
   ];
+  if (applied > 0) {
+    lines.splice(
+      1,
+      0,
+      `Applied: ${applied} in LM Studio's defaults` +
+        (appliedStale ? `, ${appliedStale} from an earlier test ("lmstrix apply" updates)` : ""),
+    );
+  }
   output.data(lines.join("\n"));
   return 0;
 }

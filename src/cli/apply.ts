@@ -1,0 +1,169 @@
+/**
+ * `lmstrix apply`: puts the measured working contexts into LM Studio's per-model defaults, and
+ * `apply --undo` takes them back. The work is in `src/apply/`; this file prints the table of what
+ * is (or in a dry run would be) done, before doing it, and picks the exit code.
+ */
+
+import type { ApplyEntry } from "../apply/apply.ts";
+import { UsageError } from "../errors.ts";
+import type { LMStrix } from "../lmstrix.ts";
+import type { Output } from "../output.ts";
+import { formatTokens } from "./format.ts";
+
+/** Options of `apply` as the command line gives them. */
+export interface ApplyCommandOptions {
+  all?: boolean;
+  dryRun?: boolean;
+  undo?: boolean;
+  margin?: string;
+}
+
+/** Width the table keeps within. */
+const WIDTH = 80;
+
+/** Shortens `text` to `max` characters by cutting its middle, so both ends stay readable. */
+export function shortenMiddle(text: string, max: number): string {
+  const chars = Array.from(text);
+  if (chars.length <= max) return text;
+  const head = Math.ceil((max - 1) / 2);
+  return chars.slice(0, head).join("") + "…" +
+    chars.slice(chars.length - (max - 1 - head)).join("");
+}
+
+/** Wraps `text` at spaces so each line, after `indent`, fits `width`. */
+function wrap(text: string, indent: string, width: number): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && indent.length + line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === "" ? word : `${line} ${word}`;
+  }
+  lines.push(line);
+  return lines.map((l) => indent + l).join("\n");
+}
+
+/**
+ * The table `apply` prints: per model the context length in LM Studio's config now, the one it
+ * will have, and the action; then the reasons for what is skipped or left unchanged. Fits 80
+ * columns: long model ids are shortened in the middle, reasons are wrapped.
+ */
+export function renderApplyTable(entries: readonly ApplyEntry[], undo: boolean): string {
+  const head = ["model", "current", undo ? "restored" : "new", "action"];
+  const rows = entries.map((e) => [
+    e.id,
+    formatTokens(e.previous),
+    e.action === "skipped" ? "-" : formatTokens(e.contextLength),
+    e.action,
+  ]);
+  const widths = [1, 2, 3].map((i) => Math.max(head[i]!.length, ...rows.map((r) => r[i]!.length)));
+  const modelWidth = Math.min(
+    Math.max(head[0]!.length, ...rows.map((r) => Array.from(r[0]!).length)),
+    WIDTH - widths.reduce((a, b) => a + b + 2, 0),
+  );
+  const line = (cells: string[]) =>
+    [
+      shortenMiddle(cells[0]!, modelWidth).padEnd(modelWidth),
+      cells[1]!.padStart(widths[0]!),
+      cells[2]!.padStart(widths[1]!),
+      cells[3]!.padEnd(widths[2]!),
+    ].join("  ").trimEnd();
+  const text = [line(head), ...rows.map(line)];
+  const notes = entries.filter((e) => e.reason !== null);
+  if (notes.length > 0) {
+    text.push("");
+    for (const e of notes) text.push(wrap(`${e.id}: ${e.reason}`, "", WIDTH));
+  }
+  return text.join("\n");
+}
+
+/** Runs `apply`. Exit 1 when a config file could not be changed as asked. */
+export async function runApply(
+  lmstrix: LMStrix,
+  output: Output,
+  models: string[],
+  options: ApplyCommandOptions,
+  signal: AbortSignal,
+): Promise<number> {
+  const verb = options.undo ? "apply --undo" : "apply";
+  if (options.all && models.length > 0) {
+    throw new UsageError("Pass model names or --all, not both", {
+      hint: `e.g. "lmstrix ${verb} --all" or "lmstrix ${verb} qwen"`,
+    });
+  }
+  if (!options.all && models.length === 0) {
+    throw new UsageError(`Name the models to ${options.undo ? "undo" : "apply"}, or pass --all`, {
+      hint: `e.g. "lmstrix ${verb} --all --dry-run"`,
+    });
+  }
+  if (options.undo && options.margin !== undefined) {
+    throw new UsageError("--margin has no meaning with --undo", {
+      hint: "undo restores the files as they were before apply",
+    });
+  }
+  const dryRun = options.dryRun ?? false;
+  const undo = options.undo ?? false;
+  // What the table already said; a failure found only while writing is reported apart.
+  const planned = new Map<string, string | null>();
+  const entries = await lmstrix.applyContextLimits(options.all ? "all" : models, {
+    dryRun,
+    undo,
+    margin: options.margin,
+    signal,
+    onPlan: (plan) => {
+      for (const e of plan) planned.set(e.id, e.reason);
+      if (output.json || plan.length === 0) return;
+      output.data(renderApplyTable(plan, undo));
+    },
+    onWarning: (message) => output.warn(message),
+  });
+  if (output.json) {
+    output.document({
+      applied: entries.map(({ id, file, previous, contextLength, action, reason }) => ({
+        id,
+        file,
+        previous,
+        contextLength,
+        action,
+        reason,
+      })),
+      dryRun,
+    });
+  }
+  const failed = entries.filter((e) => e.failed);
+  const changed = entries.filter((e) => e.action === (undo ? "restored" : "set"));
+  if (entries.length === 0) {
+    output.info(
+      undo ? "Nothing to undo: lmstrix has not applied anything." : "The registry is empty.",
+    );
+  } else if (dryRun) {
+    output.info(
+      `Dry run: nothing was written; ${changed.length} config file${
+        changed.length === 1 ? "" : "s"
+      } would change.`,
+    );
+  } else if (changed.length > 0) {
+    output.info(
+      undo
+        ? `Restored ${changed.length} config file${changed.length === 1 ? "" : "s"}.`
+        : `Set the default context length of ${changed.length} model${
+          changed.length === 1 ? "" : "s"
+        } in LM Studio.\n` +
+          "A model LM Studio has loaded keeps its old context until it is reloaded.\n" +
+          '"lmstrix apply --undo" puts the files back as they were.',
+    );
+  }
+  for (const e of failed) {
+    if (output.json || planned.get(e.id) !== e.reason) {
+      output.error(`Left "${e.file ?? e.id}" as it is: ${e.reason}`);
+    }
+  }
+  if (failed.length > 0 && !output.json) {
+    output.warn(
+      `${failed.length} config file${failed.length === 1 ? " was" : "s were"} left as ` +
+        `${failed.length === 1 ? "it was" : "they were"} (see above)`,
+    );
+  }
+  return failed.length > 0 ? 1 : 0;
+}
