@@ -1,8 +1,11 @@
 /**
  * `deno task demo`: the main job end to end with no LM Studio. Starts the LM Studio emulator with
  * the demo fleet on a free port, then runs the real CLI (`deno run` with the shared permission
- * flags, as `deno task start` does) for `scan`, `test --all` and `list` against it, in a fresh LM
- * Studio home under `.demo/`. Finally it sets the results beside the profiles' known truth.
+ * flags, as `deno task start` does) for `scan`, `test --all`, `list` and `apply --all --dry-run`
+ * against it, in a fresh LM Studio home under `.demo/`. The home starts with one per-model config
+ * file, as if its user had set a context length and a KV-cache type in LM Studio, so the dry run
+ * shows a current value being replaced. Finally it sets the results beside the profiles' known
+ * truth.
  *
  * Usage: deno task demo [--keep-going]
  */
@@ -21,6 +24,28 @@ await Deno.remove(home, { recursive: true }).catch(() => {});
 await Deno.mkdir(home, { recursive: true });
 
 const profiles = await readProfilesFile(DEMO_FLEET_URL);
+// One model the user had already configured in LM Studio: the declared 128k, q8_0 KV cache.
+const configured = profiles.find((p) => p.modelKey === "mistral-nemo-instruct-2407");
+let configuredFile: URL | undefined;
+let configuredText = "";
+if (configured) {
+  const file = configuredFile = new URL(
+    `.internal/user-concrete-model-default-config/${configured.path}.json`,
+    home,
+  );
+  await Deno.mkdir(new URL(".", file), { recursive: true });
+  configuredText = JSON.stringify({
+    preset: "",
+    operation: { fields: [] },
+    load: {
+      fields: [
+        { key: "llm.load.contextLength", value: 131072 },
+        { key: "llm.load.llama.kCacheQuantizationType", value: { checked: true, value: "q8_0" } },
+      ],
+    },
+  });
+  await Deno.writeTextFile(file, configuredText);
+}
 const emulator = await startEmulator({ profiles, port: 0 });
 console.log(`LM Studio emulator with ${profiles.length} demo models on ${emulator.url}`);
 console.log(`LM Studio home for this demo: ${home.pathname}\n`);
@@ -41,9 +66,17 @@ async function lmstrix(...args: string[]): Promise<number> {
 
 let failed = false;
 try {
-  for (const args of [["scan"], ["test", "--all"], ["list"]]) {
+  for (
+    const args of [["scan"], ["test", "--all"], ["list"], ["apply", "--all", "--dry-run"]]
+  ) {
     const code = await lmstrix(...args);
     if (code !== 0) failed = true;
+  }
+
+  // The dry run must have left the user's config file as it was.
+  if (configuredFile && (await Deno.readTextFile(configuredFile)) !== configuredText) {
+    console.log("apply --dry-run changed a config file: it must write nothing");
+    failed = true;
   }
 
   // The registry against the truth the emulator's profiles hold.
@@ -98,7 +131,8 @@ try {
   );
   if (wrong > 0 || stats.loaded.length > 0) failed = true;
   console.log(
-    `\nTry more: LMSTRIX_LMSTUDIO_DIR=${home.pathname} deno task start show mistral-nemo`,
+    `\nTry more: LMSTRIX_LMSTUDIO_DIR=${home.pathname} deno task start show mistral-nemo\n` +
+      `(or "... start apply --all" to write the dry run's values, "apply --undo --all" to undo)`,
   );
 } finally {
   await emulator.close();

@@ -187,7 +187,7 @@ export function configFileFor(configDir: string, modelPath: string): string | nu
 
 /** Why a model cannot be applied, or null when it can. */
 function notApplicable(record: ModelRecord): string | null {
-  if (record.type === "embedding") return "embedding model: it has no context to apply";
+  if (record.type === "embedding") return "embedding model: no context to apply";
   if (record.status === "missing") return 'no longer in LM Studio (run "lmstrix scan")';
   if (record.status === "untested") return "not tested yet";
   if (record.status === "testing") return "its test has not finished";
