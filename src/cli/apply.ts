@@ -50,7 +50,7 @@ function wrap(text: string, indent: string, width: number): string {
  * columns: long model ids are shortened in the middle, reasons are wrapped.
  */
 export function renderApplyTable(entries: readonly ApplyEntry[], undo: boolean): string {
-  const head = ["model", "current", undo ? "restored" : "new", "action"];
+  const head = ["model", "current", undo ? "original" : "new", "action"];
   const rows = entries.map((e) => [
     e.id,
     formatTokens(e.previous),
