@@ -743,3 +743,38 @@ Deno.test("list exports CSV and Markdown", async () => {
   const both = await runCli(["list", "--format", "csv", "--json"], { home: home.path });
   assert.equal(both.code, 2);
 });
+
+Deno.test("a file that changes between the plan and the write is left as it is", async () => {
+  await using home = await tempHome();
+  await buildHome(home.path);
+  const lmstrix = new LMStrix({ lmstudioDir: home.path });
+  const file = configFile(home.path, FLEET[0]!.path);
+  const saved = WITH_SETTINGS.replace("q8_0", "f16");
+  const [entry] = await lmstrix.applyContextLimits(["settings-model"], {
+    // As if LM Studio saved the model's settings just after the table was printed.
+    onPlan: () => Deno.writeTextFileSync(file, saved),
+  });
+  assert.equal(entry!.action, "skipped");
+  assert.equal(entry!.failed, true);
+  assert.match(entry!.reason!, /changed while lmstrix was working on it/);
+  assert.equal(await Deno.readTextFile(file), saved);
+  assert.deepEqual(loadApplied(applyPaths(lmstrixPaths(home.path))).entries, {});
+});
+
+Deno.test("a model whose path changed since the apply must be undone first", async () => {
+  await using home = await tempHome();
+  await buildHome(home.path);
+  const lmstrix = new LMStrix({ lmstudioDir: home.path });
+  const before = await configSnapshot(home.path);
+  await lmstrix.applyContextLimits(["settings-model"]);
+  const paths = lmstrixPaths(home.path);
+  const registry = JSON.parse(await Deno.readTextFile(paths.registry));
+  registry.models["settings-model"].path = "lmstudio-community/Settings-GGUF/Settings-Q8_0.gguf";
+  await Deno.writeTextFile(paths.registry, JSON.stringify(registry));
+  const [moved] = await lmstrix.applyContextLimits(["settings-model"]);
+  assert.equal(moved!.action, "skipped");
+  assert.match(moved!.reason!, /path changed .* apply --undo settings-model" first/);
+  const [undone] = await lmstrix.applyContextLimits(["settings-model"], { undo: true });
+  assert.equal(undone!.action, "restored");
+  assert.deepEqual(await configSnapshot(home.path), before);
+});

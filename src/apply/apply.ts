@@ -236,6 +236,14 @@ async function planApply(
       } leaves no context of ${record.workingContext} tokens`;
       continue;
     }
+    const earlier = manifest.entries[record.id];
+    if (earlier !== undefined && earlier.modelPath !== record.path) {
+      // Undo knows the file at the old path only; one model, one file at a time.
+      entry.reason = `its path changed since lmstrix applied "${earlier.modelPath}": ` +
+        `run "lmstrix apply --undo ${record.id}" first`;
+      entry.failed = true;
+      continue;
+    }
     const read = await readConfig(file);
     if ("problem" in read) {
       entry.reason = read.problem;
@@ -291,12 +299,13 @@ async function executeApply(
   }
   if (entry.action !== "set" || step.next === null) return;
   const file = entry.file;
+  if (await changedSincePlan(step)) return;
   const currentSha = step.current === null ? null : await sha256(step.current);
   const changedSince = before !== undefined && currentSha !== before.writtenSha256 &&
     currentSha !== before.originalSha256;
   let entryNow: AppliedEntry;
   let newBackup: string | null = null;
-  if (before === undefined || changedSince || before.modelPath !== record.path) {
+  if (before === undefined || changedSince) {
     if (changedSince) {
       options.onWarning?.(
         `"${file}" changed since lmstrix last applied it; undo will now restore it as it is now`,
@@ -461,6 +470,7 @@ async function executeUndo(
     return;
   }
   if (entry.action !== "restored") return;
+  if (await changedSincePlan(step)) return;
   try {
     if (step.next === null) {
       await Deno.remove(entry.file);
@@ -490,6 +500,30 @@ async function forget(
   if (applied.backup !== null) {
     await Deno.remove(join(where.backupsDir, applied.backup)).catch(() => {});
   }
+}
+
+/**
+ * Whether the file changed between the plan and now (LM Studio saving the model's settings, or
+ * the user); if so the step is skipped and says why, since writing would throw that change away.
+ */
+async function changedSincePlan(step: Step): Promise<boolean> {
+  const { entry } = step;
+  const read = await readConfig(entry.file!);
+  const now = "problem" in read ? undefined : read.bytes;
+  const same = now !== undefined &&
+    (now === null ? step.current === null : step.current !== null && equalBytes(now, step.current));
+  if (same) return false;
+  entry.action = "skipped";
+  entry.contextLength = entry.previous;
+  entry.reason = "it changed while lmstrix was working on it; left as it is (run again)";
+  entry.failed = true;
+  return true;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 type ReadConfig = { bytes: Uint8Array | null; mode: number | null } | { problem: string };
