@@ -30,9 +30,12 @@ import { cliCommand, runCli, tempHome } from "./support/cli.ts";
 /** The keys of one `apply --json` entry, in the contract's order. */
 const APPLY_KEYS = ["id", "file", "previous", "contextLength", "action", "reason"];
 
-/** A config LM Studio wrote, with the user's other settings around the context length. */
+/**
+ * A config with the user's other settings around the context length, written the way no JSON
+ * serializer would write it back (an escaped "é", "0.750"), so only an edit in place keeps it.
+ */
 const WITH_SETTINGS = `{
-  "preset": "my long-context preset",
+  "preset": "my long-context pr\\u00e9set",
   "operation": {
     "fields": [
       {
@@ -60,7 +63,7 @@ const WITH_SETTINGS = `{
       },
       {
         "key": "llm.load.gpu.offloadRatio",
-        "value": 0.75
+        "value": 0.750
       }
     ]
   }
@@ -226,8 +229,8 @@ Deno.test("the config editor changes only the context length's bytes", async (t)
     assert.equal(
       added,
       multiLine.replace(
-        `"value": 0.75\n      }`,
-        `"value": 0.75\n      },\n      {\n        "key": "llm.load.contextLength",\n` +
+        `"value": 0.750\n      }`,
+        `"value": 0.750\n      },\n      {\n        "key": "llm.load.contextLength",\n` +
           `        "value": 5000\n      }`,
       ),
     );
@@ -611,7 +614,7 @@ Deno.test("apply --undo leaves a file changed since the apply, warns and exits 1
   await buildHome(home.path);
   assert.equal((await runCli(["apply", "settings"], { home: home.path })).code, 0);
   const file = configFile(home.path, FLEET[0]!.path);
-  const edited = (await Deno.readTextFile(file)).replace('"value": 0.75', '"value": 1');
+  const edited = (await Deno.readTextFile(file)).replace('"value": 0.750', '"value": 1');
   await Deno.writeTextFile(file, edited);
   const run = await runCli(["apply", "--undo", "settings"], { home: home.path });
   assert.equal(run.code, 1);
