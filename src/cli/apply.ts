@@ -7,7 +7,7 @@
 import type { ApplyEntry } from "../apply/apply.ts";
 import { UsageError } from "../errors.ts";
 import type { LMStrix } from "../lmstrix.ts";
-import type { Output } from "../output.ts";
+import type { Output, Styles } from "../output.ts";
 import { formatTokens } from "./format.ts";
 
 /** Options of `apply` as the command line gives them. */
@@ -49,7 +49,11 @@ function wrap(text: string, indent: string, width: number): string {
  * will have, and the action; then the reasons for what is skipped or left unchanged. Fits 80
  * columns: long model ids are shortened in the middle, reasons are wrapped.
  */
-export function renderApplyTable(entries: readonly ApplyEntry[], undo: boolean): string {
+export function renderApplyTable(
+  entries: readonly ApplyEntry[],
+  undo: boolean,
+  style?: Styles,
+): string {
   const head = ["model", "current", undo ? "original" : "new", "action"];
   const rows = entries.map((e) => [
     e.id,
@@ -67,9 +71,22 @@ export function renderApplyTable(entries: readonly ApplyEntry[], undo: boolean):
       shortenMiddle(cells[0]!, modelWidth).padEnd(modelWidth),
       cells[1]!.padStart(widths[0]!),
       cells[2]!.padStart(widths[1]!),
-      cells[3]!.padEnd(widths[2]!),
-    ].join("  ").trimEnd();
-  const text = [line(head), ...rows.map(line)];
+      cells[3]!,
+    ].join("  ");
+  // Colour goes on after the padding: escape codes take no room on the screen.
+  const colour: Record<string, (s: string) => string> = {
+    set: (t) => style?.green(t) ?? t,
+    restored: (t) => style?.green(t) ?? t,
+    skipped: (t) => style?.yellow(t) ?? t,
+  };
+  const text = [
+    style ? style.bold(line(head)) : line(head),
+    ...rows.map((cells) => {
+      const plain = line(cells);
+      const action = cells[3]!;
+      return plain.slice(0, plain.length - action.length) + (colour[action]?.(action) ?? action);
+    }),
+  ];
   const notes = entries.filter((e) => e.reason !== null);
   if (notes.length > 0) {
     text.push("");
@@ -114,7 +131,7 @@ export async function runApply(
     onPlan: (plan) => {
       for (const e of plan) planned.set(e.id, e.reason);
       if (output.json || plan.length === 0) return;
-      output.data(renderApplyTable(plan, undo));
+      output.data(renderApplyTable(plan, undo, output.style));
     },
     onWarning: (message) => output.warn(message),
   });
