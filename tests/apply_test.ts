@@ -781,3 +781,18 @@ Deno.test("a model whose path changed since the apply must be undone first", asy
   assert.equal(undone!.action, "restored");
   assert.deepEqual(await configSnapshot(home.path), before);
 });
+
+Deno.test("apply on an empty registry says what to run first and writes nothing", async () => {
+  await using home = await tempHome();
+  const run = await runCli(["apply", "--all"], { home: home.path });
+  assert.equal(run.code, 0);
+  assert.equal(run.stdout, "");
+  assert.match(run.stderr, /registry is empty: run "lmstrix scan" and "lmstrix test --all" first/);
+  const undo = await runCli(["apply", "--undo", "--all"], { home: home.path });
+  assert.equal(undo.code, 0);
+  assert.match(undo.stderr, /Nothing to undo/);
+  assert.deepEqual(
+    [...Deno.readDirSync(home.path)].map((e) => e.name).filter((n) => n !== "lmstrix"),
+    [],
+  );
+});

@@ -152,7 +152,9 @@ export async function runApply(
   const changed = entries.filter((e) => e.action === (undo ? "restored" : "set"));
   if (entries.length === 0) {
     output.info(
-      undo ? "Nothing to undo: lmstrix has not applied anything." : "The registry is empty.",
+      undo
+        ? "Nothing to undo: lmstrix has not applied anything."
+        : 'The registry is empty: run "lmstrix scan" and "lmstrix test --all" first.',
     );
   } else if (dryRun) {
     output.info(
@@ -160,7 +162,9 @@ export async function runApply(
         changed.length === 1 ? "" : "s"
       } would change.`,
     );
-  } else if (changed.length > 0) {
+  } else if (changed.length === 0) {
+    output.info(undo ? "Nothing was restored." : "Nothing to change.");
+  } else {
     output.info(
       undo
         ? `Restored ${changed.length} config file${changed.length === 1 ? "" : "s"}.`
