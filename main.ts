@@ -22,6 +22,7 @@ import {
   UsageError,
 } from "./src/errors.ts";
 import { ExitCode, exitCodeForSignal } from "./src/exit_codes.ts";
+import { InterruptGate } from "./src/interrupts.ts";
 import { LMStrix } from "./src/lmstrix.ts";
 import { Output } from "./src/output.ts";
 
@@ -189,12 +190,23 @@ export async function main(args: string[]): Promise<number> {
       exitCode = await runApply(setup(command), output, models, options, interrupt.signal);
     });
 
-  // First signal: stop cleanly (unload, save, release the lock). Second: leave at once.
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  // First signal: stop cleanly (unload, save, release the lock). A person's second one (after a
+  // clear gap, or another signal) leaves at once; the same one delivered twice (the terminal's
+  // process group and `deno task` forwarding it) is one request.
+  const gate = new InterruptGate();
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT", "SIGBREAK"]
+    : ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"];
   const handlers = signals.map((signal) => {
     const handler = () => {
-      if (interrupt.signal.aborted) Deno.exit(exitCodeForSignal(signal));
-      output.warn(`${signal}: stopping, unloading and saving progress (again to quit at once)`);
+      const verdict = gate.receive(signal);
+      if (verdict === "duplicate") return;
+      if (verdict === "quit") Deno.exit(exitCodeForSignal(signal));
+      try {
+        output.warn(`${signal}: stopping, unloading and saving progress (again to quit at once)`);
+      } catch {
+        // The terminal is gone (SIGHUP): stop all the same.
+      }
       interrupt.abort(signal);
     };
     Deno.addSignalListener(signal, handler);

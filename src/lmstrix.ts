@@ -15,11 +15,13 @@ import type { ApplyEntry, ApplyOptions } from "./apply/apply.ts";
 import { InterruptedError, UsageError } from "./errors.ts";
 import { chooseModels, sortedRecords } from "./engine/choose_models.ts";
 import { type ConnectSettings, withLmStudio } from "./engine/connection.ts";
+import { bootTimeMs } from "./engine/boot_time.ts";
 import { Journal } from "./engine/journal.ts";
 import type { ContextLimits, TestReport, TestResult } from "./engine/test_events.ts";
 import { type TestOptions, validateTestOptions } from "./engine/test_options.ts";
 import { timeoutsFromSeconds } from "./lmstudio/client.ts";
 import type { Timeouts } from "./lmstudio/client.ts";
+import { fnv1a32 } from "./ids.ts";
 import { type LmstrixPaths, lmstrixPaths, resolveLmstudioDir } from "./paths.ts";
 import { type AttemptLogEntry, readAttempts } from "./registry/attempt_log.ts";
 import { acquireLock, type Lock, type LockHolder, readLockHolder } from "./registry/lock.ts";
@@ -67,6 +69,8 @@ export interface LMStrixOptions {
   backoffMs?: number;
   /** Retries of a dropped connection or a hung call (default 3). */
   retries?: number;
+  /** The machine's boot time in ms since the epoch (default: read from the system). */
+  bootTime?: () => number | undefined;
 }
 
 /** `scan`'s result. */
@@ -281,10 +285,15 @@ export class LMStrix {
       const journal = new Journal(this.paths, registry);
       return await withLmStudio(settings, async (lms) => {
         try {
-          return await runTests(
-            { lms, journal, options, backoffMs, retries: this.#options.retries },
-            chosen,
-          );
+          return await runTests({
+            lms,
+            journal,
+            options,
+            backoffMs,
+            retries: this.#options.retries,
+            home: fnv1a32(this.paths.registry).toString(36),
+            bootTime: this.#options.bootTime ?? bootTimeMs,
+          }, chosen);
         } catch (error) {
           // Whatever an interrupt cut short (a listing, an unload) ends the run as an interrupt.
           if (!(error instanceof InterruptedError)) stopIfInterrupted(signal);

@@ -205,3 +205,38 @@ Deno.test("the journal saves the registry and appends each model's log", async (
     assert.equal(line.retries, 1);
   });
 });
+
+Deno.test("a crash marker is judged by the evidence", async (t) => {
+  const config = searchConfigFor(record("m"), {});
+  const settled = { ...initialState(config), loadOk: 4096 };
+  const marked = { ...settled, pendingLoad: 6144, loadableLoads: 1 };
+  const since = "2025-01-02T03:04:05.000Z";
+  const sinceMs = Date.parse(since);
+  const saved = savedSearch(marked, config, 7, { pendingSince: since, settled });
+  const at = (search: unknown, evidence: { orphans: number[]; bootTime: number | undefined }) =>
+    resumePoint(record("m", { status: "testing", search }), config, false, evidence);
+
+  await t.step("the machine up since before the marker: retried from the settled state", () => {
+    const point = at(saved, { orphans: [], bootTime: sinceMs - 3_600_000 });
+    assert.equal(point.crash?.verdict, "retry");
+    assert.deepEqual(point.state, settled, "the load is not counted twice");
+    assert.equal(point.diedLoading, 6144);
+  });
+  await t.step("a restart since the marker, or no boot time: crashed", () => {
+    for (const bootTime of [sinceMs + 1000, undefined]) {
+      const point = at(saved, { orphans: [], bootTime });
+      assert.equal(point.crash?.verdict, "crashed");
+      assert.equal(point.state.pendingLoad, 6144, "the search counts it as not loadable");
+    }
+  });
+  await t.step("a second death at the same size: crashed, unless its instance is there", () => {
+    const twice = { ...saved, diedLoading: 6144 };
+    assert.equal(at(twice, { orphans: [], bootTime: 0 }).crash?.verdict, "crashed");
+    assert.equal(at(twice, { orphans: [6144], bootTime: 0 }).crash?.verdict, "retry");
+    assert.equal(at(twice, { orphans: [4096], bootTime: 0 }).crash?.verdict, "crashed");
+  });
+  await t.step("a marker without its time (an older version's) counts as crashed", () => {
+    const old = savedSearch(marked, config, 7);
+    assert.equal(at(old, { orphans: [], bootTime: 0 }).crash?.verdict, "crashed");
+  });
+});

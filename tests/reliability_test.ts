@@ -1,8 +1,9 @@
 /**
  * Reliability of the `lmstrix` CLI against the LM Studio emulator's fault injection: interrupts
- * (SIGINT, SIGTERM, a second Ctrl-C, SIGKILL), the writer lock held by another process, dropped
- * connections, hung calls and `--timeout`, LM Studio going away mid-run, leftovers of a crashed
- * run, and bad input (usage errors, damaged or newer registries left byte-identical).
+ * (SIGINT, SIGTERM, SIGHUP, SIGQUIT), the writer lock held by another process, dropped
+ * connections, hung calls and `--timeout`, LM Studio going away mid-run, and bad input (usage
+ * errors, damaged or newer registries left byte-identical). Deaths during loads and leftovers
+ * are in leftovers_test.ts, Ctrl-C through `deno task` in signals_test.ts.
  *
  * Every run spawns the CLI exactly as users run it (tests/support/cli.ts); the emulator runs in
  * this process on a free port. Profiles are small (16k-32k declared) with irregular limits, and
@@ -13,205 +14,34 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { ModelProfile } from "../scripts/emulator/profile.ts";
-import type { Emulator } from "../scripts/emulator/server.ts";
-import type { EmulatorStats } from "../scripts/emulator/stats.ts";
-import { cliCommand, type CliRun, runCliAgainst, tempHome } from "./support/cli.ts";
+import { tempHome } from "./support/cli.ts";
 import { testProfile, withEmulator } from "./support/emulator.ts";
+import {
+  assertNoStackTrace,
+  assertSameNumbers,
+  cleanRun,
+  completedLoads,
+  fleet,
+  lmstrix,
+  loadInFlight,
+  loadSequence,
+  oneInsertAway,
+  parallelSteps,
+  predictionInFlight,
+  readRegistry,
+  spawnCli,
+  waitFor,
+} from "./support/reliability.ts";
 
-/** Retries after a fault wait 20, 40, 80 ms instead of seconds. */
-const BACKOFF_ENV = { LMSTRIX_BACKOFF_MS: "20" };
-
-/**
- * Two models with irregular limits: one refuses loads above 59111 of its 128k (a long loadable
- * search, where a resume that miscounts its loads shows), one loses needles early.
- */
-function fleet(faults: Partial<Record<"alpha" | "beta", Partial<ModelProfile>>> = {}) {
-  return [
-    testProfile("alpha", {
-      sizeBytes: 1_000_000_000,
-      declaredContext: 131072,
-      loadFailAbove: 59_111,
-      ...faults.alpha,
-    }),
-    testProfile("beta", {
-      sizeBytes: 2_000_000_000,
-      declaredContext: 32768,
-      needleFailAbove: 21_111,
-      needleFailMode: "wrong-number",
-      ...faults.beta,
-    }),
-  ];
-}
-
-interface StoredRecord {
-  id: string;
-  status: string;
-  loadableContext: number | null;
-  workingContext: number | null;
-  error: string | null;
-  search?: { pendingLoad?: number; phase?: string };
-}
-
-async function readRegistry(home: string): Promise<Record<string, StoredRecord>> {
-  const text = await Deno.readTextFile(join(home, "lmstrix", "models.json"));
-  return (JSON.parse(text) as { models: Record<string, StoredRecord> }).models;
-}
-
-async function readLog(home: string, id: string): Promise<Record<string, unknown>[]> {
-  const text = await Deno.readTextFile(
-    join(home, "lmstrix", "context_tests", `${id}_context_test.log`),
-  );
-  return text.split("\n").filter((line) => line.trim() !== "").map((line) => JSON.parse(line));
-}
-
-/** Runs the CLI against `emulator` with short backoff delays. */
-function lmstrix(
-  emulator: Emulator,
-  home: string,
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<CliRun> {
-  return runCliAgainst(emulator.url, home, args, { ...BACKOFF_ENV, ...env });
-}
-
-/** Polls `check` every 10 ms until it holds; fails after `ms`. */
-async function waitFor(what: string, check: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-const loadInFlight = (s: EmulatorStats) =>
-  s.loads.some((l) => !l.ok && l.error === null && l.loadedContext === null);
-const predictionInFlight = (s: EmulatorStats) =>
-  s.predictions.some((p) => p.stopReason === null && p.error === null);
-const completedLoads = (s: EmulatorStats) => s.loads.filter((l) => l.error !== "cancelled").length;
-/** The loads LM Studio carried out (not cancelled), as `model@context`, in order. */
-const loadSequence = (s: EmulatorStats) =>
-  s.loads.filter((l) => l.error !== "cancelled").map((l) => `${l.modelKey}@${l.askedContext}`);
-
-/** Whether `actual` is `expected` with at most one element inserted (the repeated attempt). */
-function oneInsertAway(actual: string[], expected: string[]): boolean {
-  if (actual.length === expected.length) return actual.every((x, i) => x === expected[i]);
-  if (actual.length !== expected.length + 1) return false;
-  return actual.some((_, skip) =>
-    actual.filter((_, i) => i !== skip).every((x, i) => x === expected[i])
-  );
-}
-
-/** How long a spawned run may take before it is killed with SIGKILL. */
-const WATCHDOG_MS = 20_000;
-
-/** A started CLI run whose output is collected while it runs. */
-interface RunningCli {
-  child: Deno.ChildProcess;
-  done: Promise<CliRun>;
-}
-
-function spawnCli(
-  emulator: Emulator,
-  home: string,
-  args: string[],
-  env: Record<string, string> = {},
-): RunningCli {
-  const child = cliCommand(args, {
-    home,
-    env: { LMSTRIX_SERVER: emulator.url, ...BACKOFF_ENV, ...env },
-  }).spawn();
-  // A run that does not end (a lingering socket, a lost signal) is killed, and fails its test.
-  const watchdog = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-  }, WATCHDOG_MS);
-  const done = child.output().then((output) => ({
-    code: output.code,
-    stdout: new TextDecoder().decode(output.stdout),
-    stderr: new TextDecoder().decode(output.stderr),
-  })).finally(() => clearTimeout(watchdog));
-  return { child, done };
-}
-
-/** The numbers and load counts of an undisturbed `test --all` of `profiles`. */
-interface CleanRun {
-  models: Record<string, StoredRecord>;
-  loads: number;
-  sequence: string[];
-  predictions: number;
-}
-
-let cleanFleetRun: Promise<CleanRun> | undefined;
-
-/** The numbers and load counts of an undisturbed `test --all` of {@link fleet} (run once). */
-function cleanRun(): Promise<CleanRun> {
-  cleanFleetRun ??= (async () => {
-    await using home = await tempHome();
-    return await withEmulator(fleet(), async (emulator) => {
-      assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
-      const run = await lmstrix(emulator, home.path, ["test", "--all"]);
-      assert.equal(run.code, 0, run.stderr);
-      const stats = emulator.stats();
-      return {
-        models: await readRegistry(home.path),
-        loads: stats.loads.length,
-        sequence: loadSequence(stats),
-        predictions: stats.predictions.length,
-      };
-    });
-  })();
-  return cleanFleetRun;
-}
-
-/**
- * Starts every case at once (each waits mostly on child processes and timers), then checks each
- * case in its own step, so the file stays fast while every case keeps its own name.
- */
-async function parallelSteps<C, R>(
-  t: Deno.TestContext,
-  cases: readonly C[],
-  name: (c: C) => string,
-  run: (c: C) => Promise<R>,
-  check: (c: C, result: R) => void | Promise<void>,
-): Promise<void> {
-  const started = cases.map((c) => {
-    const promise = run(c);
-    promise.catch(() => {}); // awaited in its step
-    return promise;
-  });
-  for (const [index, c] of cases.entries()) {
-    await t.step(name(c), async () => await check(c, await started[index]!));
-  }
-  await Promise.allSettled(started);
-}
-
-function assertSameNumbers(
-  actual: Record<string, StoredRecord>,
-  expected: Record<string, StoredRecord>,
-  ids: string[],
-): void {
-  for (const id of ids) {
-    assert.equal(actual[id]?.status, "tested", `${id} is tested`);
-    assert.equal(actual[id]?.loadableContext, expected[id]?.loadableContext, `${id} loadable`);
-    assert.equal(actual[id]?.workingContext, expected[id]?.workingContext, `${id} working`);
-  }
-}
-
-function assertNoStackTrace(stderr: string): void {
-  assert.doesNotMatch(stderr, /^\s+at /m, "no stack trace");
-}
-
-Deno.test("SIGINT and SIGTERM stop a run in a load or a prediction, and a rerun resumes", async (t) => {
+Deno.test("SIGINT, SIGTERM, SIGHUP and SIGQUIT stop a run in a load or a prediction, and a rerun resumes", async (t) => {
   const clean = await cleanRun();
   const cases = [
     { signal: "SIGINT", code: 130, phase: "load" },
     { signal: "SIGTERM", code: 143, phase: "load" },
     { signal: "SIGINT", code: 130, phase: "prediction" },
     { signal: "SIGTERM", code: 143, phase: "prediction" },
+    { signal: "SIGHUP", code: 129, phase: "load" },
+    { signal: "SIGQUIT", code: 131, phase: "prediction" },
   ] as const;
   type Case = typeof cases[number];
   /** Interrupts the third load or prediction of a slow emulator, then resumes on a fast one. */
@@ -342,29 +172,6 @@ Deno.test("SIGINT and SIGTERM stop a run in a load or a prediction, and a rerun 
       assert.equal(r.saved.alpha?.search?.pendingLoad, undefined);
     },
   );
-
-  await t.step("a second SIGINT exits 130 at once, before the cleanup ends", async () => {
-    await using home = await tempHome();
-    await withEmulator(fleet({ alpha: { faults: { hangOnLoad: [2] } } }), async (emulator) => {
-      assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
-      const run = spawnCli(emulator, home.path, ["test", "--all"]);
-      await waitFor("the hung load", () => emulator.stats().loads.length >= 2);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      run.child.kill("SIGINT");
-      await new Promise((resolve) => setTimeout(resolve, 2));
-      run.child.kill("SIGINT");
-      const result = await run.done;
-      assert.equal(result.code, 130);
-      // The first SIGINT's cleanup would end with this line; the second one cut it short.
-      assert.doesNotMatch(result.stderr, /Stopped by SIGINT/);
-      assertNoStackTrace(result.stderr);
-    });
-    // The registry is whole (atomic writes) and the lock is free for the next run.
-    await readRegistry(home.path);
-    await withEmulator(fleet(), async (emulator) => {
-      assert.equal((await lmstrix(emulator, home.path, ["test", "--all"])).code, 0);
-    });
-  });
 });
 
 /** Starts `deno eval` holding the OS lock on `<home>/lmstrix/lmstrix.lock` until stdin closes. */
@@ -574,60 +381,6 @@ Deno.test("LM Studio going away mid-run exits 3 with progress saved, and a rerun
       oneInsertAway(sequence, clean.sequence),
       `loads ${sequence.join(" ")}\nclean ${clean.sequence.join(" ")}`,
     );
-  });
-});
-
-Deno.test("leftovers of a killed run are cleaned up and the user's models left alone", async () => {
-  await using home = await tempHome();
-  const profiles = fleet({
-    alpha: { faults: { hangOnPredict: [2] } },
-    beta: { faults: { hangOnLoad: [2] } },
-  });
-  await withEmulator(profiles, async (emulator) => {
-    assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
-    const mine = emulator.loadByHand("beta", "my-beta", 4096);
-
-    // SIGKILL during a prediction: its instance stays loaded in LM Studio.
-    const first = spawnCli(emulator, home.path, ["test", "alpha"]);
-    await waitFor(
-      "the hung prediction",
-      () => emulator.stats().predictions.some((p) => p.error === "fault: hang"),
-    );
-    first.child.kill("SIGKILL");
-    await first.done;
-    const stale = emulator.stats().loaded.filter((l) => l.identifier.startsWith("lmstrix-"));
-    assert.equal(stale.length, 1, "the killed run left its instance");
-
-    // The next run unloads it, warns about the user's model, and is killed during a load.
-    const second = spawnCli(emulator, home.path, ["test", "beta"]);
-    await waitFor(
-      "the hung load",
-      () => emulator.stats().loads.some((l) => l.modelKey === "beta" && l.error === "fault: hang"),
-    );
-    const pending = emulator.stats().loads.findLast((l) => l.modelKey === "beta")!.askedContext!;
-    second.child.kill("SIGKILL");
-    const killed = await second.done;
-    assert.match(killed.stderr, new RegExp(`Unloaded "${stale[0]!.identifier}" \\(alpha\\)`));
-    assert.match(killed.stderr, /"beta" is loaded \(not by LMStrix\) and takes memory/);
-    assert.deepEqual(emulator.stats().loaded, [mine], "only the user's model is loaded");
-    assert.equal((await readRegistry(home.path)).beta?.search?.pendingLoad, pending);
-
-    // The rerun counts the load the machine died in as failed, with a warning, and finishes.
-    const rerun = await lmstrix(emulator, home.path, ["test", "--all"]);
-    assert.equal(rerun.code, 0, rerun.stderr);
-    assert.match(rerun.stderr, /alpha \(resuming\)/);
-    assert.match(
-      rerun.stderr,
-      new RegExp(`stopped while loading "beta" at ${pending} tokens.*counts as failed`),
-    );
-    const crashed = (await readLog(home.path, "beta")).filter((e) => e.outcome === "crashed");
-    assert.deepEqual(crashed.map((e) => e.askedContext), [pending]);
-    const models = await readRegistry(home.path);
-    assert.equal(models.alpha?.status, "tested");
-    assert.equal(models.beta?.status, "tested");
-    // Killed in a confirmation load: that size now counts as not working.
-    assert.ok(models.beta!.workingContext! < pending, "the crashed size is not reported");
-    assert.deepEqual(emulator.stats().loaded, [mine], "the user's model is still loaded");
   });
 });
 

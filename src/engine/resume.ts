@@ -1,6 +1,7 @@
 /**
- * Where a model's test starts: from its saved search, or afresh. Pure: decided from the stored
- * record and the run's configuration alone.
+ * Where a model's test starts: from its saved search, or afresh; and what to make of a run that
+ * died during a load. Pure: decided from the stored record, the run's configuration and the
+ * evidence the engine gathered (instances left loaded, the machine's boot time).
  *
  * @module
  */
@@ -11,11 +12,34 @@ import { sameConfig } from "./test_options.ts";
 
 /**
  * A search as the registry stores it: the search's own state, plus what the engine needs to go
- * on with it exactly (the configuration it was started with and the haystack seed in use).
+ * on with it exactly and to judge a death during a load.
  */
 export interface SavedSearch extends SearchState {
+  /** The configuration the search was started with. */
   config?: SearchConfig;
+  /** The haystack seed in use. */
   seed?: number;
+  /** While a load is under way (`pendingLoad`): when the marker was written (ISO 8601). */
+  pendingSince?: string;
+  /** While a load is under way: the state after the last finished attempt, to retry from. */
+  settled?: SearchState;
+  /** A size at which an earlier run died loading and that was retried: a second death counts. */
+  diedLoading?: number;
+}
+
+/** What the engine knows about the run that left a crash marker. */
+export interface CrashEvidence {
+  /** Context lengths of this model's instances that dead runs of this home left loaded. */
+  orphans: readonly number[];
+  /** The machine's boot time (ms since the epoch), or undefined when unknown. */
+  bootTime: number | undefined;
+}
+
+/** What a crash marker is taken to mean, and why. */
+export interface CrashVerdict {
+  /** `crashed`: the size counts as not loadable; `retry`: the load is made again. */
+  verdict: "crashed" | "retry";
+  reason: string;
 }
 
 /** Where a test starts. */
@@ -26,17 +50,51 @@ export interface ResumePoint {
   resumed: boolean;
   /** The haystack seed to go on with, when resuming a search that saved one. */
   seed: number | undefined;
+  /** What was made of a crash marker, when the saved search had one. */
+  crash?: CrashVerdict & { context: number };
+  /** A size whose load was retried after a death, carried on so a second death counts. */
+  diedLoading?: number;
+}
+
+/**
+ * What a crash marker at `context` means. The marker exists so that a load that froze the
+ * machine is not retried blindly; but a run also dies for reasons that are not the load (a
+ * SIGKILL, a closed terminal, a power cut of the process alone). The load is retried when the
+ * evidence says the machine survived it: its instance is still loaded at that size (it loaded),
+ * or the machine has not restarted since the marker was written. It counts as crashed when the
+ * machine restarted, when that cannot be known, and when the run died at this size once before.
+ */
+export function judgeCrash(
+  saved: SavedSearch,
+  context: number,
+  evidence: CrashEvidence,
+): CrashVerdict {
+  if (evidence.orphans.some((size) => size >= context)) {
+    return { verdict: "retry", reason: "its instance was found loaded at that size" };
+  }
+  if (saved.diedLoading === context) {
+    return { verdict: "crashed", reason: "a run died loading it at that size twice" };
+  }
+  const since = saved.pendingSince === undefined ? NaN : Date.parse(saved.pendingSince);
+  if (evidence.bootTime === undefined || Number.isNaN(since)) {
+    return { verdict: "crashed", reason: "the machine may have frozen" };
+  }
+  if (evidence.bootTime >= since) {
+    return { verdict: "crashed", reason: "the machine restarted since" };
+  }
+  return { verdict: "retry", reason: "the machine did not restart since" };
 }
 
 /**
  * The resume point of `record` under `config`: its saved search when the last run left one
  * unfinished (status `testing` or `failed`) with the same configuration, unless `force`;
- * otherwise a new search.
+ * otherwise a new search. A saved crash marker is judged with `evidence` ({@link judgeCrash}).
  */
 export function resumePoint(
   record: ModelRecord,
   config: SearchConfig,
   force: boolean,
+  evidence: CrashEvidence = { orphans: [], bootTime: undefined },
 ): ResumePoint {
   const saved = record.search as SavedSearch | undefined;
   const resumable = !force && saved !== undefined &&
@@ -45,11 +103,39 @@ export function resumePoint(
   if (!resumable || saved === undefined) {
     return { state: initialState(config), resumed: false, seed: undefined };
   }
-  const { config: _config, seed, ...state } = saved;
-  return { state, resumed: true, seed: typeof seed === "number" ? seed : undefined };
+  const { config: _c, seed, pendingSince: _p, settled, diedLoading, ...state } = saved;
+  const point: ResumePoint = {
+    state,
+    resumed: true,
+    seed: typeof seed === "number" ? seed : undefined,
+    ...(diedLoading !== undefined ? { diedLoading } : {}),
+  };
+  const context = state.pendingLoad;
+  if (context === undefined) return point;
+  const crash = { ...judgeCrash(saved, context, evidence), context };
+  if (crash.verdict === "crashed") return { ...point, crash };
+  // Retry: go on from the last finished attempt, as after an interrupt.
+  const before = settled ?? withoutMarker(state);
+  return { ...point, state: before, crash, diedLoading: context };
+}
+
+function withoutMarker(state: SearchState): SearchState {
+  const { pendingLoad: _pendingLoad, ...rest } = state;
+  return rest;
 }
 
 /** What the registry stores for a search in `state` under `config` with haystack `seed`. */
-export function savedSearch(state: SearchState, config: SearchConfig, seed: number): SavedSearch {
-  return { ...state, config, seed };
+export function savedSearch(
+  state: SearchState,
+  config: SearchConfig,
+  seed: number,
+  extra: Pick<SavedSearch, "pendingSince" | "settled" | "diedLoading"> = {},
+): SavedSearch {
+  const saved: SavedSearch = { ...state, config, seed };
+  if (state.pendingLoad !== undefined) {
+    if (extra.pendingSince !== undefined) saved.pendingSince = extra.pendingSince;
+    if (extra.settled !== undefined) saved.settled = extra.settled;
+  }
+  if (extra.diedLoading !== undefined) saved.diedLoading = extra.diedLoading;
+  return saved;
 }

@@ -12,10 +12,15 @@ import { InterruptedError } from "../errors.ts";
 import { fnv1a32 } from "../ids.ts";
 import { INSTANCE_PREFIX, type LmStudio } from "../lmstudio/client.ts";
 import { classifyFailure, LmStudioCallError } from "../lmstudio/failures.ts";
-import { LmStudioProbe } from "../probe/lmstudio_probe.ts";
+import { LmStudioProbe, newRunId } from "../probe/lmstudio_probe.ts";
 import type { AttemptLogEntry } from "../registry/attempt_log.ts";
 import type { ModelRecord } from "../registry/model_record.ts";
-import { type Probe, searchContextLimits, type SearchHooks } from "../search/context_search.ts";
+import {
+  type Probe,
+  searchContextLimits,
+  type SearchHooks,
+  type SearchState,
+} from "../search/context_search.ts";
 import type { Journal } from "./journal.ts";
 import {
   attemptEntry,
@@ -24,7 +29,7 @@ import {
   recordStarting,
   resultOf,
 } from "./outcome.ts";
-import { type ResumePoint, resumePoint, type SavedSearch, savedSearch } from "./resume.ts";
+import { type CrashEvidence, type ResumePoint, resumePoint, savedSearch } from "./resume.ts";
 import type { TestEvent, TestReport } from "./test_events.ts";
 import { searchConfigFor, type TestOptions } from "./test_options.ts";
 
@@ -33,6 +38,14 @@ export interface RunContext {
   lms: LmStudio;
   journal: Journal;
   options: TestOptions;
+  /**
+   * Marks the instances of this LMStrix home: `lmstrix-<home>-<run>-<n>`. Runs of one home hold
+   * its lock, so an instance of this home found loaded while this run holds the lock was left by
+   * a run that is dead; instances of other homes may belong to live runs and are left alone.
+   */
+  home: string;
+  /** The machine's boot time, evidence about a run that died during a load. */
+  bootTime: () => number | undefined;
   /** First backoff delay after a fault, in ms (the probe's default when undefined). */
   backoffMs: number | undefined;
   /** Retries of a fault (the probe's default when undefined). */
@@ -45,11 +58,12 @@ export interface RunContext {
  */
 export async function runTests(context: RunContext, models: ModelRecord[]): Promise<TestReport[]> {
   const { options } = context;
-  await clearLeftovers(context.lms, options.onEvent);
+  const orphans = await clearLeftovers(context.lms, context.home, options.onEvent);
   const reports: TestReport[] = [];
   for (const [index, record] of models.entries()) {
     stopIfInterrupted(options.signal);
-    const report = await testModel(context, record, { index, total: models.length });
+    const evidence = { orphans: orphans.get(record.id) ?? [], bootTime: context.bootTime() };
+    const report = await testModel(context, record, { index, total: models.length }, evidence);
     reports.push(report);
     options.onEvent?.({ type: "model-done", result: report.result });
   }
@@ -61,24 +75,42 @@ export function stopIfInterrupted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new InterruptedError(String(signal.reason ?? "SIGINT"));
 }
 
-/** Unloads instances an earlier crashed run left; warns about models the user loaded. */
-async function clearLeftovers(lms: LmStudio, onEvent: TestOptions["onEvent"]): Promise<void> {
+/** The identifier prefix of the instances loaded by runs of `home`. */
+export function homePrefix(home: string): string {
+  return `${INSTANCE_PREFIX}${home}-`;
+}
+
+/**
+ * Unloads the instances dead runs of this home left loaded, and returns their sizes by model
+ * (evidence that a load the run died in did happen). Warns about instances of other LMStrix homes
+ * and of the user, which are left alone.
+ */
+async function clearLeftovers(
+  lms: LmStudio,
+  home: string,
+  onEvent: TestOptions["onEvent"],
+): Promise<Map<string, number[]>> {
+  const orphans = new Map<string, number[]>();
   for (const instance of await lms.listLoaded()) {
-    if (instance.identifier.startsWith(INSTANCE_PREFIX)) {
-      await lms.unload(instance.identifier);
+    const { identifier, modelKey } = instance;
+    if (identifier.startsWith(homePrefix(home))) {
+      await lms.unload(identifier);
+      orphans.set(modelKey, [...orphans.get(modelKey) ?? [], instance.contextLength]);
       onEvent?.({
         type: "warning",
-        message: `Unloaded "${instance.identifier}" (${instance.modelKey}), ` +
-          "left loaded by an earlier LMStrix run",
+        message: `Unloaded "${identifier}" (${modelKey}), left loaded by an earlier LMStrix run`,
       });
     } else {
       onEvent?.({
         type: "warning",
-        message: `"${instance.modelKey}" is loaded (not by LMStrix) and takes memory ` +
-          "the test could otherwise use",
+        message: identifier.startsWith(INSTANCE_PREFIX)
+          ? `"${modelKey}" is loaded by another LMStrix run ("${identifier}"), left alone`
+          : `"${modelKey}" is loaded (not by LMStrix) and takes memory ` +
+            "the test could otherwise use",
       });
     }
   }
+  return orphans;
 }
 
 /** One model's test, from its resume point to its stored result. */
@@ -86,29 +118,28 @@ async function testModel(
   context: RunContext,
   record: ModelRecord,
   position: { index: number; total: number },
+  evidence: CrashEvidence,
 ): Promise<TestReport> {
   const { journal, options } = context;
   const config = searchConfigFor(record, options);
-  const start = resumePoint(record, config, options.force ?? false);
+  const start = resumePoint(record, config, options.force ?? false, evidence);
   announceStart(record, start, position, options.onEvent);
   const probe = probeFor(context, record.id, start);
   const attempts: AttemptLogEntry[] = [];
-  let current: ModelRecord = {
-    ...recordStarting(record, config),
-    search: savedSearch(start.state, config, probe.seed),
+  const died = start.diedLoading === undefined ? {} : { diedLoading: start.diedLoading };
+  /** The state after the last finished attempt: where a stopped run resumes. */
+  let settled = start.state;
+  const save = (state: SearchState, extra: Parameters<typeof savedSearch>[3] = {}) => {
+    current = { ...current, search: savedSearch(state, config, probe.seed, { ...died, ...extra }) };
+    return journal.put(current);
   };
-  await journal.put(current);
-  /** The saved search after the last finished attempt (with its haystack seed). */
-  let settled = current.search as SavedSearch;
+  let current: ModelRecord = recordStarting(record, config);
+  await save(start.state);
   const hooks: SearchHooks = {
-    beforeLoad: async (_context, next) => {
-      current = { ...current, search: savedSearch(next, config, probe.seed) };
-      await journal.put(current);
-    },
+    beforeLoad: (_context, next) => save(next, { pendingSince: new Date().toISOString(), settled }),
     afterAttempt: async (attempt, next) => {
-      settled = savedSearch(next, config, probe.seed);
-      current = { ...current, search: settled };
-      await journal.put(current);
+      settled = next;
+      await save(next);
       const entry = attemptEntry(record.id, attempt, probe.last, new Date().toISOString());
       attempts.push(entry);
       await journal.log(entry);
@@ -124,7 +155,7 @@ async function testModel(
     await probe.release();
     // Resume from the last finished attempt: the one cut short is repeated, and a load in
     // flight neither counts as failed (an interrupt or a fault is not a crash) nor as spent.
-    current = { ...current, search: settled };
+    current = { ...current, search: savedSearch(settled, config, probe.seed, died) };
     current = await afterFault(context, current, error);
   }
   return { result: resultOf(current, probe), attempts };
@@ -162,11 +193,14 @@ function announceStart(
   position: { index: number; total: number },
   onEvent: TestOptions["onEvent"],
 ): void {
-  if (start.resumed && start.state.pendingLoad !== undefined) {
+  const crash = start.crash;
+  if (crash) {
+    const stopped = `The last run stopped while loading "${record.id}" at ${crash.context} tokens`;
     onEvent?.({
       type: "warning",
-      message: `The last run stopped while loading "${record.id}" at ${start.state.pendingLoad} ` +
-        "tokens (the machine may have frozen); that size now counts as failed",
+      message: crash.verdict === "crashed"
+        ? `${stopped} (${crash.reason}); that size now counts as failed`
+        : `${stopped}; ${crash.reason}, so it is loaded again`,
     });
   }
   onEvent?.({ type: "model-start", id: record.id, ...position, resumed: start.resumed });
@@ -175,6 +209,7 @@ function announceStart(
 function probeFor(context: RunContext, id: string, start: ResumePoint): LmStudioProbe {
   const { options, backoffMs, retries } = context;
   return new LmStudioProbe(context.lms, id, {
+    runId: `${context.home}-${newRunId()}`,
     // A resumed search goes on with the haystack it was using, so that its prompts, and the
     // answers of a model whose recall is noisy, are those of a run that was never stopped.
     seed: start.seed ?? fnv1a32(id),
