@@ -24,7 +24,7 @@ import {
 import { ExitCode, exitCodeForSignal } from "./src/exit_codes.ts";
 import { InterruptGate } from "./src/interrupts.ts";
 import { LMStrix } from "./src/lmstrix.ts";
-import { Output } from "./src/output.ts";
+import { Output, streamSink, type TextSink } from "./src/output.ts";
 
 /** Global options, accepted before or after the command. */
 interface GlobalOptions {
@@ -60,13 +60,37 @@ function parseTokens(value: string): number {
   return amount;
 }
 
-/** Parses a number of seconds: `30`, `2.5`. */
+/**
+ * Parses a number of seconds: `30`, `2.5`. At most a day: a call to LM Studio that takes longer
+ * is not coming back, and timers past 2^31 ms (24.8 days) would fire at once.
+ */
 function parseSeconds(value: string): number {
   const amount = /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
   if (!Number.isFinite(amount) || amount <= 0) {
     throw new InvalidArgumentError(`expected a positive number of seconds such as 30 or 2.5`);
   }
+  if (amount > MAX_TIMEOUT_SECONDS) {
+    throw new InvalidArgumentError(
+      `${value.trim()} seconds is more than a day; pass at most ${MAX_TIMEOUT_SECONDS}`,
+    );
+  }
   return amount;
+}
+
+/** The `--timeout` option, on every command that talks to LM Studio. */
+function timeoutOption(): Option {
+  return new Option(
+    "--timeout <seconds>",
+    "base deadline of each call to LM Studio; predictions get 15 ms more per prompt token " +
+      "(env LMSTRIX_TIMEOUT; default: 60 s, loads 10 min, predictions 2 min). A call that " +
+      "passes it or loses its connection is retried with exponential backoff (first delay " +
+      "env LMSTRIX_BACKOFF_MS, default 1000)",
+  ).argParser(parseSeconds);
+}
+
+/** Whether `NO_COLOR` asks for no colour: only a non-empty value does (no-color.org). */
+function noColorEnv(): boolean {
+  return (Deno.env.get("NO_COLOR") ?? "") !== "";
 }
 
 function addGlobalOptions(command: Command): Command {
@@ -77,25 +101,41 @@ function addGlobalOptions(command: Command): Command {
     )
     .option("--lmstudio-dir <dir>", "LM Studio home directory (env LMSTRIX_LMSTUDIO_DIR)")
     .option("--json", "print one JSON document on stdout")
-    .option("-q, --quiet", "print nothing on success but the data")
+    .option("-q, --quiet", "no progress; results and errors still print")
     .option("-v, --verbose", "print more, and stack traces of errors")
     .option("--no-color", "no colour (also NO_COLOR)");
 }
 
 /** Runs the CLI with `args` and returns the exit code. */
 export async function main(args: string[]): Promise<number> {
-  let output = new Output({ color: Deno.env.get("NO_COLOR") === undefined });
   const interrupt = new AbortController();
+  // A reader that has gone (`lmstrix show x | head`) stops the run like an interrupt: unload,
+  // save, and leave quietly.
+  const brokenPipe = () => {
+    if (!interrupt.signal.aborted) interrupt.abort(BROKEN_PIPE);
+  };
+  const sinks: { stdout: TextSink; stderr: TextSink } = {
+    stdout: streamSink(Deno.stdout, brokenPipe),
+    stderr: streamSink(Deno.stderr, brokenPipe),
+  };
+  // Until the options are parsed, errors follow what the arguments say.
+  let output = new Output({
+    ...sinks,
+    json: args.includes("--json"),
+    quiet: args.includes("--quiet") || args.includes("-q"),
+    color: !noColorEnv() && !args.includes("--no-color"),
+  });
   let exitCode = 0;
   let stderrText = "";
 
   const setup = (command: Command) => {
     const options = command.optsWithGlobals() as GlobalOptions;
     output = new Output({
+      ...sinks,
       json: options.json ?? false,
       quiet: options.quiet ?? false,
       verbose: options.verbose ?? false,
-      color: (options.color ?? true) && Deno.env.get("NO_COLOR") === undefined,
+      color: (options.color ?? true) && !noColorEnv(),
     });
     return new LMStrix({ server: options.server, lmstudioDir: options.lmstudioDir });
   };
@@ -119,8 +159,9 @@ export async function main(args: string[]): Promise<number> {
 
   addGlobalOptions(program.command("scan"))
     .description("discover the models in LM Studio and add them to the registry")
-    .action(async (_options, command: Command) => {
-      exitCode = await runScan(setup(command), output);
+    .addOption(timeoutOption())
+    .action(async (options: { timeout?: number }, command: Command) => {
+      exitCode = await runScan(setup(command), output, { timeoutSeconds: options.timeout });
     });
 
   addGlobalOptions(program.command("list"))
@@ -132,7 +173,7 @@ export async function main(args: string[]): Promise<number> {
         .choices([...LIST_FORMATS]),
     )
     .action(async (options: ListOptions, command: Command) => {
-      exitCode = await runList(setup(command), output, options);
+      exitCode = await runList(setup(command), output, options, interrupt.signal);
     });
 
   addGlobalOptions(program.command("test"))
@@ -147,14 +188,7 @@ export async function main(args: string[]): Promise<number> {
     )
     .option("--min-context <tokens>", "smallest context worth testing (default 2048)", parseTokens)
     .option("--max-context <tokens>", "never load a model above this context", parseTokens)
-    .option(
-      "--timeout <seconds>",
-      "base deadline of each call to LM Studio; predictions get 15 ms more per prompt token " +
-        "(env LMSTRIX_TIMEOUT; default: 60 s, loads 10 min, predictions 2 min). A call that " +
-        "passes it or loses its connection is retried with exponential backoff (first delay " +
-        "env LMSTRIX_BACKOFF_MS, default 1000)",
-      parseSeconds,
-    )
+    .addOption(timeoutOption())
     .action(async (models: string[], options: TestCommandOptions, command: Command) => {
       exitCode = await runTest(setup(command), output, models, options, interrupt.signal);
     });
@@ -214,22 +248,46 @@ export async function main(args: string[]): Promise<number> {
   });
 
   try {
-    await program.parseAsync(args, { from: "user" });
+    if (args.length === 0) {
+      // No command: the usage, on stderr, as a usage error (the contract's exit 2).
+      output.stderr.write(program.helpInformation());
+      exitCode = ExitCode.usage;
+    } else {
+      await program.parseAsync(args, { from: "user" });
+    }
   } catch (error) {
-    exitCode = report(error, output, stderrText);
+    exitCode = interrupt.signal.reason === BROKEN_PIPE && error instanceof InterruptedError
+      ? ExitCode.brokenPipe // The reader has gone: nothing more to say to it.
+      : report(error, output, stderrText);
   } finally {
     for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
   }
   // A command that does not watch for interrupts (scan, list, ...) finished its short work
   // anyway; the run still ends as stopped by the signal, as the user asked.
   if (interrupt.signal.aborted && exitCode !== ExitCode.usage && exitCode !== ExitCode.locked) {
-    exitCode = exitCodeFor(new InterruptedError(String(interrupt.signal.reason)));
+    exitCode = interrupt.signal.reason === BROKEN_PIPE
+      ? ExitCode.brokenPipe
+      : exitCodeFor(new InterruptedError(String(interrupt.signal.reason)));
   }
   return exitCode;
 }
 
-/** Prints an error the user can act on; returns its exit code. */
+/** The interrupt's reason when stdout or stderr lost its reader (as a shell names it). */
+const BROKEN_PIPE = "SIGPIPE";
+
+/** The longest `--timeout`, in seconds: a day. */
+const MAX_TIMEOUT_SECONDS = 86_400;
+
+/**
+ * Prints an error the user can act on (on stderr, and with `--json` also as the contract's
+ * `{ "error": { "exitCode", "message" } }` on stdout); returns its exit code.
+ */
 function report(error: unknown, output: Output, commanderText: string): number {
+  const fail = (exitCode: number, message: string, hint?: string) => {
+    output.error(message, hint);
+    if (output.json) output.document({ error: { exitCode, message } });
+    return exitCode;
+  };
   if (error instanceof CommanderError) {
     if (
       error.code === "commander.helpDisplayed" || error.code === "commander.version" ||
@@ -240,24 +298,25 @@ function report(error: unknown, output: Output, commanderText: string): number {
     // One line: commander puts its "(Did you mean ...?)" on a line of its own.
     const message = commanderText.trim().replace(/^error:\s*/i, "").replace(/\s*\n\s*/g, " ") ||
       error.message;
-    output.error(
+    return fail(
+      ExitCode.usage,
       message,
       'run "lmstrix --help" (or "lmstrix <command> --help") to see the options',
     );
-    return ExitCode.usage;
   }
   if (error instanceof LmstrixError) {
-    output.error(error.message, error.hint);
+    const code = fail(exitCodeFor(error), error.message, error.hint);
     if (output.verbose && error.stack) output.debug(error.stack);
-    return exitCodeFor(error);
+    return code;
   }
   const message = error instanceof Error ? error.message : String(error);
-  output.error(
+  const code = fail(
+    ExitCode.someFailed,
     `Unexpected failure: ${message}`,
     output.verbose ? undefined : "run again with --verbose for details",
   );
   if (output.verbose && error instanceof Error && error.stack) output.debug(error.stack);
-  return ExitCode.someFailed;
+  return code;
 }
 
 if (import.meta.main) {

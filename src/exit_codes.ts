@@ -17,6 +17,11 @@ export const ExitCode = {
   unreachable: 3,
   /** Another lmstrix run holds the lock. */
   locked: 4,
+  /**
+   * stdout or stderr lost its reader (`lmstrix show x | head`): stopped as on an interrupt,
+   * quietly; 128 + SIGPIPE's number, as a shell reports a process killed by it.
+   */
+  brokenPipe: 141,
 } as const;
 
 /**

@@ -53,6 +53,9 @@ export {
 } from "./engine/test_events.ts";
 export type { AttemptLogEntry } from "./registry/attempt_log.ts";
 
+/** The longest base deadline of a call to LM Studio, in seconds: a day. */
+const MAX_TIMEOUT_SECONDS = 86_400;
+
 /** Where LMStrix finds LM Studio and its files; everything is optional. */
 export interface LMStrixOptions {
   /** LM Studio's address, `ws://host:port`; default `LMSTRIX_SERVER`, else discovery. */
@@ -134,6 +137,13 @@ export class LMStrix {
   #testTimeouts(timeoutSeconds: number | undefined): Partial<Timeouts> {
     const seconds = timeoutSeconds ??
       this.#envNumber("LMSTRIX_TIMEOUT", "a positive number of seconds");
+    // Timers past 2^31 ms fire at once; a call that takes more than a day is not coming back.
+    if (seconds !== undefined && seconds > MAX_TIMEOUT_SECONDS) {
+      throw new UsageError(
+        `The timeout of ${seconds} seconds is more than a day (${MAX_TIMEOUT_SECONDS} seconds)`,
+        { hint: "pass a shorter --timeout or LMSTRIX_TIMEOUT" },
+      );
+    }
     return seconds === undefined ? {} : timeoutsFromSeconds(seconds);
   }
 
@@ -159,11 +169,15 @@ export class LMStrix {
     return await loadRegistry(this.paths);
   }
 
-  /** Discovers models in LM Studio and merges them into the registry. */
-  scan(): Promise<ScanResult> {
+  /**
+   * Discovers models in LM Studio and merges them into the registry. `timeoutSeconds` (else
+   * `LMSTRIX_TIMEOUT`) bounds each call, as for a test run.
+   */
+  scan(options: { timeoutSeconds?: number | undefined } = {}): Promise<ScanResult> {
+    const timeouts = this.#testTimeouts(options.timeoutSeconds);
     return this.#withLock(async () => {
       const registry = await this.#read();
-      return await withLmStudio(this.#connectSettings(), async (lms) => {
+      return await withLmStudio(this.#connectSettings(timeouts), async (lms) => {
         const merge = upsertScanned(registry, await lms.listModels());
         await saveRegistry(this.paths, registry);
         return {

@@ -4,6 +4,16 @@
  * Colour and the live progress line are used only on a terminal and never with `--no-color` or
  * `NO_COLOR`; under cron the output is plain lines, and `--quiet` keeps stderr silent but for
  * errors.
+ *
+ * Text from LM Studio (model keys, names, error texts) can hold escape sequences that retitle or
+ * clear a terminal, or newlines that split a row: views pass it through {@linkcode displayText},
+ * and every line written here is checked again, so that only this module's own colour codes
+ * reach the terminal. JSON documents are written exactly.
+ *
+ * A stream whose reader has gone (`lmstrix show x | head`) is a broken pipe: writing to it stops
+ * quietly and the `onClosed` callback lets the run stop as it does for an interrupt.
+ *
+ * @module
  */
 
 import { writeAllSync } from "./write_all.ts";
@@ -23,19 +33,100 @@ export interface OutputOptions {
   color?: boolean;
   stdout?: TextSink;
   stderr?: TextSink;
+  /**
+   * Width to fit, in columns: default `COLUMNS` when set, else the terminal's width when stdout
+   * (for tables) or stderr (for progress) is a terminal, else no limit.
+   */
+  columns?: number | undefined;
 }
 
 const encoder = new TextEncoder();
 
-function denoSink(file: typeof Deno.stdout | typeof Deno.stderr): TextSink {
+/**
+ * A sink on a standard stream. When the reader has gone (a broken pipe) further writes are
+ * dropped and `onClosed` is called once, so the run can stop as it would on an interrupt.
+ */
+export function streamSink(
+  file: { writeSync(p: Uint8Array): number; isTerminal(): boolean },
+  onClosed: () => void = () => {},
+): TextSink {
+  let closed = false;
   return {
     write(text: string) {
-      writeAllSync(file, encoder.encode(text));
+      if (closed) return;
+      try {
+        writeAllSync(file, encoder.encode(text));
+      } catch (error) {
+        if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+        closed = true;
+        onClosed();
+      }
     },
     get isTerminal() {
       return file.isTerminal();
     },
   };
+}
+
+/** Characters that move the cursor, retitle or clear a terminal, or reorder text: shown escaped. */
+// deno-lint-ignore no-control-regex
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Text from outside (LM Studio, a file) made safe to print: control characters, newlines and
+ * bidirectional overrides become visible escapes (`\x1b`, `\n`, `\u202e`), so that a model key can
+ * neither split a row nor send commands to the terminal.
+ */
+export function displayText(text: string): string {
+  return text.replace(UNSAFE, (c) => {
+    if (c === "\n") return "\\n";
+    if (c === "\r") return "\\r";
+    if (c === "\t") return "\\t";
+    const code = c.charCodeAt(0);
+    return code < 0x100
+      ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}
+
+/** Our own colour codes (SGR), the one escape sequence let through to the terminal. */
+// deno-lint-ignore no-control-regex
+const SGR = /\x1b\[[0-9;]*m/y;
+
+/**
+ * A line checked before it is written: any escape or control character that is not one of our
+ * colour codes, a newline or a tab is shown escaped (see {@linkcode displayText}).
+ */
+function guard(text: string): string {
+  let out = "";
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === "\n" || c === "\t") continue;
+    if (c === "\x1b") {
+      SGR.lastIndex = i;
+      const match = SGR.exec(text);
+      if (match !== null) {
+        i += match[0].length - 1;
+        continue;
+      }
+    }
+    UNSAFE.lastIndex = 0;
+    if (!UNSAFE.test(c)) continue;
+    out += text.slice(start, i) + displayText(c);
+    start = i + 1;
+  }
+  return start === 0 ? text : out + text.slice(start);
+}
+
+/** A width from `COLUMNS`, when it holds a usable number. */
+function columnsFromEnv(): number | undefined {
+  try {
+    const value = Number(Deno.env.get("COLUMNS"));
+    return Number.isSafeInteger(value) && value >= 20 ? value : undefined;
+  } catch {
+    return undefined; // No --allow-env (library use): fall back to the terminal.
+  }
 }
 
 /** A sink that keeps what is written, for tests and for capturing output. */
@@ -87,32 +178,35 @@ export class Output {
   /** Styles for stderr (messages). */
   readonly errStyle: Styles;
   #liveLine = false;
+  readonly #columns: number | undefined;
 
   /** Builds the output from the global options; colour defaults to "stream is a terminal". */
   constructor(options: OutputOptions = {}) {
     this.json = options.json ?? false;
     this.quiet = options.quiet ?? false;
     this.verbose = options.verbose ?? false;
-    this.stdout = options.stdout ?? denoSink(Deno.stdout);
-    this.stderr = options.stderr ?? denoSink(Deno.stderr);
+    this.stdout = options.stdout ?? streamSink(Deno.stdout);
+    this.stderr = options.stderr ?? streamSink(Deno.stderr);
+    this.#columns = "columns" in options ? options.columns : columnsFromEnv();
     const colorAllowed = options.color ?? true;
     this.style = makeStyles(colorAllowed && this.stdout.isTerminal);
     this.errStyle = makeStyles(colorAllowed && this.stderr.isTerminal);
   }
 
-  /** Width of the terminal on stdout, or undefined when it is not one. */
+  /** Width stdout's tables must fit: `columns`, else the terminal's, else undefined (no limit). */
   get columns(): number | undefined {
-    if (!this.stdout.isTerminal) return undefined;
-    try {
-      return Deno.consoleSize().columns;
-    } catch {
-      return undefined;
-    }
+    return this.#columns ?? (this.stdout.isTerminal ? terminalWidth() : undefined);
+  }
+
+  /** Width stderr's progress lines must fit, as {@linkcode Output.columns} for stderr. */
+  get errColumns(): number | undefined {
+    return this.#columns ?? (this.stderr.isTerminal ? terminalWidth() : undefined);
   }
 
   /** Writes data (a table, a line of text) to stdout. */
   data(text: string): void {
-    this.stdout.write(text.endsWith("\n") ? text : text + "\n");
+    const safe = guard(text);
+    this.stdout.write(safe.endsWith("\n") ? safe : safe + "\n");
   }
 
   /** Writes the one JSON document of a `--json` run. */
@@ -124,51 +218,48 @@ export class Output {
   info(message: string): void {
     if (this.quiet) return;
     this.#clearLive();
-    this.stderr.write(message + "\n");
+    this.stderr.write(guard(message) + "\n");
   }
 
   /** A line shown only with `--verbose`. */
   debug(message: string): void {
     if (!this.verbose) return;
     this.#clearLive();
-    this.stderr.write(this.errStyle.dim(message) + "\n");
+    this.stderr.write(this.errStyle.dim(guard(message)) + "\n");
   }
 
   /** A warning on stderr, silenced by `--quiet`. */
   warn(message: string): void {
     if (this.quiet) return;
     this.#clearLive();
-    this.stderr.write(`${this.errStyle.yellow("warning")}: ${message}\n`);
+    this.stderr.write(`${this.errStyle.yellow("warning")}: ${displayText(message)}\n`);
   }
 
-  /** An error and its hint on stderr; never silenced. */
+  /** An error and its hint on stderr; never silenced. One line each, whatever the text holds. */
   error(message: string, hint?: string): void {
     this.#clearLive();
-    this.stderr.write(`${this.errStyle.red("error")}: ${message}\n`);
-    if (hint) this.stderr.write(`${this.errStyle.dim("hint")}: ${hint}\n`);
+    this.stderr.write(`${this.errStyle.red("error")}: ${displayText(message)}\n`);
+    if (hint) this.stderr.write(`${this.errStyle.dim("hint")}: ${displayText(hint)}\n`);
   }
 
   /**
    * Progress: on a terminal one line rewritten in place; otherwise a plain line each call,
    * unless `final` is false and the stream is not a terminal (intermediate ticks are skipped).
+   * The caller fits the line to {@linkcode Output.errColumns} (it knows what may be shortened);
+   * a live line that is still too wide is cut so that it cannot wrap and break the rewriting.
    */
   progress(message: string, options: { final?: boolean } = {}): void {
     if (this.quiet) return;
     const final = options.final ?? true;
+    const safe = guard(message);
     if (this.stderr.isTerminal) {
-      const width = (() => {
-        try {
-          return Deno.consoleSize().columns;
-        } catch {
-          return 100;
-        }
-      })();
-      const line = message.length >= width ? message.slice(0, width - 1) : message;
+      const width = this.errColumns ?? 100;
+      const line = [...safe].length >= width ? [...safe].slice(0, width - 1).join("") : safe;
       this.stderr.write(`\r\x1b[2K${line}`);
       this.#liveLine = true;
       if (final) this.#clearLive(true);
     } else if (final) {
-      this.stderr.write(message + "\n");
+      this.stderr.write(safe + "\n");
     }
   }
 
@@ -177,5 +268,13 @@ export class Output {
     if (!this.#liveLine) return;
     this.stderr.write(keep ? "\n" : "\r\x1b[2K");
     this.#liveLine = false;
+  }
+}
+
+function terminalWidth(): number | undefined {
+  try {
+    return Deno.consoleSize().columns;
+  } catch {
+    return undefined;
   }
 }

@@ -16,7 +16,14 @@ import { type ModelProfile, profileTruth } from "../scripts/emulator/profile.ts"
 import type { Emulator } from "../scripts/emulator/server.ts";
 import { acquireLock } from "../src/registry/lock.ts";
 import { lmstrixPaths } from "../src/paths.ts";
-import { type CliRun, closedPort, runCli, runCliAgainst, tempHome } from "./support/cli.ts";
+import {
+  cliCommand,
+  type CliRun,
+  closedPort,
+  runCli,
+  runCliAgainst,
+  tempHome,
+} from "./support/cli.ts";
 import { RECORD_KEYS, RECORD_STATUSES, RESULT_KEYS, STATUS_KEYS } from "./support/contract.ts";
 import { testProfile, withEmulator } from "./support/emulator.ts";
 
@@ -219,7 +226,7 @@ Deno.test("test --all measures every LLM within precision of the truth, small mo
   });
 });
 
-Deno.test("--quiet prints nothing on stderr when a command succeeds, and scan and test print nothing at all", async (t) => {
+Deno.test("--quiet drops progress only: results and errors still print", async (t) => {
   await using home = await tempHome();
   await withEmulator([FLEET[1]!], async (emulator) => {
     for (
@@ -233,11 +240,23 @@ Deno.test("--quiet prints nothing on stderr when a command succeeds, and scan an
         const run = await lmstrix(emulator, home.path, args);
         assert.equal(run.code, 0, run.stderr);
         assert.equal(run.stderr, "");
-        // Writers report nothing under --quiet (cron); readers still print what was asked for.
-        if (args[0] === "scan" || args[0] === "test") assert.equal(run.stdout, "");
-        else assert.notEqual(run.stdout, "");
+        assert.match(run.stdout, args[0] === "status" ? /^LLMs: 1 / : /tiny-forgetful/);
       });
     }
+    await t.step("scan -q names what it found, test -q gives the numbers", async () => {
+      await using fresh = await tempHome();
+      const scan = await lmstrix(emulator, fresh.path, ["scan", "-q"]);
+      assert.match(scan.stdout, /^Found 1 model .*: 1 new/m);
+      assert.match(scan.stdout, /^ {2}\+ tiny-forgetful$/m);
+      const test = await lmstrix(emulator, fresh.path, ["test", "tiny", "-q"]);
+      assert.match(test.stdout, /^tiny-forgetful: tested, working [\d,]+ of 16,384 declared/m);
+      assert.equal(test.stderr, "");
+    });
+    await t.step("errors still print under --quiet", async () => {
+      const run = await lmstrix(emulator, home.path, ["show", "no-such-model", "-q"]);
+      assert.equal(run.code, 2);
+      assert.match(run.stderr, /^error: No model matches "no-such-model"/m);
+    });
     await t.step("without --quiet, test reports progress on stderr", async () => {
       const run = await lmstrix(emulator, home.path, ["test", "tiny", "--force"]);
       assert.equal(run.code, 0);
@@ -296,4 +315,126 @@ Deno.test("exit codes: 1 untestable, 2 bad input, 3 unreachable, 4 locked", asyn
       assert.equal(run.stdout, "");
     });
   }
+});
+
+Deno.test("no command prints the usage on stderr and exits 2", async () => {
+  await using home = await tempHome();
+  const run = await runCli([], { home: home.path });
+  assert.equal(run.code, 2);
+  assert.equal(run.stdout, "");
+  assert.match(run.stderr, /^Usage: lmstrix /);
+  assert.match(run.stderr, /Commands:/);
+});
+
+Deno.test("--json failures print one error document on stdout", async (t) => {
+  await using home = await tempHome();
+  const cases: [string, string[], number, RegExp][] = [
+    ["an unknown model", ["show", "nothing-like-it", "--json"], 2, /No model matches/],
+    ["a bad flag value", ["list", "--json", "--sort", "colour"], 2, /--sort/],
+    [
+      "LM Studio unreachable",
+      ["scan", "--json", "--server", `ws://127.0.0.1:${closedPort()}`],
+      3,
+      /Cannot reach LM Studio/,
+    ],
+  ];
+  for (const [what, args, code, message] of cases) {
+    await t.step(what, async () => {
+      const run = await runCli(args, { home: home.path });
+      assert.equal(run.code, code, run.stderr);
+      const document = oneDocument(run) as { error: { exitCode: number; message: string } };
+      assert.deepEqual(Object.keys(document), ["error"]);
+      assert.equal(document.error.exitCode, code);
+      assert.match(document.error.message, message);
+      assert.match(run.stderr, /^error: /m, "people still read the error on stderr");
+    });
+  }
+});
+
+Deno.test("--timeout: scan accepts it, and more than a day is refused before anything runs", async (t) => {
+  await using home = await tempHome();
+  await withEmulator([FLEET[1]!], async (emulator) => {
+    await t.step("scan --timeout 5", async () => {
+      const run = await lmstrix(emulator, home.path, ["scan", "--timeout", "5", "--json"]);
+      assert.equal(run.code, 0, run.stderr);
+    });
+    for (const args of [["test", "tiny", "--timeout", "2147483"], ["scan", "--timeout", "1e9"]]) {
+      await t.step(args.join(" "), async () => {
+        const loads = emulator.stats().loads.length;
+        const run = await lmstrix(emulator, home.path, args);
+        assert.equal(run.code, 2, run.stderr);
+        assert.match(run.stderr, /^error: .*--timeout/m);
+        assert.equal(emulator.stats().loads.length, loads, "nothing was loaded");
+      });
+    }
+    await t.step("LMSTRIX_TIMEOUT above a day is refused too", async () => {
+      const run = await runCliAgainst(emulator.url, home.path, ["test", "tiny", "--force"], {
+        LMSTRIX_TIMEOUT: "2147483",
+      });
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /more than a day/);
+    });
+  });
+});
+
+Deno.test("a reader that goes away stops the run like an interrupt, quietly", async (t) => {
+  await t.step("list | head: exit 141, no error", async () => {
+    await using home = await tempHome();
+    const models: Record<string, unknown> = {};
+    for (let i = 0; i < 3000; i++) {
+      const id = `model-${String(i).padStart(4, "0")}`;
+      models[id] = {
+        id,
+        path: `x/${id}.gguf`,
+        sizeBytes: 1e9,
+        architecture: "llama",
+        declaredContext: 8192,
+        loadableContext: null,
+        workingContext: null,
+        status: "untested",
+        testedAt: null,
+        error: null,
+        type: "llm",
+      };
+    }
+    await Deno.mkdir(join(home.path, "lmstrix"), { recursive: true });
+    await Deno.writeTextFile(
+      join(home.path, "lmstrix", "models.json"),
+      JSON.stringify({ schemaVersion: 1, updatedAt: null, models }),
+    );
+    const child = cliCommand(["list"], { home: home.path }).spawn();
+    const reader = child.stdout.getReader();
+    await reader.read(); // The first bytes, as `head -1` reads them; then the reader leaves.
+    await reader.cancel();
+    const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
+    assert.equal(status.code, 141, stderr);
+    assert.equal(stderr, "");
+  });
+
+  await t.step("test 2>&1 | head: unloads, saves, exits 141", async () => {
+    await using home = await tempHome();
+    const slow = testProfile("slow-model", { realDelayMs: { load: 300, predict: 200 } });
+    await withEmulator([slow], async (emulator) => {
+      assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
+      const child = cliCommand(["test", "slow"], {
+        home: home.path,
+        env: { LMSTRIX_SERVER: emulator.url },
+      }).spawn();
+      const stdout = new Response(child.stdout).text();
+      const reader = child.stderr.getReader();
+      let seen = "";
+      while (!seen.includes("\n")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += new TextDecoder().decode(value);
+      }
+      await reader.cancel();
+      const status = await child.status;
+      assert.equal(status.code, 141, `stdout: ${await stdout}`);
+      assert.doesNotMatch(await stdout, /Unexpected/);
+      assert.deepEqual(emulator.stats().loaded, [], "nothing is left loaded");
+      const shown = oneDocument(await lmstrix(emulator, home.path, ["status", "--json"]));
+      assert.equal(shown.lock, null, "the lock is free");
+    });
+  });
 });

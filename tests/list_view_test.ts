@@ -83,12 +83,14 @@ Deno.test("list", async (t) => {
     const capped = { ...record("d-model", 1048576, 65536, 65536, 2e9), cappedAt: 65536 };
     const output = new Output({ stdout: new MemorySink(false), stderr: new MemorySink(false) });
     const text = await renderList([capped], output, false);
-    assert.match(text.split("\n")[1]!, /^d-model\s+1024k\s+≥64k\s+≥64k\s/);
+    // A lower bound has no reduction: the true one may be smaller.
+    assert.match(text.split("\n")[1]!, /^d-model\s+1,048,576\s+≥65,536\s+≥65,536\s+-\s+tested/);
   });
 
-  await t.step("writes exact measured numbers and k only for multiples of 1024", () => {
-    assert.equal(formatTokens(131072), "128k");
+  await t.step("writes every number exactly, in one format", () => {
+    assert.equal(formatTokens(131072), "131,072");
     assert.equal(formatTokens(58421), "58,421");
+    assert.equal(formatTokens(2048), "2,048");
     assert.equal(formatTokens(null), "-");
   });
 
@@ -103,7 +105,90 @@ Deno.test("list", async (t) => {
     assert.match(lines[0]!, /^model\s+declared\s+loadable\s+working\s+reduction\s+status\s+size/);
     assert.match(
       lines[2]!,
-      /^b-model\s+128k\s+64k\s+20,000\s+84\.7%\s+tested\s+3\.7 GiB\s+##\+\+\+\.\.\.\.\.$/,
+      /^b-model\s+131,072\s+65,536\s+20,000\s+84\.7%\s+tested\s+3\.7 GiB\s+##\+\+\+\.\.\.\.\.$/,
     );
+  });
+
+  for (const width of [60, 80, 120]) {
+    await t.step(
+      `fits ${width} columns: long names shortened from the middle, no number cut`,
+      async () => {
+        const long = record(
+          "lmstudio-community/Meta-Llama-3.1-70B-Instruct-abliterated-GGUF-Q4_K_M-imatrix",
+          1048576,
+          1048576,
+          1000448,
+          42e9,
+        );
+        const tail = record("qwen2.5-7b-instruct", 32768, 32768, 30000, 4e9);
+        for (const fancy of [true, false]) {
+          const output = new Output({
+            stdout: new MemorySink(fancy),
+            stderr: new MemorySink(false),
+            color: false,
+          });
+          const text = await renderList([long, tail], output, fancy, width);
+          const lines = text.split("\n");
+          for (const line of lines) assert.ok([...line].length <= width, `${width}: ${line}`);
+          const row = lines.find((line) => line.includes("…"))!;
+          assert.ok(row !== undefined, "the long name is shortened");
+          assert.match(row, /lms\S*…\S*rix /, "it keeps the start and the end of the name");
+          assert.match(row, /1,048,576/);
+          assert.match(row, /1,000,448/);
+          assert.match(row, /tested/);
+          if (width >= 80) {
+            assert.ok(
+              lines.some((line) => line.includes("qwen2.5-7b-instruct")),
+              "names that fit stay",
+            );
+          }
+        }
+      },
+    );
+  }
+
+  await t.step("renders 8,000 models in linear time", async () => {
+    const many = Array.from(
+      { length: 8000 },
+      (_, i) => record(`org/model-${i}-instruct`, 131072, 65536 + i, 30000 + i, 1e9 + i),
+    );
+    const output = new Output({ stdout: new MemorySink(false), stderr: new MemorySink(false) });
+    const started = performance.now();
+    const text = await renderList(many.slice(0, 1000), output, false, 100);
+    const small = performance.now() - started;
+    const again = performance.now();
+    const big = await renderList(many, output, false, 100);
+    const large = performance.now() - again;
+    assert.equal(text.split("\n").length, 1001);
+    assert.equal(big.split("\n").length, 8001);
+    // Eight times the rows in well under the 64 times a quadratic renderer takes.
+    assert.ok(
+      large < small * 20 + 500,
+      `1,000 rows ${small.toFixed(0)} ms, 8,000 ${large.toFixed(0)} ms`,
+    );
+  });
+
+  await t.step("stops between batches of rows when its signal is aborted", async () => {
+    const many = Array.from(
+      { length: 2000 },
+      (_, i) => record(`model-${i}`, 8192, 8192, 4096, 1e9),
+    );
+    const output = new Output({ stdout: new MemorySink(false), stderr: new MemorySink(false) });
+    const controller = new AbortController();
+    controller.abort("SIGINT");
+    const text = await renderList(many, output, false, 100, { signal: controller.signal });
+    assert.ok(text.split("\n").length < 2001, "it stopped before the end");
+  });
+
+  await t.step("shows control characters in model keys escaped, one row a model", async () => {
+    const evil = record("evil\x1b]0;owned\x07\x1b[2Jkey\nsplit\u0000", 8192, 8192, 4096, 1e9);
+    const output = new Output({ stdout: new MemorySink(true), stderr: new MemorySink(false) });
+    for (const fancy of [true, false]) {
+      const text = await renderList([evil], output, fancy, 200);
+      assert.ok(!text.includes("\x1b]"), "no OSC sequence");
+      assert.ok(!text.includes("\x1b[2J"), "no clear-screen sequence");
+      assert.ok(!text.includes("\u0000"), "no NUL");
+      assert.match(text, /evil\\x1b\]0;owned\\x07\\x1b\[2Jkey\\nsplit\\x00/);
+    }
   });
 });

@@ -5,24 +5,44 @@
  */
 
 import type { AttemptLogEntry } from "../registry/attempt_log.ts";
-import { formatDuration } from "./format.ts";
+import { formatDuration, formatTokens } from "./format.ts";
 
 /**
- * `<phase> <action> <size>: <outcome> (<duration>)`, e.g.
- * `working needle prompt 8128 tokens in ctx 8192: pass (3.1 s)`. Sizes are exact token counts.
+ * What an attempt did (`working needle 8,128 tokens in ctx 8,192`) and its verdict (`pass`), apart,
+ * so that a line fitted to a terminal can shorten around them and never cut the verdict.
+ * Sizes are exact token counts.
  */
-export function formatAttempt(entry: AttemptLogEntry): string {
+export function attemptParts(entry: AttemptLogEntry): { what: string; verdict: string } {
   const size = entry.action === "load"
-    ? `ctx ${entry.askedContext}${
+    ? `ctx ${formatTokens(entry.askedContext)}${
       entry.actualContext !== null && entry.actualContext !== entry.askedContext
-        ? ` (reported ${entry.actualContext})`
+        ? ` (reported ${formatTokens(entry.actualContext)})`
         : ""
     }`
     : entry.action === "needle"
-    ? `prompt ${entry.promptTokens ?? "?"} tokens in ctx ${entry.askedContext}`
-    : `in ctx ${entry.askedContext}`;
-  return `${entry.phase} ${entry.action} ${size}: ${entry.outcome} ` +
-    `(${formatDuration(entry.durationMs)})`;
+    ? `${entry.promptTokens === null ? "?" : formatTokens(entry.promptTokens)} tokens in ctx ${
+      formatTokens(entry.askedContext)
+    }`
+    : `in ctx ${formatTokens(entry.askedContext)}`;
+  return { what: `${entry.phase} ${entry.action} ${size}`, verdict: entry.outcome };
+}
+
+/** The shortest form of what an attempt did, for a narrow terminal: `needle 8,128/8,192`. */
+export function attemptShort(entry: AttemptLogEntry): string {
+  return entry.action === "needle"
+    ? `needle ${entry.promptTokens === null ? "?" : formatTokens(entry.promptTokens)}/${
+      formatTokens(entry.askedContext)
+    }`
+    : `${entry.action} ${formatTokens(entry.askedContext)}`;
+}
+
+/**
+ * `<phase> <action> <size>: <outcome> (<duration>)`, e.g.
+ * `working needle 8,128 tokens in ctx 8,192: pass (3.1 s)`.
+ */
+export function formatAttempt(entry: AttemptLogEntry): string {
+  const { what, verdict } = attemptParts(entry);
+  return `${what}: ${verdict} (${formatDuration(entry.durationMs)})`;
 }
 
 /** The attempt's time in UTC to the second, with its zone: `2025-01-31 14:05:09Z`. */

@@ -1,13 +1,70 @@
 /** Small formatting helpers shared by the command views. */
 
 /**
- * Tokens for tables: whole multiples of 1024 the way model cards write them ("128k"), anything
- * else exactly, with thousands separators ("45,000"), so that a measured limit is never rounded.
+ * Tokens as people read them: exact, with thousands separators ("131,072", "45,000"). One format
+ * for every number of a line: "128k" would be ambiguous (128,000 or 131,072?) and rounds a
+ * measured limit. Where a user copies a number into LM Studio, `show` prints plain digits.
  */
 export function formatTokens(tokens: number | null | undefined): string {
   if (tokens === null || tokens === undefined) return "-";
-  if (tokens >= 1024 && tokens % 1024 === 0) return `${tokens / 1024}k`;
   return tokens.toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+}
+
+/** How many columns `text` takes on a terminal (colour codes take none). */
+export function visibleWidth(text: string): number {
+  // deno-lint-ignore no-control-regex
+  return [...text.replace(/\x1b\[[0-9;]*m/g, "")].length;
+}
+
+/**
+ * Shortens `text` to at most `max` columns by taking out its middle ("qwen2.5-…-instruct"): the
+ * start and the end of a model name are what tell models apart.
+ */
+export function shortenMiddle(text: string, max: number): string {
+  const chars = [...text];
+  if (chars.length <= max) return text;
+  if (max <= 1) return "…".slice(0, Math.max(0, max));
+  const keep = max - 1;
+  const head = Math.ceil(keep / 2);
+  return chars.slice(0, head).join("") + "…" + chars.slice(chars.length - (keep - head)).join("");
+}
+
+/** The narrowest a model name is shortened to before a line gives up something else. */
+export const MIN_NAME_WIDTH = 12;
+
+/** The narrowest a name gets when nothing else can give way. */
+const LAST_RESORT_NAME_WIDTH = 5;
+
+/**
+ * One line of at most `width - 1` columns (a live line that fills the last column wraps on some
+ * terminals) made of `before`, a model `name`, and `after`. In order, until it fits: the name is
+ * shortened from the middle (to {@linkcode MIN_NAME_WIDTH}), the `optional` tail is left out, the
+ * next, shorter form of `after` is used; at last the name shrinks further. What `after` says (the
+ * verdict, the numbers) is never cut.
+ */
+export function fitLine(
+  parts: { before?: string; name: string; after: string | string[]; optional?: string },
+  width: number | undefined,
+): string {
+  const before = parts.before ?? "";
+  const optional = parts.optional ?? "";
+  const forms = typeof parts.after === "string" ? [parts.after] : parts.after;
+  const line = (name: string, after: string, tail: string) => before + name + after + tail;
+  if (width === undefined) return line(parts.name, forms[0]!, optional);
+  const nameWidth = visibleWidth(parts.name);
+  const roomFor = (after: string, tail: string) =>
+    width - 1 - visibleWidth(before) - visibleWidth(after) - visibleWidth(tail);
+  for (const after of forms) {
+    for (const tail of optional ? [optional, ""] : [""]) {
+      const room = roomFor(after, tail);
+      if (room >= Math.min(MIN_NAME_WIDTH, nameWidth)) {
+        return line(shortenMiddle(parts.name, room), after, tail);
+      }
+    }
+  }
+  const shortest = forms.at(-1)!;
+  const room = Math.max(LAST_RESORT_NAME_WIDTH, roomFor(shortest, ""));
+  return line(shortenMiddle(parts.name, room), shortest, "");
 }
 
 /** Bytes in binary units with one decimal: "4.4 GiB". */

@@ -5,9 +5,17 @@ import { UsageError } from "../errors.ts";
 import { compareIds } from "../ids.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { reductionPercent } from "../lmstrix.ts";
-import type { Output } from "../output.ts";
+import { displayText, type Output } from "../output.ts";
 import { type ModelRecord, toContractJson } from "../registry/model_record.ts";
-import { contextBar, formatBytes, formatPercent, formatTokens } from "./format.ts";
+import {
+  contextBar,
+  formatBytes,
+  formatPercent,
+  formatTokens,
+  MIN_NAME_WIDTH,
+  shortenMiddle,
+  visibleWidth,
+} from "./format.ts";
 import { LIST_FORMATS, renderCsv, renderMarkdown } from "./list_export.ts";
 
 /** Keys `list --sort` accepts. */
@@ -77,17 +85,37 @@ export function parseSortKey(value: string | undefined): SortKey {
 }
 
 /** A limit, marked "≥" when it is only the `--max-context` cap the test ran under. */
-function atLeast(record: ModelRecord, tokens: number | null): string {
+export function atLeast(record: Pick<ModelRecord, "cappedAt">, tokens: number | null): string {
   const text = formatTokens(tokens);
   return tokens !== null && tokens === record.cappedAt ? `≥${text}` : text;
+}
+
+/**
+ * The reduction from declared to working context; none when the working context is only a lower
+ * bound (the `--max-context` cap stopped the test), since the true reduction may be smaller.
+ */
+export function shownReduction(record: ModelRecord): number | null {
+  if (record.cappedAt !== undefined && record.workingContext === record.cappedAt) return null;
+  return reductionPercent(record.declaredContext, record.workingContext);
 }
 
 /** Cells of the context bar. */
 const BAR_WIDTH = 10;
 
+/** Rows rendered at a time: the table library's cost grows faster than its row count. */
+const BATCH_ROWS = 250;
+
+/** Before leaving out a column, model names are shortened down to this many columns. */
+const COMFORTABLE_NAME_WIDTH = 24;
+
+/** The narrowest a name gets when nothing else can give way. */
+const LAST_RESORT_NAME_WIDTH = 5;
+
 interface Column {
   head: string;
   align: "left" | "right";
+  /** Left out first when 1, then 2, then 3, to fit the width; never when undefined. */
+  optional?: number;
   cell: (r: ModelRecord) => string;
 }
 
@@ -111,27 +139,42 @@ const NO_BORDER = Object.fromEntries(
   ].map((key) => [key, ""]),
 );
 
-/** Width of a rendered line as the terminal shows it (colour codes take no room). */
-function visibleWidth(line: string): number {
-  // deno-lint-ignore no-control-regex
-  return line.replace(/\x1b\[[0-9;]*m/g, "").length;
+/** The legend of the context bar, in the bar's own characters. */
+export function barLegend(unicode: boolean): string {
+  return unicode
+    ? "context: █ working  ▒ loadable  · declared"
+    : "context: # working  + loadable  . declared";
+}
+
+/** Options of {@linkcode renderList}. */
+export interface RenderListOptions {
+  /** Stops rendering (a signal): the rows done so far are returned. */
+  signal?: AbortSignal | undefined;
+  /** What `apply` wrote for each model; with any, an "applied" column says if it is current. */
+  applied?: ReadonlyMap<string, AppliedSummary>;
 }
 
 /**
  * Renders the table `list` prints: box-drawn with a bar per model on a terminal (`fancy`),
- * plain aligned text otherwise. Given the terminal's `width`, the bar, then the size, then the
- * reduction column are left out until the table fits.
+ * plain aligned text otherwise. Given a `width`, model names are shortened from the middle and
+ * the bar, then the size, then the reduction column are left out until the table fits (names stay
+ * at least {@linkcode MIN_NAME_WIDTH} wide while anything else can give way); numbers and statuses
+ * are never cut.
+ *
+ * Column widths are worked out once, then the rows are rendered in batches with those widths:
+ * time grows with the number of models, not its square, and a signal can stop a long listing.
  */
 export async function renderList(
   records: ModelRecord[],
   output: Output,
   fancy: boolean,
   width?: number,
-  applied: ReadonlyMap<string, AppliedSummary> = new Map(),
+  options: RenderListOptions = {},
 ): Promise<string> {
   // Loaded here, not at start-up: `list --json` and the other commands never need it.
   const { default: Table } = await import("cli-table3");
   const s = output.style;
+  const applied = options.applied ?? new Map<string, AppliedSummary>();
   const statusColour = (status: string) =>
     status === "tested"
       ? s.green(status)
@@ -140,8 +183,8 @@ export async function renderList(
       : status === "testing"
       ? s.yellow(status)
       : s.dim(status);
-  const all: (Column & { optional?: number })[] = [
-    { head: "model", align: "left", cell: (r) => r.id },
+  const all: Column[] = [
+    { head: "model", align: "left", cell: (r) => displayText(r.id) },
     { head: "declared", align: "right", cell: (r) => formatTokens(r.declaredContext) },
     { head: "loadable", align: "right", cell: (r) => atLeast(r, r.loadableContext) },
     { head: "working", align: "right", cell: (r) => atLeast(r, r.workingContext) },
@@ -149,7 +192,7 @@ export async function renderList(
       head: "reduction",
       align: "right",
       optional: 3,
-      cell: (r) => formatPercent(reductionPercent(r.declaredContext, r.workingContext)),
+      cell: (r) => formatPercent(shownReduction(r)),
     },
     {
       head: "status",
@@ -180,41 +223,93 @@ export async function renderList(
           : contextBar(r.declaredContext, r.loadableContext, r.workingContext, BAR_WIDTH, fancy),
     },
   ];
-  const render = (dropped: number) => {
-    const columns = all.filter((c) => c.optional === undefined || c.optional > dropped);
-    const table = new Table({
-      head: columns.map((c) => s.bold(c.head)),
+  // Every cell once; widths from what the terminal shows.
+  const cells = records.map((r) => all.map((c) => c.cell(r)));
+  const contentWidths = all.map((c, i) =>
+    cells.reduce((max, row) => Math.max(max, visibleWidth(row[i]!)), visibleWidth(c.head))
+  );
+  const [padLeft, padRight] = fancy ? [1, 1] : [0, 2];
+  const tableWidth = (kept: number[], nameWidth: number) =>
+    kept.reduce(
+      (sum, i) => sum + (i === 0 ? nameWidth : contentWidths[i]!) + padLeft + padRight,
+      fancy ? kept.length + 1 : -padRight,
+    );
+
+  let dropped = 0;
+  let nameWidth = contentWidths[0]!;
+  const keptAt = (level: number) =>
+    all.flatMap((c, i) => (c.optional === undefined || c.optional > level ? [i] : []));
+  if (width !== undefined) {
+    const fits = (level: number, floor: number) => {
+      const kept = keptAt(level);
+      const room = width - tableWidth(kept, 0);
+      return room >= Math.min(floor, contentWidths[0]!) ? Math.min(room, contentWidths[0]!) : null;
+    };
+    let chosen: { level: number; name: number } | undefined;
+    // A narrow terminal (60 columns, a million-token model) may leave less than the minimum:
+    // the name gives way before any number does.
+    for (const floor of [COMFORTABLE_NAME_WIDTH, MIN_NAME_WIDTH, LAST_RESORT_NAME_WIDTH]) {
+      for (let level = 0; level <= 3 && chosen === undefined; level++) {
+        const name = fits(level, floor);
+        if (name !== null) chosen = { level, name };
+      }
+      if (chosen !== undefined) break;
+    }
+    chosen ??= { level: 3, name: Math.min(LAST_RESORT_NAME_WIDTH, contentWidths[0]!) };
+    dropped = chosen.level;
+    nameWidth = chosen.name;
+  }
+  const kept = keptAt(dropped);
+  const colWidths = kept.map((i) => (i === 0 ? nameWidth : contentWidths[i]!) + padLeft + padRight);
+  const head = (i: number) => i === 0 ? shortenMiddle(all[0]!.head, nameWidth) : all[i]!.head;
+  const makeTable = (withHead: boolean) =>
+    new Table({
+      ...(withHead ? { head: kept.map((i) => s.bold(head(i))) } : {}),
+      colWidths,
       style: {
         head: [],
         border: [],
         compact: true,
-        "padding-left": fancy ? 1 : 0,
-        "padding-right": fancy ? 1 : 2,
+        "padding-left": padLeft,
+        "padding-right": padRight,
       },
-      colAligns: columns.map((c) => c.align),
+      colAligns: kept.map((i) => all[i]!.align),
       ...(fancy ? {} : { chars: NO_BORDER }),
     });
-    for (const r of records) table.push(columns.map((c) => c.cell(r)));
-    return table.toString();
-  };
-  let dropped = 0;
-  let text = render(dropped);
-  while (
-    dropped < 3 && width !== undefined && Math.max(...text.split("\n").map(visibleWidth)) > width
-  ) {
-    text = render(++dropped);
+
+  const parts: string[] = [];
+  const batches = Math.max(1, Math.ceil(records.length / BATCH_ROWS));
+  for (let batch = 0; batch < batches; batch++) {
+    if (batch > 0) {
+      // Let a signal through between batches: a listing of 100,000 models can be stopped.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      if (options.signal?.aborted) break;
+    }
+    const table = makeTable(batch === 0);
+    for (const row of cells.slice(batch * BATCH_ROWS, (batch + 1) * BATCH_ROWS)) {
+      const shown = kept.map((i) => row[i]!);
+      shown[0] = shortenMiddle(shown[0]!, nameWidth);
+      table.push(shown);
+    }
+    let lines = table.toString().split("\n");
+    // Batches join into one table: no border between them.
+    if (fancy && batch > 0) lines = lines.slice(1);
+    if (fancy && batch < batches - 1) lines = lines.slice(0, -1);
+    parts.push(...lines);
   }
+  let text = parts.join("\n");
   // The legend is for people; piped output stays one header and one line per model.
-  if (dropped === 0 && fancy) text += `\n${s.dim("context: █ working  ▒ loadable  · declared")}`;
+  if (dropped === 0 && fancy) text += `\n${s.dim(barLegend(true))}`;
   // The plain table's rows carry trailing padding; scripts diff this text.
   return fancy ? text : text.split("\n").map((line) => line.trimEnd()).join("\n");
 }
 
-/** Runs `list`. */
+/** Runs `list`; `signal` (an interrupt) stops a long listing between batches of rows. */
 export async function runList(
   lmstrix: LMStrix,
   output: Output,
   options: ListOptions,
+  signal?: AbortSignal,
 ): Promise<number> {
   const key = parseSortKey(options.sort);
   const format = options.format ?? "table";
@@ -245,8 +340,13 @@ export async function runList(
     return 0;
   }
   const applied = appliedSummaries(lmstrix.paths, records, (m) => output.warn(m));
-  output.data(
-    await renderList(records, output, output.stdout.isTerminal, output.columns, applied),
-  );
+  const fancy = output.stdout.isTerminal;
+  const text = await renderList(records, output, fancy, output.columns, { signal, applied });
+  if (signal?.aborted) return 0; // main.ts turns the interrupt into its exit code.
+  output.data(text);
+  // Piped, the table stays one header and one line a model; the bar's legend goes to stderr.
+  if (!fancy && !signal?.aborted && text.split("\n", 1)[0]!.includes("context")) {
+    output.info(barLegend(false));
+  }
   return 0;
 }

@@ -1,25 +1,39 @@
 /** `lmstrix scan`: discovers the models in LM Studio and merges them into the registry. */
 
 import type { LMStrix } from "../lmstrix.ts";
-import type { Output } from "../output.ts";
+import { displayText, type Output } from "../output.ts";
 
-/** Runs `scan`. */
-export async function runScan(lmstrix: LMStrix, output: Output): Promise<number> {
+/** Options of `scan` as the command line gives them. */
+export interface ScanCommandOptions {
+  /** Base deadline of each call to LM Studio, in seconds (`--timeout`). */
+  timeoutSeconds?: number | undefined;
+}
+
+/**
+ * Runs `scan`. The summary and the models it names are results: `--quiet` keeps them (a cron log
+ * says what the night's scan found) and drops only the progress lines.
+ */
+export async function runScan(
+  lmstrix: LMStrix,
+  output: Output,
+  options: ScanCommandOptions = {},
+): Promise<number> {
   output.info(`Scanning LM Studio for models...`);
-  const result = await lmstrix.scan();
+  const result = await lmstrix.scan(options);
   if (output.json) {
     output.document(result);
     return 0;
   }
-  // --quiet: nothing on success (cron); the registry holds the result.
-  if (output.quiet) return 0;
   const present = result.models.filter((m) => m.status !== "missing").length;
   output.data(
-    `Found ${present} model${present === 1 ? "" : "s"} at ${result.server}: ` +
+    `Found ${present} model${present === 1 ? "" : "s"} at ${displayText(result.server)}: ` +
       `${result.added.length} new, ${result.updated.length} updated, ${result.missing.length} missing.`,
   );
-  for (const id of result.added) output.data(`  + ${id}`);
-  for (const id of result.missing) output.data(`  - ${id} (missing; its results are kept)`);
-  output.info(`Registry: ${lmstrix.paths.registry}`);
+  for (const id of result.added) output.data(`  + ${displayText(id)}`);
+  for (const id of result.updated) output.data(`  ~ ${displayText(id)}`);
+  for (const id of result.missing) {
+    output.data(`  - ${displayText(id)} (missing; its results are kept)`);
+  }
+  output.info(`Registry: ${displayText(lmstrix.paths.registry)}`);
   return 0;
 }

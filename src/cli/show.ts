@@ -3,10 +3,19 @@
 import { appliedSummaries } from "../apply/applied_store.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { reductionPercent } from "../lmstrix.ts";
-import type { Output } from "../output.ts";
+import { displayText, type Output } from "../output.ts";
 import { toContractJson } from "../registry/model_record.ts";
 import { formatAttempt, formatAttemptTime } from "./attempt_line.ts";
 import { formatBytes, formatPercent, formatTokens } from "./format.ts";
+import { shownReduction } from "./list.ts";
+
+/** An ISO 8601 time in UTC to the second, with its zone: `2025-01-31 14:05:09Z`. */
+function formatTime(iso: string): string {
+  const time = new Date(iso);
+  return Number.isNaN(time.getTime())
+    ? displayText(iso)
+    : time.toISOString().slice(0, 19).replace("T", " ") + "Z";
+}
 
 /** How many of the latest attempts `show` prints. */
 const SHOWN_ATTEMPTS = 12;
@@ -36,29 +45,31 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
     });
     return 0;
   }
+  // Plain digits: this is where a user copies a number into LM Studio's context field.
   const exact = (n: number | null) =>
     n === null
       ? "-"
-      : `${n}${formatTokens(n).endsWith("k") ? ` (${formatTokens(n)})` : ""}${
-        n === record.cappedAt ? ", the --max-context cap: it may go higher" : ""
-      }`;
+      : `${n} tokens${n === record.cappedAt ? " at least (the --max-context cap)" : ""}`;
   const rows: [string, string][] = [
-    ["model", record.id],
-    ["name", record.displayName ?? "-"],
+    ["model", displayText(record.id)],
+    ["name", displayText(record.displayName ?? "-")],
     ["type", record.type],
-    ["path", record.path],
+    ["path", displayText(record.path)],
     ["size", formatBytes(record.sizeBytes)],
-    ["architecture", record.architecture || "-"],
-    ["format", [record.format, record.quantization].filter(Boolean).join(" ") || "-"],
+    ["architecture", displayText(record.architecture || "-")],
+    [
+      "format",
+      displayText([record.format, record.quantization].filter(Boolean).join(" ") || "-"),
+    ],
     ["declared", exact(record.declaredContext)],
     ["loadable", exact(record.loadableContext)],
     ["working", exact(record.workingContext)],
-    ["reduction", formatPercent(reductionPercent(record.declaredContext, record.workingContext))],
+    ["reduction", formatPercent(shownReduction(record))],
     ["status", record.status],
-    ["tested at", record.testedAt ?? "-"],
+    ["tested at", record.testedAt === null ? "-" : formatTime(record.testedAt)],
     ["precision", record.precision === undefined ? "-" : `${record.precision} tokens`],
   ];
-  if (record.error) rows.push(["error", record.error]);
+  if (record.error) rows.push(["error", displayText(record.error)]);
   // Whether LM Studio's default for this model is still the tested value (a retest may move it).
   rows.push([
     "applied",
@@ -71,7 +82,7 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
             `run "lmstrix apply" again`
       }`,
   ]);
-  rows.push(["log", `${logFile} (${attempts.length} attempts)`]);
+  rows.push(["log", `${displayText(logFile)} (${attempts.length} attempts)`]);
   const width = Math.max(...rows.map(([k]) => k.length));
   output.data(rows.map(([k, v]) => `${output.style.bold(k.padEnd(width))}  ${v}`).join("\n"));
   const recent = attempts.slice(-SHOWN_ATTEMPTS);

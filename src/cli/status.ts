@@ -2,7 +2,7 @@
 
 import { appliedSummaries } from "../apply/applied_store.ts";
 import type { LMStrix } from "../lmstrix.ts";
-import type { Output } from "../output.ts";
+import { displayText, type Output } from "../output.ts";
 
 /** Runs `status`. */
 export async function runStatus(lmstrix: LMStrix, output: Output): Promise<number> {
@@ -28,15 +28,18 @@ export async function runStatus(lmstrix: LMStrix, output: Output): Promise<numbe
     });
     return 0;
   }
+  const others = [
+    report.embeddings ? `${report.embeddings} embedding model${plural(report.embeddings)}` : "",
+    report.missing ? `${report.missing} missing from LM Studio` : "",
+  ].filter(Boolean);
   const lines = [
-    `Models: ${report.total} LLMs: ${report.tested} tested, ${report.untested} untested, ` +
-    `${report.testing} testing, ${report.failed} failed` +
-    (report.embeddings ? `; ${report.embeddings} embedding` : "") +
-    (report.missing ? `; ${report.missing} missing` : ""),
+    `LLMs: ${report.total} (${report.tested} tested, ${report.untested} untested, ` +
+    `${report.testing} testing, ${report.failed} failed)`,
+    ...(others.length > 0 ? [`Also: ${others.join(", ")}`] : []),
     report.lock
       ? `Lock: held by pid ${report.lock.pid ?? "?"} since ${report.lock.startedAt ?? "?"}`
       : "Lock: free",
-    `Registry: ${report.registry}`,
+    `Registry: ${displayText(report.registry)}`,
   ];
   if (applied > 0) {
     lines.splice(
@@ -48,4 +51,8 @@ export async function runStatus(lmstrix: LMStrix, output: Output): Promise<numbe
   }
   output.data(lines.join("\n"));
   return 0;
+}
+
+function plural(n: number): string {
+  return n === 1 ? "" : "s";
 }

@@ -3,9 +3,11 @@
 import { UsageError } from "../errors.ts";
 import { ExitCode } from "../exit_codes.ts";
 import type { LMStrix, TestEvent, TestOptions, TestResult } from "../lmstrix.ts";
-import type { Output } from "../output.ts";
-import { formatAttempt } from "./attempt_line.ts";
-import { formatDuration, formatPercent, formatTokens } from "./format.ts";
+import { displayText, type Output } from "../output.ts";
+import type { AttemptLogEntry } from "../registry/attempt_log.ts";
+import { attemptParts, attemptShort } from "./attempt_line.ts";
+import { fitLine, formatDuration, formatPercent, formatTokens } from "./format.ts";
+import { atLeast } from "./list.ts";
 
 /** Options of `test` as the command line gives them. */
 export interface TestCommandOptions {
@@ -18,17 +20,32 @@ export interface TestCommandOptions {
   timeout?: number;
 }
 
-/** Turns search events into progress lines: live on a terminal, plain lines otherwise. */
+/**
+ * Turns search events into progress lines: live on a terminal, plain lines otherwise. Each line
+ * fits the width of stderr (`Output.errColumns`): the model name is shortened from the middle and
+ * the timing left out before the verdict would be cut. With `--verbose`, each attempt adds its
+ * detail (the answer or refusal excerpt, retries, the error).
+ */
 export function progressReporter(output: Output, now: () => number = () => performance.now()): {
   onEvent: (event: TestEvent) => void;
   stop: () => void;
 } {
   let modelStart = now();
   let opStart = now();
-  let current = "";
+  let current: { id: string; what: string } | undefined;
   let ticker: ReturnType<typeof setInterval> | undefined;
-  const tick = () =>
-    output.progress(`${current} ${formatDuration(now() - opStart)}`, { final: false });
+  const width = () => output.errColumns;
+  const tick = () => {
+    if (current === undefined) return;
+    output.progress(
+      fitLine({
+        before: "  ",
+        name: displayText(current.id),
+        after: `: ${current.what}... ${formatDuration(now() - opStart)}`,
+      }, width()),
+      { final: false },
+    );
+  };
   const stop = () => {
     if (ticker !== undefined) clearInterval(ticker);
     ticker = undefined;
@@ -37,38 +54,51 @@ export function progressReporter(output: Output, now: () => number = () => perfo
     switch (event.type) {
       case "model-start":
         modelStart = now();
-        output.progress(
-          `[${event.index + 1}/${event.total}] ${event.id}${event.resumed ? " (resuming)" : ""}`,
-        );
+        output.progress(fitLine({
+          before: `[${event.index + 1}/${event.total}] `,
+          name: displayText(event.id),
+          after: event.resumed ? " (resuming)" : "",
+        }, width()));
         break;
       case "attempt-start": {
         opStart = now();
         const what = event.action === "load"
           ? `loading at ${formatTokens(event.context)}`
           : event.action === "needle"
-          ? `needle probe, ${event.promptTokens} tokens`
+          ? `needle probe, ${formatTokens(event.promptTokens)} tokens`
           : "sanity check 2+2=";
-        current = `  ${event.id}: ${what}...`;
+        current = { id: event.id, what };
         if (output.stderr.isTerminal && !output.quiet) {
           tick();
           ticker ??= setInterval(tick, 1000);
         }
         break;
       }
-      case "attempt":
-        output.progress(
-          `  ${event.id}: ${formatAttempt(event.entry)}, ` +
-            `${formatDuration(now() - modelStart)} on this model`,
-        );
+      case "attempt": {
+        const { what, verdict } = attemptParts(event.entry);
+        output.progress(fitLine({
+          before: "  ",
+          name: displayText(event.id),
+          after: [`: ${what}: ${verdict}`, `: ${attemptShort(event.entry)}: ${verdict}`],
+          optional: ` (${formatDuration(event.entry.durationMs)}, ${
+            formatDuration(now() - modelStart)
+          } on this model)`,
+        }, width()));
+        for (const line of attemptDetail(event.entry)) output.debug(`    ${line}`);
         break;
+      }
       case "model-done": {
         stop();
+        current = undefined;
         const r = event.result;
-        output.progress(
-          `  ${r.id}: ${r.status}: loadable ${formatTokens(r.loadableContext)}, working ` +
-            `${formatTokens(r.workingContext)} of ${formatTokens(r.declaredContext)} declared` +
-            (r.error ? ` (${r.error})` : ""),
-        );
+        output.progress(fitLine({
+          before: "  ",
+          name: displayText(r.id),
+          after: `: ${r.status}: loadable ${formatTokens(r.loadableContext)}, working ` +
+            `${formatTokens(r.workingContext)}`,
+          optional: ` of ${formatTokens(r.declaredContext)} declared`,
+        }, width()));
+        if (r.error) output.info(`    ${displayText(r.error)}`);
         break;
       }
       case "warning":
@@ -79,16 +109,57 @@ export function progressReporter(output: Output, now: () => number = () => perfo
   return { onEvent, stop };
 }
 
-/** The summary printed to stdout after a test run. */
-export function renderResults(results: TestResult[]): string {
-  const lines = results.map((r) =>
-    `${r.id}: ${r.status}, declared ${formatTokens(r.declaredContext)}, loadable ` +
-    `${formatTokens(r.loadableContext)}, working ${formatTokens(r.workingContext)} ` +
-    `(${formatPercent(r.reductionPercent)} less), ${r.loads} load${
-      r.loads === 1 ? "" : "s"
-    }, ${r.promptTokens} prompt tokens` +
-    (r.error ? `; ${r.error}` : "")
-  );
+/** The detail `--verbose` adds under an attempt: what came back, retries, the error. */
+function attemptDetail(entry: AttemptLogEntry): string[] {
+  const lines: string[] = [];
+  if (entry.output !== null && entry.output !== "") {
+    lines.push(`${entry.action === "load" ? "message" : "answer"}: ${displayText(entry.output)}`);
+  }
+  if (entry.retries > 0) lines.push(`retries: ${entry.retries}`);
+  if (entry.error !== null) lines.push(`error: ${displayText(entry.error)}`);
+  return lines;
+}
+
+/** Options of {@linkcode renderResults}. */
+export interface RenderResultsOptions {
+  /** The `--max-context` of the run: a limit equal to it is a lower bound ("≥"). */
+  maxContext?: number | undefined;
+  /** Width to fit (model names are shortened from the middle), or undefined for no limit. */
+  width?: number | undefined;
+}
+
+/**
+ * The summary printed to stdout after a test run, two lines a model (three with an error):
+ * `<id>: <status>, working <n> of <declared> declared (<p>% less)` then loadable, loads and
+ * prompt tokens. A limit that is only the `--max-context` cap shows as "≥" with no reduction.
+ */
+export function renderResults(results: TestResult[], options: RenderResultsOptions = {}): string {
+  const cap = options.maxContext;
+  const lines: string[] = [];
+  for (const r of results) {
+    const capped = cap !== undefined && cap < r.declaredContext ? cap : undefined;
+    const bound = { ...(capped !== undefined ? { cappedAt: capped } : {}) };
+    const working = atLeast(bound, r.workingContext);
+    const reduction = capped !== undefined && r.workingContext === capped
+      ? ""
+      : r.reductionPercent === null
+      ? ""
+      : ` (${formatPercent(r.reductionPercent)} less)`;
+    lines.push(fitLine({
+      name: displayText(r.id),
+      after: [
+        `: ${r.status}, working ${working} of ${formatTokens(r.declaredContext)} declared` +
+        reduction,
+        `: ${r.status}, working ${working} of ${formatTokens(r.declaredContext)}${reduction}`,
+      ],
+    }, options.width));
+    lines.push(
+      `  loadable ${atLeast(bound, r.loadableContext)}; ${r.loads} load${
+        r.loads === 1 ? "" : "s"
+      }, ${formatTokens(r.promptTokens)} prompt tokens`,
+    );
+    if (r.error) lines.push(`  error: ${displayText(r.error)}`);
+  }
   return lines.join("\n");
 }
 
@@ -126,19 +197,20 @@ export async function runTest(
   } finally {
     reporter.stop();
   }
+  // Results print whatever --quiet says: it silences progress only, and a cron log keeps them.
   if (output.json) {
     output.document({ results });
-  } else if (output.quiet) {
-    // --quiet: nothing on success (cron); `lmstrix list` shows the results.
   } else if (results.length === 0) {
     const counts = await lmstrix.status();
-    output.info(
+    output.data(
       counts.total === 0
         ? 'Nothing to test: the registry has no LLMs (run "lmstrix scan" first).'
         : "Nothing to test: every LLM is tested already (pass --force to test them again).",
     );
   } else {
-    output.data(renderResults(results));
+    output.data(
+      renderResults(results, { maxContext: options.maxContext, width: output.columns }),
+    );
   }
   return results.some((r) => r.status === "failed") ? ExitCode.someFailed : ExitCode.ok;
 }

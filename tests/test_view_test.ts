@@ -1,0 +1,148 @@
+/**
+ * The `test` command's view: progress lines that fit the terminal without losing their verdict,
+ * the results summary (capped limits as lower bounds), and `--verbose` attempt detail.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { progressReporter, renderResults } from "../src/cli/test.ts";
+import type { TestEvent, TestResult } from "../src/lmstrix.ts";
+import { MemorySink, Output } from "../src/output.ts";
+import type { AttemptLogEntry } from "../src/registry/attempt_log.ts";
+
+const LONG_ID = "lmstudio-community/Meta-Llama-3.1-70B-Instruct-abliterated-GGUF-Q4_K_M-imatrix";
+
+function entry(extra: Partial<AttemptLogEntry>): AttemptLogEntry {
+  return {
+    time: "2026-01-31T14:05:09.000Z",
+    model: LONG_ID,
+    phase: "working",
+    action: "needle",
+    askedContext: 131072,
+    actualContext: null,
+    promptTokens: 131008,
+    outcome: "pass",
+    output: "The special magic number is 1234567.",
+    durationMs: 83_400,
+    retries: 0,
+    error: null,
+    ...extra,
+  };
+}
+
+function result(extra: Partial<TestResult>): TestResult {
+  return {
+    id: LONG_ID,
+    declaredContext: 131072,
+    loadableContext: 131072,
+    workingContext: 98304,
+    reductionPercent: 25,
+    status: "tested",
+    loads: 4,
+    promptTokens: 412_000,
+    error: null,
+    ...extra,
+  };
+}
+
+/** The lines a terminal shows: each write after a carriage return replaces the line. */
+function screenLines(text: string): string[] {
+  // deno-lint-ignore no-control-regex
+  return text.split(/\r\x1b\[2K|\n/).filter((line) => line !== "");
+}
+
+/** Drives the reporter with one model's events on a terminal `width` columns wide. */
+function runEvents(width: number, verbose = false): string {
+  const stderr = new MemorySink(true);
+  const output = new Output({
+    stdout: new MemorySink(false),
+    stderr,
+    color: false,
+    verbose,
+    columns: width,
+  });
+  let clock = 0;
+  const reporter = progressReporter(output, () => clock);
+  const events: TestEvent[] = [
+    { type: "model-start", id: LONG_ID, index: 0, total: 12, resumed: true },
+    { type: "attempt-start", id: LONG_ID, action: "load", context: 131072 },
+    { type: "attempt", id: LONG_ID, entry: entry({ action: "load", outcome: "loaded" }) },
+    { type: "attempt-start", id: LONG_ID, action: "needle", context: 0, promptTokens: 131008 },
+    { type: "attempt", id: LONG_ID, entry: entry({ outcome: "fail" }) },
+    { type: "attempt", id: LONG_ID, entry: entry({ outcome: "pass", retries: 2 }) },
+    { type: "model-done", result: result({}) },
+  ];
+  for (const event of events) {
+    clock += 61_000;
+    reporter.onEvent(event);
+  }
+  reporter.stop();
+  return stderr.text;
+}
+
+Deno.test("test progress", async (t) => {
+  for (const width of [60, 80, 120]) {
+    await t.step(`fits ${width} columns and never cuts a verdict`, () => {
+      const lines = screenLines(runEvents(width));
+      for (const line of lines) assert.ok([...line].length < width, `${width}: ${line}`);
+      const attempts = lines.filter((line) => /needle|load ctx/.test(line) && !/\.\.\./.test(line));
+      assert.ok(attempts.some((line) => /: loaded\b/.test(line)), lines.join("\n"));
+      assert.ok(attempts.some((line) => /: fail\b/.test(line)), lines.join("\n"));
+      assert.ok(attempts.some((line) => /: pass\b/.test(line)), lines.join("\n"));
+      assert.ok(lines.some((line) => /: tested: loadable 131,072, working 98,304/.test(line)));
+      if (width < 120) {
+        assert.ok(lines.every((line) => !line.includes(LONG_ID)), "the long name is shortened");
+      }
+      assert.ok(lines.some((line) => /lmstudio-c\S*…\S*imatrix/.test(line)), "from the middle");
+      if (width >= 120) assert.ok(lines.some((line) => /on this model\)$/.test(line)));
+    });
+  }
+
+  await t.step("off a terminal, lines are whole", () => {
+    const stderr = new MemorySink(false);
+    const output = new Output({ stdout: new MemorySink(false), stderr, color: false });
+    const reporter = progressReporter(output, () => 0);
+    reporter.onEvent({ type: "attempt", id: LONG_ID, entry: entry({}) });
+    assert.match(stderr.text, new RegExp(`^  ${LONG_ID.replaceAll(".", "\\.")}: working needle`));
+  });
+
+  await t.step("--verbose adds each attempt's answer and retries", () => {
+    const plain = runEvents(120);
+    const verbose = runEvents(120, true);
+    assert.doesNotMatch(plain, /answer:/);
+    assert.match(verbose, /answer: The special magic number is 1234567\./);
+    assert.match(verbose, /retries: 2/);
+  });
+});
+
+Deno.test("test results", async (t) => {
+  await t.step("a limit at the --max-context cap reads as a lower bound, with no reduction", () => {
+    const capped = result({
+      id: "big",
+      declaredContext: 32768,
+      loadableContext: 4096,
+      workingContext: 4096,
+      reductionPercent: 87.5,
+    });
+    const text = renderResults([capped], { maxContext: 4096 });
+    assert.match(text, /^big: tested, working ≥4,096 of 32,768 declared$/m);
+    assert.match(text, /^ {2}loadable ≥4,096; 4 loads, 412,000 prompt tokens$/m);
+    assert.doesNotMatch(text, /less/);
+  });
+
+  await t.step("an uncapped limit shows its reduction, every number in one format", () => {
+    const text = renderResults([result({ id: "small" })], { maxContext: 1_000_000 });
+    assert.match(text, /^small: tested, working 98,304 of 131,072 declared \(25\.0% less\)$/m);
+    assert.doesNotMatch(text, /\d+k\b/);
+  });
+
+  for (const width of [60, 80]) {
+    await t.step(`fits ${width} columns`, () => {
+      const text = renderResults([result({})], { width });
+      for (const line of text.split("\n")) assert.ok([...line].length < width, line);
+      assert.match(text, /: tested, working 98,304 of 131,072\b/);
+      assert.match(text, /\(25\.0% less\)/);
+    });
+  }
+});
