@@ -502,7 +502,7 @@ Deno.test("apply on the command line: table on stdout, reminder on stderr, exit 
   assert.equal(run.code, 1, run.stderr);
   const lines = run.stdout.trimEnd().split("\n");
   assert.match(lines[0]!, /^model +current +new +action$/);
-  assert.match(run.stdout, /\nsettings-model +128k +18,722 +set\n/);
+  assert.match(run.stdout, /\nsettings-model +131,072 +18,722 +set\n/);
   assert.match(run.stdout, /\nmissing-config-model +- +45,000 +set\n/);
   assert.match(run.stdout, /\nmalformed-model +- +- +skipped\n/);
   assert.match(run.stdout, /\nmalformed-model: left as it is: it is not valid JSON/);
@@ -555,7 +555,7 @@ Deno.test("apply --dry-run prints the plan and leaves the home as it was", async
   await buildHome(home.path);
   const before = await snapshot(home.path);
   const run = await runCli(["apply", "--all", "--dry-run"], { home: home.path });
-  assert.match(run.stdout, /\nsettings-model +128k +18,722 +set\n/);
+  assert.match(run.stdout, /\nsettings-model +131,072 +18,722 +set\n/);
   assert.match(run.stderr, /Dry run: nothing was written; 4 config files would change/);
   assert.deepEqual(await snapshot(home.path), before);
 });
@@ -737,11 +737,11 @@ Deno.test("list exports CSV and Markdown", async () => {
   assert.match(rows[1]!, /^\| :-+ \| -+: \| -+: \| -+: \| -+: \| :-+ \| -+: \| -+: \|$/);
   assert.match(
     rows[2]!,
-    /^\| pipe\\\|and,comma "model" +\| +128k \| +- \| +- \| +- \| untested +\|/,
+    /^\| pipe\\\|and,comma "model" +\| +131,072 \| +- \| +- \| +- \| untested +\|/,
   );
   assert.match(
     rows[3]!,
-    /^\| settings-model +\| +128k \| +18,722 \| +18,722 \| +85\.7% \| tested +\| .* \| +18,722 \|$/,
+    /^\| settings-model +\| +131,072 \| +18,722 \| +18,722 \| +85\.7% \| tested +\| .* \| +18,722 \|$/,
   );
   const both = await runCli(["list", "--format", "csv", "--json"], { home: home.path });
   assert.equal(both.code, 2);

@@ -225,7 +225,9 @@ Deno.test("a second writer exits 4 naming the holder, and readers still work", a
           assert.equal(run.code, 4, run.stderr);
           assert.match(run.stderr, new RegExp(`pid ${holder.pid}\\b`));
           assert.match(run.stderr, /^hint: /m);
-          assert.equal(run.stdout, "");
+          // --json: the contract's error document; otherwise nothing on stdout.
+          if (args.includes("--json")) assert.equal(JSON.parse(run.stdout).error.exitCode, 4);
+          else assert.equal(run.stdout, "");
           assertNoStackTrace(run.stderr);
         });
       }

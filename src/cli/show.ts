@@ -75,7 +75,7 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
     "applied",
     applied === undefined
       ? "-"
-      : `${exact(applied.contextLength)} in LM Studio's defaults, ${
+      : `${applied.contextLength} in LM Studio's defaults, ${
         applied.state === "current"
           ? "the tested value"
           : `from the earlier working ${formatTokens(applied.workingContext)}: ` +
