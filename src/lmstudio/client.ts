@@ -8,7 +8,7 @@
  */
 
 import type { LLM, LMStudioClient } from "@lmstudio/sdk";
-import { classifyFailure, LmStudioCallError, messageOf } from "./failures.ts";
+import { classifyFailure, isLoadRefusal, LmStudioCallError, messageOf } from "./failures.ts";
 
 /** Every instance LMStrix loads has an identifier starting with this. */
 export const INSTANCE_PREFIX = "lmstrix-";
@@ -257,7 +257,9 @@ class SdkLmStudio implements LmStudio {
           }),
       );
     } catch (error) {
-      if (error instanceof LmStudioCallError && error.kind === "refused") {
+      // Whatever LM Studio says, a failed load is "not at this size" unless the failure is the
+      // connection's, the clock's, an unknown model or an interrupt (failures.ts).
+      if (error instanceof LmStudioCallError && isLoadRefusal(error.kind)) {
         return { kind: "refused", message: error.message };
       }
       throw error;

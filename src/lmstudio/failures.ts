@@ -4,6 +4,11 @@
  * The SDK reports every server-side failure as a plain `Error` whose message carries LM Studio's
  * title, cause and suggestion as text, so the kind is read from the text (and from `code` for
  * socket errors). Kept in one place so that new LM Studio wording needs one change.
+ *
+ * A load is judged by exclusion, not by wording ({@link isLoadRefusal}): LM Studio's engines fail
+ * with texts nobody can list in advance (`(Exit code: 133). Please check settings…` carries no
+ * "failed to load" at all), so every failure of a load that is not the connection's, the clock's,
+ * an unknown model or our own abort means "this size did not load", and its text goes to the log.
  */
 
 /** What kind of failure a call met. */
@@ -20,6 +25,8 @@ export type FailureKind =
   | "not-found"
   /** The prompt did not fit the loaded context. */
   | "context-overflow"
+  /** The engine died during the call (the instance is gone with it). */
+  | "crashed"
   /** The caller aborted the call (an interrupt). */
   | "aborted"
   /** Anything else. */
@@ -48,6 +55,11 @@ export class LmStudioCallError extends Error {
 
 const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH"]);
 
+/**
+ * LM Studio's wordings, matched loosely (case, punctuation and numbers vary between versions).
+ * Order matters: the first match wins, so a load refusal that mentions an exit code stays a
+ * refusal, and a crash text is only read as a crash when nothing says "load".
+ */
 const PATTERNS: ReadonlyArray<[FailureKind, RegExp]> = [
   [
     "connection-lost",
@@ -55,15 +67,37 @@ const PATTERNS: ReadonlyArray<[FailureKind, RegExp]> = [
   ],
   [
     "refused",
-    /insufficient system resources|error loading model|failed to load model|out of memory|model loading was stopped|model loading aborted/i,
+    /insufficient system resources|error loading model|failed to load model|out of memory|model loading was stopped|model loading aborted|failed to initiali[sz]e the context|failed to allocate|model_load_failed|exited before becoming healthy|no lm runtime found/i,
   ],
   [
     "context-overflow",
-    /greater than the context length|context length.*exceed|exceeds? the context/i,
+    /greater than the context length|context length.*exceed|exceeds? the context|context the overflows|when context overflows|n_keep.*>=\s*n_ctx|does not fit in context|context size has been exceeded|which is not enough/i,
   ],
-  ["not-found", /not found|no model|cannot find|does not exist|no such model/i],
+  ["crashed", /has crashed|\(exit code: ?-?\d+\)|exitcode=/i],
+  [
+    "not-found",
+    /not found|no model|no loaded model|cannot find|does not exist|no such model|already been unloaded/i,
+  ],
+  ["unreachable", /failed to connect to lm studio|make sure lm studio is running/i],
   ["aborted", /abort|cancel/i],
 ];
+
+/** Failures of a load that say nothing about the size asked: everything else is a refusal. */
+const NOT_ABOUT_THE_SIZE: ReadonlySet<FailureKind> = new Set([
+  "unreachable",
+  "connection-lost",
+  "timeout",
+  "not-found",
+  "aborted",
+]);
+
+/**
+ * Whether a load that failed with `kind` means "the model does not load at this size": any
+ * failure but a lost or refused connection, a timeout, an unknown model or our own abort.
+ */
+export function isLoadRefusal(kind: FailureKind): boolean {
+  return !NOT_ABOUT_THE_SIZE.has(kind);
+}
 
 /** Reads the kind of a failure from an error thrown by the SDK or the socket layer. */
 export function classifyFailure(error: unknown): FailureKind {
