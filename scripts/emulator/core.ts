@@ -6,7 +6,7 @@
  */
 
 import type { ModelProfile } from "./profile.ts";
-import { estimatedMemoryGb, quantizationBits, VirtualClock } from "./timing.ts";
+import { estimatedMemoryGb, loadMs, quantizationBits, TIMING, VirtualClock } from "./timing.ts";
 import type {
   EmulatorStats,
   LoadedRecord,
@@ -77,8 +77,12 @@ export class EmulatorCore {
   oneShot: OneShotFaults = {};
   nextReference = 1;
 
-  constructor(profiles: ModelProfile[]) {
+  /** Real milliseconds slept per virtual millisecond (0: answer at once). */
+  readonly timeScale: number;
+
+  constructor(profiles: ModelProfile[], timeScale = 0) {
     this.profiles = profiles;
+    this.timeScale = timeScale;
   }
 
   stats(): EmulatorStats {
@@ -202,7 +206,8 @@ export class EmulatorCore {
 
   /**
    * Checks a load request and returns the context that would be loaded, or throws the error LM
-   * Studio would send. Shared by the WebSocket load and the by-hand load.
+   * Studio would send. Shared by the WebSocket load and the by-hand load. The refusal texts are
+   * LM Studio's own (shared notes on LM Studio, section 1).
    */
   admitLoad(profile: ModelProfile, asked: number, identifier: string | undefined): number {
     if (identifier !== undefined && this.instances.has(identifier)) {
@@ -216,6 +221,28 @@ export class EmulatorCore {
           `length (${profile.declaredContext}).`,
       });
     }
+    if (profile.noRuntime === true) {
+      const format = profile.format === "mlx" ? "safetensors" : profile.format;
+      throw new LmsError("Failed to load model", {
+        cause: `failed to load model No LM Runtime found for model format ${format}!`,
+      });
+    }
+    if (
+      profile.loadFailAbove !== undefined && asked > profile.loadFailAbove &&
+      profile.refusal === "engine"
+    ) {
+      throw new LmsError("Failed to load model", {
+        cause: "Failed to initialize the context: failed to allocate compute pp buffers",
+      });
+    }
+    if (
+      profile.loadFailAbove !== undefined && asked > profile.loadFailAbove &&
+      profile.refusal === "exit-code"
+    ) {
+      throw new LmsError(
+        "(Exit code: 133). Please check settings and try loading the model again.",
+      );
+    }
     if (profile.loadFailAbove !== undefined && asked > profile.loadFailAbove) {
       const gb = estimatedMemoryGb(profile, asked).toFixed(2);
       throw new LmsError(
@@ -225,7 +252,34 @@ export class EmulatorCore {
           "this is a mistake, you can try to change the model loading guardrails in the settings.",
       );
     }
-    return profile.fitAbove !== undefined && asked > profile.fitAbove ? profile.fitAbove : asked;
+    if (profile.fitAbove !== undefined && asked > profile.fitAbove) return profile.fitAbove;
+    // Auto-fit raising a small request: loaded larger than asked, silently.
+    if (profile.fitUpTo !== undefined && asked < profile.fitUpTo) return profile.fitUpTo;
+    return asked;
+  }
+
+  /**
+   * Virtual time a refused load at `asked` took: a guardrail refusal (or a missing runtime) is
+   * quick; an engine failure read the weights and tried to make the context, like a full load.
+   */
+  refusalMs(profile: ModelProfile, asked: number): number {
+    const engine = profile.noRuntime !== true &&
+      (profile.refusal === "engine" || profile.refusal === "exit-code");
+    return engine
+      ? loadMs(profile, Math.min(asked, profile.declaredContext))
+      : TIMING.refusedLoadMs;
+  }
+
+  /**
+   * Moves the virtual clock by `ms` and, when the emulator runs paced, sleeps that much scaled to
+   * real time, so that a client timing calls with its own clock sees the emulator's costs.
+   */
+  async spend(ms: number): Promise<number> {
+    const step = this.clock.advance(ms);
+    if (this.timeScale > 0 && step > 0) {
+      await new Promise((resolve) => setTimeout(resolve, step * this.timeScale));
+    }
+    return step;
   }
 
   addInstance(profile: ModelProfile, identifier: string | undefined, context: number): Instance {

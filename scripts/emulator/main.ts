@@ -11,13 +11,16 @@ import type { ModelProfile } from "./profile.ts";
 import { startEmulator } from "./server.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "./validation.ts";
 
-const USAGE = `Usage: deno task emulator [--port N] [--profiles FILE]
+const USAGE = `Usage: deno task emulator [--port N] [--profiles FILE] [--time-scale X]
 
   --port N         TCP port on 127.0.0.1 (default 0: a free port)
-  --profiles FILE  profiles JSON { "models": [...] } (default scripts/demo_fleet.json)`;
+  --profiles FILE  profiles JSON { "models": [...] } (default scripts/demo_fleet.json)
+  --time-scale X   sleep X real ms per virtual ms (default 0: answer at once), so that
+                   lmstrix measures the emulator's load and prefill costs on its own clock`;
 
 async function main(args: string[]): Promise<number> {
   let port = 0;
+  let timeScale = 0;
   let profilesPath: string | URL = DEMO_FLEET_URL;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -35,6 +38,13 @@ async function main(args: string[]): Promise<number> {
         return 2;
       }
       port = parsed;
+    } else if (flag === "--time-scale") {
+      const parsed = Number(value());
+      if (!Number.isFinite(parsed) || parsed < 0 || parsed > 10) {
+        console.error(`error: --time-scale must be a number from 0 to 10\n\n${USAGE}`);
+        return 2;
+      }
+      timeScale = parsed;
     } else if (flag === "--profiles") {
       const path = value();
       if (path === undefined) {
@@ -56,7 +66,7 @@ async function main(args: string[]): Promise<number> {
   }
   let emulator;
   try {
-    emulator = await startEmulator({ profiles, port });
+    emulator = await startEmulator({ profiles, port, timeScale });
   } catch (error) {
     if (!(error instanceof Deno.errors.AddrInUse)) throw error;
     console.error(

@@ -9,6 +9,16 @@
 /** How a model answers the needle probe once the prompt is past its needle cliff. */
 export type NeedleFailMode = "gibberish" | "wrong-number" | "empty";
 
+/**
+ * How LM Studio refuses a load above `loadFailAbove` (shared notes on LM Studio, section 1):
+ * - `"guardrail"`: its memory estimate says no, in a fraction of a second, nothing loaded;
+ * - `"engine"`: the weights are read, then the context cannot be made ("Failed to load model" /
+ *   "Failed to initialize the context: …"): it costs about what a successful load costs;
+ * - `"exit-code"`: the engine process dies with `(Exit code: 133). Please check settings and try
+ *   loading the model again.`, no "failed to load" words at all; it costs a full load too.
+ */
+export type RefusalKind = "guardrail" | "engine" | "exit-code";
+
 /** File format of a model as a profile states it; `"mlx"` is sent as `"safetensors"` on the wire. */
 export type ProfileFormat = "gguf" | "mlx" | "safetensors";
 
@@ -44,7 +54,18 @@ export interface ProfileRealDelay {
  * - `needleFailAbove`: a needle prompt with more tokens than this is answered wrongly, as
  *   `needleFailMode` says; with `noisyBand`, prompts in `(needleFailAbove - noisyBand,
  *   needleFailAbove]` fail for a deterministic pseudo-random share of needles rising from 0 to 1.
+ * - `crashAbove`: a prompt with more tokens than this kills the engine mid-prediction ("The model
+ *   has crashed without additional information. (Exit code: …)"); the instance is gone after it.
  * A load asking for more than `declaredContext` fails.
+ *
+ * Behaviours (optional):
+ * - `refusal`: how loads above `loadFailAbove` fail, and what that costs ({@link RefusalKind}).
+ * - `noRuntime`: every load fails, at any size ("No LM Runtime found for model format …").
+ * - `fitUpTo`: auto-fit raising a small request: a load asking for less than this succeeds at
+ *   this context (`lms load -c 4096` loading 131072); asked and reported numbers differ upwards.
+ * - `promptCache`: whether a prompt that extends the previous one on an instance pays only for
+ *   its new tokens (default true; false for hybrid and sliding-window models, which reprocess
+ *   the whole prompt).
  */
 export interface ModelProfile {
   /** LM Studio model key, e.g. `"qwen2.5-7b-instruct"`. */
@@ -81,6 +102,16 @@ export interface ModelProfile {
   brokenAbove?: number;
   /** See the interface doc. */
   needleFailAbove?: number;
+  /** See the interface doc. */
+  crashAbove?: number;
+  /** See the interface doc; default `"guardrail"`. */
+  refusal?: RefusalKind;
+  /** See the interface doc. */
+  noRuntime?: boolean;
+  /** See the interface doc. */
+  fitUpTo?: number;
+  /** See the interface doc; default true. */
+  promptCache?: boolean;
   /** Required when `needleFailAbove` is set. */
   needleFailMode?: NeedleFailMode;
   /** Width in tokens of the noisy band just below `needleFailAbove`. */
@@ -93,9 +124,12 @@ export interface ModelProfile {
   notes?: string;
 }
 
-/** The true limits a profile implies, to compare measured numbers against. */
+/**
+ * The true limits a profile implies, to compare measured numbers against; all 0 for a model that
+ * loads at no size (whose measured limits are null).
+ */
 export interface ProfileTruth {
-  /** Largest context that loads and reads back unchanged. */
+  /** Largest context that loads and reports at least the asked size. */
   loadable: number;
   /** Largest context at which the needle probe passes (top of the noisy band). */
   working: number;
@@ -105,12 +139,18 @@ export interface ProfileTruth {
 
 /** The true limits of a profile: loadable, working, and the bottom of the noisy band. */
 export function profileTruth(profile: ModelProfile): ProfileTruth {
+  if (profile.noRuntime === true) return { loadable: 0, working: 0, workingFloor: 0 };
   const loadable = minOf(
     profile.declaredContext,
     profile.loadFailAbove,
     profile.fitAbove,
   );
-  const working = minOf(loadable, profile.brokenAbove, profile.needleFailAbove);
+  const working = minOf(
+    loadable,
+    profile.brokenAbove,
+    profile.needleFailAbove,
+    profile.crashAbove,
+  );
   const band = profile.noisyBand ?? 0;
   // The band only lowers the floor when the needle cliff is what sets the working context.
   const bandApplies = profile.needleFailAbove !== undefined && working === profile.needleFailAbove;

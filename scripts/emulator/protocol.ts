@@ -243,7 +243,7 @@ async function handleLoad(
     context = core.admitLoad(profile, asked, requestedIdentifier);
   } catch (error) {
     record.error = (error as Error).message;
-    record.virtualMs = core.clock.advance(TIMING.refusedLoadMs);
+    record.virtualMs = await core.spend(core.refusalMs(profile, asked));
     throw error;
   }
   if (flavour === "getOrLoad") {
@@ -263,11 +263,11 @@ async function handleLoad(
     }
     sendMessage({ type: progressType, progress: step / steps });
   }
+  record.virtualMs = await core.spend(loadMs(profile, context));
   const instance = core.addInstance(profile, requestedIdentifier, context);
   record.identifier = instance.identifier;
   record.loadedContext = context;
   record.ok = true;
-  record.virtualMs = core.clock.advance(loadMs(profile, context));
   sendMessage({
     type: flavour === "loadModel" ? "success" : "loadSuccess",
     info: core.instanceInfo(instance),
@@ -316,7 +316,8 @@ async function handlePredict(
         `of ${instance.contextLength}.`,
     });
   }
-  const cached = cachedPrefixTokens(instance.cacheText, prompt);
+  // Hybrid and sliding-window models cannot rewind their cache: the whole prompt again.
+  const cached = profile.promptCache === false ? 0 : cachedPrefixTokens(instance.cacheText, prompt);
   record.prefilledTokens = promptTokens - cached;
   const prefill = prefillMs(profile, cached, promptTokens);
   const sendMessage = (message: Json) =>
@@ -353,6 +354,17 @@ async function handlePredict(
     sendMessage({ type: "promptProcessingProgress", progress: 1 });
   }
 
+  if (profile.crashAbove !== undefined && promptTokens > profile.crashAbove) {
+    // The engine dies once the prompt is in: the instance goes with it (LM Studio #932).
+    record.virtualMs = await core.spend(TIMING.predictOverheadMs + prefill);
+    record.correct = graded ? false : null;
+    const title = "The model has crashed without additional information. " +
+      "(Exit code: 18446744072635812000)";
+    record.error = title;
+    core.instances.delete(instance.identifier);
+    throw new LmsError(title);
+  }
+
   const answer = emulatedAnswer(profile, instance.contextLength, prompt, promptTokens);
   let text = answer.text;
   let stopReason = "eosFound";
@@ -383,7 +395,7 @@ async function handlePredict(
   }
   text = pieces.join("");
   const generation = generateMs(profile, promptTokens, pieces.length);
-  const total = core.clock.advance(TIMING.predictOverheadMs + prefill + generation);
+  const total = await core.spend(TIMING.predictOverheadMs + prefill + generation);
   instance.cacheText = prompt + text;
   record.virtualMs = total;
   record.predictedTokens = pieces.length;

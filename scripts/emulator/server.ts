@@ -39,6 +39,11 @@ export interface EmulatorOptions {
   profiles: ModelProfile[];
   /** TCP port; 0 (the default) picks a free one. */
   port?: number;
+  /**
+   * Real milliseconds to sleep per virtual millisecond (default 0: answer at once), so that a
+   * client timing calls with its own clock observes the emulator's cost model.
+   */
+  timeScale?: number;
 }
 
 /** A running emulator. */
@@ -49,6 +54,8 @@ export interface Emulator {
   readonly url: string;
   /** HTTP base URL, `http://127.0.0.1:PORT`. */
   readonly httpUrl: string;
+  /** Virtual milliseconds elapsed since start or reset: a clock to inject into a client. */
+  now(): number;
   /** A snapshot of the statistics. */
   stats(): EmulatorStats;
   /** Clears statistics, fault counters and the clock, and unloads everything. */
@@ -66,7 +73,7 @@ export function startEmulator(options: EmulatorOptions): Promise<Emulator> {
   const profiles = options.profiles.map((profile, index) =>
     validateProfile(profile, `profiles[${index}]`)
   );
-  const core = new EmulatorCore(profiles);
+  const core = new EmulatorCore(profiles, options.timeScale ?? 0);
   return new Promise((resolveStart, rejectStart) => {
     let server: Deno.HttpServer<Deno.NetAddr>;
     try {
@@ -78,6 +85,7 @@ export function startEmulator(options: EmulatorOptions): Promise<Emulator> {
             port,
             url: `ws://127.0.0.1:${port}`,
             httpUrl: `http://127.0.0.1:${port}`,
+            now: () => core.clock.now,
             stats: () => core.stats(),
             reset: () => core.reset(),
             injectFaults: (faults) => Object.assign(core.oneShot, faults),

@@ -35,6 +35,11 @@ const PROFILE_KEYS = new Set([
   "needleFailAbove",
   "needleFailMode",
   "noisyBand",
+  "crashAbove",
+  "refusal",
+  "noRuntime",
+  "fitUpTo",
+  "promptCache",
   "faults",
   "realDelayMs",
   "notes",
@@ -150,10 +155,26 @@ export function validateProfile(value: unknown, where = "profile"): ModelProfile
       "brokenAbove",
       "needleFailAbove",
       "noisyBand",
+      "crashAbove",
+      "fitUpTo",
     ] as const
   ) {
     const limit = optionalPositiveInt(value, key, where);
     if (limit !== undefined) profile[key] = limit;
+  }
+  const refusal = value.refusal;
+  if (refusal !== undefined) {
+    if (refusal !== "guardrail" && refusal !== "engine" && refusal !== "exit-code") {
+      throw new ProfileError(`${where}: "refusal" must be "guardrail", "engine" or "exit-code"`);
+    }
+    profile.refusal = refusal;
+  }
+  const noRuntime = optionalBoolean(value, "noRuntime", where);
+  if (noRuntime !== undefined) profile.noRuntime = noRuntime;
+  const promptCache = optionalBoolean(value, "promptCache", where);
+  if (promptCache !== undefined) profile.promptCache = promptCache;
+  if (profile.fitUpTo !== undefined && profile.fitUpTo > profile.declaredContext) {
+    throw new ProfileError(`${where}: "fitUpTo" must not exceed "declaredContext"`);
   }
   const mode = value.needleFailMode;
   if (mode !== undefined) {
