@@ -70,7 +70,9 @@ try {
     const args of [["scan"], ["test", "--all"], ["list"], ["apply", "--all", "--dry-run"]]
   ) {
     const code = await lmstrix(...args);
-    if (code !== 0) failed = true;
+    // A fleet model that loads at no size is failed, as it should be: test --all then exits 1.
+    const nowhere = profiles.some((p) => p.type === "llm" && profileTruth(p).loadable === 0);
+    if (code !== (args[0] === "test" && nowhere ? 1 : 0)) failed = true;
   }
 
   // The dry run must have left the user's config file as it was.
@@ -97,12 +99,15 @@ try {
     const truth = profileTruth(profile);
     const record = registry.models[profile.modelKey];
     const precision = record?.precision ?? 256;
-    const okLoadable = record?.loadableContext != null &&
-      record.loadableContext <= truth.loadable &&
-      record.loadableContext >= truth.loadable - precision;
-    const okWorking = record?.workingContext != null &&
-      record.workingContext <= truth.working + 64 &&
-      record.workingContext >= truth.workingFloor - precision;
+    // A truth of 0 means the model loads at no size: its limits must be null.
+    const none = truth.loadable === 0 && record !== undefined && record.loadableContext === null &&
+      record.workingContext === null;
+    const okLoadable = none || record?.loadableContext != null &&
+        record.loadableContext <= truth.loadable &&
+        record.loadableContext >= truth.loadable - precision;
+    const okWorking = none || record?.workingContext != null &&
+        record.workingContext <= truth.working + 64 &&
+        record.workingContext >= truth.workingFloor - precision;
     if (!okLoadable || !okWorking) wrong++;
     rows.push([
       profile.modelKey,

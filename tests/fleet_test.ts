@@ -28,7 +28,8 @@ Deno.test("test --all on the demo fleet keeps the budget and gets every number r
     const scan = await runCli(["scan", "--quiet"], { home: home.path, env });
     assert.equal(scan.code, 0, scan.stderr);
     const run = await runCli(["test", "--all", "--json"], { home: home.path, env });
-    assert.equal(run.code, 0, run.stderr);
+    // The model that loads at no size is failed: exit 1, everything else tested.
+    assert.equal(run.code, 1, run.stderr);
     const { results } = JSON.parse(run.stdout) as { results: Result[] };
     const llms = fleet.filter((p) => p.type === "llm");
     assert.deepEqual(results.map((r) => r.id).sort(), llms.map((p) => p.modelKey).sort());
@@ -39,6 +40,13 @@ Deno.test("test --all on the demo fleet keeps the budget and gets every number r
         const truth = profileTruth(profile);
         const precision = Math.max(256, Math.ceil(profile.declaredContext / 100));
         const budget = 2 * Math.ceil(Math.log2(profile.declaredContext / precision)) + 3;
+        if (truth.loadable === 0) {
+          // Loads at no size: failed in two loads (the cap, then the floor), with the reason.
+          assert.equal(result.status, "failed");
+          assert.equal(result.loadableContext, null);
+          assert.equal(result.loads, 2);
+          return;
+        }
         assert.equal(result.status, "tested");
         const { loadableContext: loadable, workingContext: working } = result;
         assert.ok(loadable !== null && working !== null);

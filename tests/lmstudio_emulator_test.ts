@@ -90,6 +90,11 @@ Deno.test("the demo fleet has the true limits its profiles imply", async (t) => 
     "mistral-7b-instruct-v0.3": [32768, 13000, 10952],
     "qwen2.5-7b-instruct-1m": [230000, 120000, 120000],
     "llama-3.3-70b-instruct": [14000, 14000, 14000],
+    "qwen3-30b-a3b-instruct-2507": [40960, 40960, 40960],
+    "gemma-3-12b-it": [65536, 30000, 30000],
+    "gpt-oss-20b": [131072, 12200, 12200],
+    "qwen3-8b": [131072, 28000, 28000],
+    "qwen2.5-coder-7b-instruct-mlx": [0, 0, 0],
     "text-embedding-nomic-embed-text-v1.5": [2048, 2048, 2048],
   };
   await t.step("each profile's loadable, working and floor", () => {
@@ -107,6 +112,12 @@ Deno.test("the demo fleet has the true limits its profiles imply", async (t) => 
     assert.ok(fleet.some((p) => p.noisyBand !== undefined));
     assert.ok(fleet.some((p) => p.declaredContext === 1_048_576));
     assert.ok(fleet.some((p) => p.type === "embedding"));
+    const refusals = new Set(fleet.map((p) => p.refusal ?? "guardrail"));
+    assert.deepEqual([...refusals].sort(), ["engine", "exit-code", "guardrail"]);
+    assert.ok(fleet.some((p) => p.noRuntime === true));
+    assert.ok(fleet.some((p) => p.fitUpTo !== undefined));
+    assert.ok(fleet.some((p) => p.crashAbove !== undefined));
+    assert.ok(fleet.some((p) => p.promptCache === false));
     for (const p of fleet) assert.equal(Math.log2(p.declaredContext) % 1, 0, p.modelKey);
   });
 });

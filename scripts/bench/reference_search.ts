@@ -20,7 +20,7 @@ import type {
   SearchConfig,
   SearchResult,
 } from "../../src/search/context_search.ts";
-import { initialState, searchCap } from "../../src/search/context_search.ts";
+import { choosePlan, initialState, noCosts, searchCap } from "../../src/search/context_search.ts";
 
 /** Runs the reference algorithm (no resume, no hooks) and unloads at the end. */
 export async function referenceSearch(
@@ -102,5 +102,8 @@ export async function referenceSearch(
     loads,
     promptTokens: 0,
     prefillTokens: 0,
+    costs: noCosts(),
+    plan: choosePlan(noCosts()),
+    lastRefusal: null,
   };
 }

@@ -6,7 +6,7 @@
  */
 
 import type { ModelProfile } from "./profile.ts";
-import { estimatedMemoryGb, loadMs, quantizationBits, TIMING, VirtualClock } from "./timing.ts";
+import { estimatedMemoryGb, quantizationBits, VirtualClock } from "./timing.ts";
 import type {
   EmulatorStats,
   LoadedRecord,
@@ -256,18 +256,6 @@ export class EmulatorCore {
     // Auto-fit raising a small request: loaded larger than asked, silently.
     if (profile.fitUpTo !== undefined && asked < profile.fitUpTo) return profile.fitUpTo;
     return asked;
-  }
-
-  /**
-   * Virtual time a refused load at `asked` took: a guardrail refusal (or a missing runtime) is
-   * quick; an engine failure read the weights and tried to make the context, like a full load.
-   */
-  refusalMs(profile: ModelProfile, asked: number): number {
-    const engine = profile.noRuntime !== true &&
-      (profile.refusal === "engine" || profile.refusal === "exit-code");
-    return engine
-      ? loadMs(profile, Math.min(asked, profile.declaredContext))
-      : TIMING.refusedLoadMs;
   }
 
   /**

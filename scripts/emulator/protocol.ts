@@ -9,7 +9,7 @@ import { emulatedAnswer, readPrompt } from "./answers.ts";
 import { type ChannelState, type Connection, type EmulatorCore, Silenced, sleep } from "./core.ts";
 import type { ProfileFaults } from "./profile.ts";
 import type { LoadRecord, OneShotFaults, PredictionRecord } from "./stats.ts";
-import { generateMs, loadMs, prefillMs, TIMING } from "./timing.ts";
+import { generateMs, loadMs, prefillMs, refusalMs, TIMING } from "./timing.ts";
 import { cachedPrefixTokens, countTokens, tokenize, tokenPieces } from "./tokenizer.ts";
 import {
   collapseStack,
@@ -243,7 +243,7 @@ async function handleLoad(
     context = core.admitLoad(profile, asked, requestedIdentifier);
   } catch (error) {
     record.error = (error as Error).message;
-    record.virtualMs = await core.spend(core.refusalMs(profile, asked));
+    record.virtualMs = await core.spend(refusalMs(profile, asked));
     throw error;
   }
   if (flavour === "getOrLoad") {

@@ -79,6 +79,16 @@ export function loadMs(profile: ModelProfile, contextLength: number): number {
   );
 }
 
+/**
+ * Virtual time a refused load at `asked` takes, ms: a guardrail refusal (or a missing runtime)
+ * is quick; an engine failure reads the weights and tries to make the context, like a full load.
+ */
+export function refusalMs(profile: ModelProfile, asked: number): number {
+  const engine = profile.noRuntime !== true &&
+    (profile.refusal === "engine" || profile.refusal === "exit-code");
+  return engine ? loadMs(profile, Math.min(asked, profile.declaredContext)) : TIMING.refusedLoadMs;
+}
+
 function speedScale(profile: ModelProfile): number {
   return Math.min(40, Math.max(0.05, 7 / paramsBillions(profile)));
 }

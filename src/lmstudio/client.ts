@@ -78,6 +78,8 @@ export interface Completion {
   text: string;
   /** Prompt tokens as the server counted them, when it says. */
   promptTokens: number | undefined;
+  /** The server's own measure of what the prompt cost (`stats.timeToFirstTokenSec`), if sent. */
+  timeToFirstTokenSec: number | undefined;
 }
 
 /** A loaded instance LMStrix can use. */
@@ -341,7 +343,11 @@ class SdkLoadedModel implements LoadedModel {
         contextOverflowPolicy: "stopAtLimit",
         signal,
       });
-      return { text: result.content, promptTokens: result.stats.promptTokensCount };
+      return {
+        text: result.content,
+        promptTokens: result.stats.promptTokensCount,
+        timeToFirstTokenSec: result.stats.timeToFirstTokenSec,
+      };
     });
   }
 

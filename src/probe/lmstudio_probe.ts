@@ -6,6 +6,11 @@
  * exponential backoff (reloading the instance when the server lost it), and only when the retries
  * run out does the failure reach the search's caller. Nothing here is ever recorded as a limit
  * unless LM Studio itself refused the load or the model answered.
+ *
+ * An engine that dies during a prediction is the model's answer, not a fault: the answer fails
+ * with the crash text and says the instance is gone. The probe times each load and refusal with
+ * its clock, and passes on the server's own prefill time, so that the search learns the model's
+ * costs (both injectable: the bench hands it the emulator's virtual clock).
  */
 
 import { RESERVE_TOKENS } from "../contract.ts";
@@ -173,16 +178,20 @@ export class LmStudioProbe implements Probe {
     }
   }
 
-  /** Loads the model at `context`, unloading the instance loaded before. */
+  /** Loads the model at `context`, unloading the instance loaded before; times the load. */
   load(context: number): Promise<LoadOutcome> {
     return this.#timed(async (record) => {
       await this.unload();
-      return await this.#retrying(
+      const start = this.#now();
+      const outcome = await this.#retrying(
         "load",
         record,
         () => this.#loadOnce(context),
         () => this.#clearInstances(),
       );
+      // Retries would time the faults too: only a load that went through at once is a measure.
+      if (record.retries > 0) return outcome;
+      return { ...outcome, seconds: (this.#now() - start) / 1000 };
     });
   }
 
@@ -214,12 +223,20 @@ export class LmStudioProbe implements Probe {
         const options = this.#signal
           ? { maxTokens, promptTokens, signal: this.#signal }
           : { maxTokens, promptTokens };
+        const start = this.#now();
         try {
-          return await model.complete(prompt, options);
+          const completion = await model.complete(prompt, options);
+          const seconds = completion.timeToFirstTokenSec ?? (this.#now() - start) / 1000;
+          return { text: completion.text, seconds, crashed: false };
         } catch (error) {
           // A prompt that does not fit the loaded context is the model's answer, not a fault.
           if (error instanceof LmStudioCallError && error.kind === "context-overflow") {
-            return { text: `[${error.message}]`, promptTokens };
+            return { text: `[${error.message}]`, seconds: undefined, crashed: false };
+          }
+          // So is an engine that dies on it; the instance went with the engine.
+          if (error instanceof LmStudioCallError && error.kind === "crashed") {
+            this.#loaded = undefined;
+            return { text: `[${error.message}]`, seconds: undefined, crashed: true };
           }
           throw error;
         }
@@ -232,7 +249,7 @@ export class LmStudioProbe implements Probe {
   sanity(): Promise<Answer> {
     return this.#timed(async (record) => {
       const completion = await this.#ask(SANITY_PROMPT, 4, SANITY_MAX_TOKENS, record);
-      return { pass: gradeSanity(completion.text), excerpt: excerpt(completion.text) };
+      return answerOf(gradeSanity(completion.text), completion);
     });
   }
 
@@ -260,7 +277,7 @@ export class LmStudioProbe implements Probe {
         NEEDLE_MAX_TOKENS,
         record,
       );
-      return { pass: gradeNeedle(completion.text, built.value), excerpt: excerpt(completion.text) };
+      return answerOf(gradeNeedle(completion.text, built.value), completion);
     });
   }
 
@@ -291,6 +308,21 @@ export class LmStudioProbe implements Probe {
       await this.#clearInstances();
     }
   }
+}
+
+/** The search's view of a graded completion. */
+function answerOf(
+  pass: boolean,
+  completion: { text: string; seconds: number | undefined; crashed: boolean },
+): Answer {
+  // An empty or blank answer is a wrong answer: it cannot hold the value.
+  const answer: Answer = {
+    pass: pass && completion.text.trim() !== "",
+    excerpt: excerpt(completion.text),
+  };
+  if (completion.crashed) answer.crashed = true;
+  if (completion.seconds !== undefined) answer.prefillSeconds = completion.seconds;
+  return answer;
 }
 
 function excerpt(text: string): string {

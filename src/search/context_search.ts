@@ -8,12 +8,24 @@
  * monotone in the context (true below some size, false above it), apart from the noisy band that
  * the recheck at a second depth and the confirmation step exist for.
  *
- * Where the time goes, and so the order of the tests: a load that succeeds takes seconds, one that
- * LM Studio refuses a fraction of one, so the loadable bisection leans towards sizes likely to be
- * refused ({@link planLoads}). Prefill dominates a needle probe, and the server keeps the prompt
- * prefix of the last probe on an instance, so the working search climbs from a short prompt: each
- * probe pays only for its new tokens, and nothing past the first failure is ever prefilled
- * ({@link climbStep}); below a failure, every shorter prompt is a prefix of the cached one.
+ * Where the time goes, and so the order of the tests, is measured per model as the run goes
+ * ({@link MeasuredCosts}, from the durations and the server's own prefill times the probe
+ * reports), and the plan follows ({@link choosePlan}):
+ * - A guardrail refusal takes a fraction of a second and a load that succeeds seconds, so the
+ *   loadable bisection leans towards sizes likely to be refused ({@link planLoads}, weighted by the
+ *   measured ratio). An engine failure reads the weights first and costs about a full load: then
+ *   the measured ratio is near 1 and the plan is a plain bisection.
+ * - Prefill dominates a needle probe. Where the server keeps the prompt prefix of the last probe
+ *   on an instance (standard attention), the working search climbs from a short prompt: each
+ *   probe pays only for its new tokens, nothing past the first failure is ever prefilled
+ *   ({@link climbStep}), and below a failure every shorter prompt is a prefix of the cached one.
+ *   Hybrid and sliding-window models reprocess the whole prompt every time; there small steps
+ *   would pay for the whole prompt again and again, so the scan doubles the prompt length and
+ *   bisects below the first failure instead.
+ * The floor comes early: after the cap fails, a load at `minContext` tells at once whether the
+ * model loads at all (a missing runtime fails everywhere) and gives the first successful load's
+ * cost. A load that LM Studio fits upwards (reports more than asked) counts as loaded at the
+ * asked size; a prediction that crashes the engine is a failed probe at that length.
  *
  * @module
  */
@@ -32,10 +44,13 @@ export interface SearchConfig {
   reserve: number;
 }
 
-/** Result of asking for a load at some context length. */
+/**
+ * Result of asking for a load at some context length; `seconds`, when the probe measured it, is
+ * what the load (or the refusal) took, for the cost model.
+ */
 export type LoadOutcome =
-  | { kind: "loaded"; actual: number }
-  | { kind: "refused"; message: string };
+  | { kind: "loaded"; actual: number; seconds?: number }
+  | { kind: "refused"; message: string; seconds?: number };
 
 /** A graded answer of the loaded model. */
 export interface Answer {
@@ -43,6 +58,13 @@ export interface Answer {
   pass: boolean;
   /** A short excerpt of the completion, for the trace. */
   excerpt: string;
+  /** Set when the prediction killed the engine: a failed answer, and the instance is gone. */
+  crashed?: boolean;
+  /**
+   * What processing the prompt took, in seconds: the server's `timeToFirstTokenSec` where it
+   * says, else the wall clock of the prediction. Tells whether the prompt cache works.
+   */
+  prefillSeconds?: number;
 }
 
 /** What the search needs from the outside world: loading and asking one model. */
@@ -81,6 +103,46 @@ export interface Attempt {
   outcome: "loaded" | "fitted" | "refused" | "pass" | "fail" | "crashed";
   /** Completion excerpt or refusal message. */
   excerpt?: string;
+  /** The plan chosen after this attempt, when its measurements changed it (one sentence). */
+  decision?: string;
+}
+
+/**
+ * What the run measured of this model's costs (all runs of the search), in seconds: loads that
+ * succeeded (fitted ones included: they read the weights too), loads that were refused, and the
+ * prompt cache as the server's own prefill times show it.
+ */
+export interface MeasuredCosts {
+  /** Loads that succeeded and were timed. */
+  loads: number;
+  /** Their total seconds. */
+  loadSeconds: number;
+  /** Refused loads that were timed. */
+  refusals: number;
+  /** Their total seconds. */
+  refusalSeconds: number;
+  /** Whether a prompt extending the previous one paid only for its new tokens; null: unknown. */
+  promptCache: boolean | null;
+  /** Prefill seconds per token of the latest cold prompt (nothing cached), for the cache test. */
+  coldSecondsPerToken: number | null;
+  /** Prompt tokens per second of the longest cold prompt so far. */
+  prefillTokensPerSec: number | null;
+  /** The prompt length that speed was measured at. */
+  prefillMeasuredAt: number | null;
+  /** Predictions that killed the engine (each costs a reload). */
+  crashes: number;
+}
+
+/** How the search spends its loads and prompts, chosen from {@link MeasuredCosts}. */
+export interface SearchPlan {
+  /** What a load that succeeds costs in refused loads, as the load planner weighs them. */
+  loadCostRatio: number;
+  /** "lean": aim above the middle, where loads are likely refused; "bisect": plain bisection. */
+  refusals: "lean" | "bisect";
+  /** "climb": small steps on the prompt cache; "jump": grow by half, then bisect (no cache). */
+  prompts: "climb" | "jump";
+  /** What was known of the prompt cache when the plan was made. */
+  promptCache: boolean | null;
 }
 
 /** A load-level test in progress: load at `context`, check health, probe at full length. */
@@ -148,6 +210,12 @@ export interface SearchState {
   working: number | null;
   /** Set while a load is under way: if the run dies there, the next run counts it as crashed. */
   pendingLoad?: number;
+  /** What was measured of this model's costs (absent in states saved before it existed). */
+  costs?: MeasuredCosts;
+  /** The plan in force (absent in states saved before it existed). */
+  plan?: SearchPlan;
+  /** LM Studio's text for the latest refused load: the reason when nothing loads. */
+  lastRefusal?: string | null;
 }
 
 /** Callbacks through which the caller persists progress. */
@@ -180,6 +248,12 @@ export interface SearchResult {
    * what goes beyond the previous prompt on the same instance (the server keeps the common prefix).
    */
   prefillTokens: number;
+  /** What was measured of the model's costs (all runs). */
+  costs: MeasuredCosts;
+  /** The plan in force at the end. */
+  plan: SearchPlan;
+  /** LM Studio's text for the latest refused load, or null: the reason when nothing loads. */
+  lastRefusal: string | null;
 }
 
 /** Options of {@link searchContextLimits}. */
@@ -204,14 +278,47 @@ const PROBE_COST_TOKENS = 1000;
 /** Position at which attention has doubled the prefill cost of a token (typical local models). */
 const ATTENTION_DOUBLING_TOKENS = 32_768;
 
+/**
+ * Without a prompt cache the scan grows the prompt by this share of the last pass. Each probe
+ * pays for its whole prompt and prefill grows faster than linearly, so the failing probe past the
+ * limit costs up to (1 + g)^2 times one at it, while the passes below cost about 1/g of one: a
+ * growth of one half balances the two and leaves a short interval to bisect.
+ */
+const JUMP_GROWTH = 0.5;
+
 /** Below a failure, an interval of at most this many precisions is walked down, not bisected. */
 const NARROW_STEPS = 4;
 
 /**
- * What a load that succeeds costs, in loads that LM Studio refuses: loading the weights takes
- * seconds, a guardrail refusal a fraction of one.
+ * What a load that succeeds costs, in loads that LM Studio refuses, until the run has timed one
+ * of each: loading the weights takes seconds, a guardrail refusal a fraction of one. Only the
+ * fitted-down path (no refusal seen) ever plans with it; every other plan uses the measured ratio.
  */
 const LOAD_COST_RATIO = 25;
+
+/**
+ * Below this measured ratio refusals are not worth aiming for: an engine failure reads the weights
+ * and costs about what a success costs (ratio near 1), and leaning on refusals would only spend
+ * more loads. The planner then weighs both alike, which makes it a plain bisection.
+ */
+const LEAN_RATIO = 3;
+
+/** Largest ratio the planner weighs: beyond it a success costs "many refusals" all the same. */
+const MAX_LOAD_COST_RATIO = 128;
+
+/**
+ * Load times below this many seconds count as this much: a guardrail refusal takes a few tenths
+ * of a second, and below that the clock measures the round trip and the process, not LM Studio's
+ * work. It also keeps the plan the same from run to run where every load is that quick (a tiny
+ * model, a test server), which a ratio of two noisy milliseconds would not.
+ */
+const MIN_TIMED_SECONDS = 0.5;
+
+/**
+ * A prompt that extends the previous one by at least this share of its tokens tells whether the
+ * cache works: with less shared, a cached and an uncached prefill cost about the same.
+ */
+const CACHE_TEST_SHARED = 0.3;
 
 /** Loads the loadable phase may spend beyond a plain bisection, to make fewer of them succeed. */
 const EXTRA_LOADABLE_LOADS = 2;
@@ -231,6 +338,76 @@ export function searchCap(config: SearchConfig): number {
 export function loadBudget(config: SearchConfig): number {
   const ratio = Math.max(1, config.declared / config.precision);
   return 2 * Math.ceil(Math.log2(ratio)) + 3;
+}
+
+/** Costs of a model nothing is known of yet. */
+export function noCosts(): MeasuredCosts {
+  return {
+    loads: 0,
+    loadSeconds: 0,
+    refusals: 0,
+    refusalSeconds: 0,
+    promptCache: null,
+    coldSecondsPerToken: null,
+    prefillTokensPerSec: null,
+    prefillMeasuredAt: null,
+    crashes: 0,
+  };
+}
+
+/**
+ * The plan the measured costs call for: the load planner weighs a success by the measured ratio
+ * of a successful load's seconds to a refused one's (the prior until both were timed), and
+ * prompts climb on the cache unless the cache was seen not to work.
+ */
+export function choosePlan(costs: MeasuredCosts): SearchPlan {
+  const measured = costs.loads > 0 && costs.refusals > 0 && costs.refusalSeconds > 0;
+  const mean = (total: number, n: number) => Math.max(MIN_TIMED_SECONDS, total / n);
+  const raw = measured
+    ? mean(costs.loadSeconds, costs.loads) / mean(costs.refusalSeconds, costs.refusals)
+    : LOAD_COST_RATIO;
+  // Powers of two: a plan that changes only when the costs change by a factor, not with noise.
+  const ratio = Math.min(MAX_LOAD_COST_RATIO, 2 ** Math.round(Math.log2(Math.max(1, raw))));
+  return {
+    loadCostRatio: ratio < LEAN_RATIO ? 1 : ratio,
+    refusals: ratio < LEAN_RATIO ? "bisect" : "lean",
+    prompts: costs.promptCache === false ? "jump" : "climb",
+    promptCache: costs.promptCache,
+  };
+}
+
+/** One sentence on a plan and what it rests on, for the log and `show`. */
+export function describePlan(plan: SearchPlan, costs: MeasuredCosts): string {
+  const mean = (total: number, n: number) => n > 0 ? `${(total / n).toFixed(1)} s` : "not timed";
+  const loads = `loads ${mean(costs.loadSeconds, costs.loads)}, refusals ${
+    mean(costs.refusalSeconds, costs.refusals)
+  }`;
+  const refusals = plan.refusals === "lean"
+    ? `lean on refusals (a load costs ${plan.loadCostRatio}x a refusal)`
+    : "plain bisection (refusals cost about a load)";
+  const cache = costs.promptCache === null
+    ? "prompt cache not yet seen"
+    : costs.promptCache
+    ? "prompt cache works"
+    : "no prompt cache";
+  const prompts = plan.prompts === "climb" ? "climb prompts" : "grow prompts by half, bisect";
+  return `${loads}: ${refusals}; ${cache}: ${prompts}`;
+}
+
+/**
+ * A saved state made whole: fields added after version 1 was first saved get their neutral
+ * values once, here, so that the search never needs a fallback at each use.
+ */
+export function normaliseState(saved: SearchState): SearchState {
+  const state = structuredClone(saved);
+  state.hintBelow ??= null;
+  state.hintChecked ??= null;
+  state.promptFailOn ??= null;
+  state.loadableLoads ??= 0;
+  state.costs = { ...noCosts(), ...state.costs };
+  state.plan ??= choosePlan(state.costs);
+  state.lastRefusal ??= null;
+  return state;
 }
 
 /** State of a search that has not started. */
@@ -260,6 +437,9 @@ export function initialState(config: SearchConfig): SearchState {
     needles: 0,
     loadableLoads: 0,
     working: null,
+    costs: noCosts(),
+    plan: choosePlan(noCosts()),
+    lastRefusal: null,
   };
 }
 
@@ -276,7 +456,7 @@ export async function searchContextLimits(
   if (options.state !== undefined && options.state.version !== 1) {
     throw new RangeError(`Cannot resume a search state of version ${options.state.version}`);
   }
-  const state = options.state === undefined ? initialState(config) : structuredClone(options.state);
+  const state = options.state === undefined ? initialState(config) : normaliseState(options.state);
   const run = new SearchRun(config, probe, state, options.hooks ?? {});
   await run.run();
   await probe.unload();
@@ -288,6 +468,9 @@ export async function searchContextLimits(
     loads: run.loads,
     promptTokens: run.promptTokens,
     prefillTokens: run.prefillTokens,
+    costs: structuredClone(state.costs ?? noCosts()),
+    plan: structuredClone(state.plan ?? choosePlan(noCosts())),
+    lastRefusal: state.lastRefusal ?? null,
   };
 }
 
@@ -330,8 +513,7 @@ export function loadableAllowance(config: SearchConfig): number {
 const loadPlans = new Map<string, { cost: number; step: number }>();
 
 /**
- * Plan of the loadable bisection when loads that succeed cost {@link LOAD_COST_RATIO} times a
- * refused one: for an interval of `units` precisions above the largest size known to load
+ * Plan of the loadable bisection when loads that succeed cost `ratio` times a refused one: for an interval of `units` precisions above the largest size known to load
  * (`loaded`: whether that size is loaded now) and below the smallest known not to, the step
  * (in precisions) of the next load that minimises the expected cost, the limit being anywhere in
  * the interval, without ever needing more than `loads` loads, the reload of the result included.
@@ -343,22 +525,23 @@ export function planLoads(
   units: number,
   loaded: boolean,
   loads: number,
+  ratio: number = LOAD_COST_RATIO,
 ): { cost: number; step: number } {
   if (units <= 1) {
     if (loaded) return { cost: 0, step: 0 };
-    return { cost: loads >= 1 ? LOAD_COST_RATIO : Infinity, step: 0 };
+    return { cost: loads >= 1 ? ratio : Infinity, step: 0 };
   }
   if (loads <= 0 || units > PLAN_UNITS || loads < Math.ceil(Math.log2(units))) {
     return { cost: Infinity, step: 0 };
   }
-  const key = `${units},${loaded},${loads}`;
+  const key = `${units},${loaded},${loads},${ratio}`;
   const known = loadPlans.get(key);
   if (known !== undefined) return known;
   let best = { cost: Infinity, step: 0 };
   for (let step = units - 1; step >= 1; step--) {
-    const up = planLoads(units - step, true, loads - 1).cost;
-    const down = planLoads(step, false, loads - 1).cost;
-    const cost = ((units - step) * (LOAD_COST_RATIO + up) + step * (1 + down)) / units;
+    const up = planLoads(units - step, true, loads - 1, ratio).cost;
+    const down = planLoads(step, false, loads - 1, ratio).cost;
+    const cost = ((units - step) * (ratio + up) + step * (1 + down)) / units;
     if (cost < best.cost - 1e-9) best = { cost, step };
   }
   loadPlans.set(key, best);
@@ -398,6 +581,8 @@ class SearchRun {
   #loaded: number | null = null;
   /** Length of the last seeded prompt on the loaded instance, i.e. the server's cached prefix. */
   #cached: number | null = null;
+  /** Whether a decision of this run already rested on timed loads and refusals. */
+  #announcedTimes = false;
 
   constructor(config: SearchConfig, probe: Probe, state: SearchState, hooks: SearchHooks) {
     this.#config = config;
@@ -448,6 +633,24 @@ class SearchRun {
     await this.#record(attempt);
   }
 
+  /** Reads the plan the costs measured so far call for; a change is noted on `attempt`. */
+  #replan(attempt: Attempt): void {
+    const s = this.#state;
+    const costs = s.costs ?? noCosts();
+    const plan = choosePlan(costs);
+    const before = s.plan;
+    const timed = costs.loads > 0 && costs.refusals > 0;
+    if (
+      before === undefined || before.refusals !== plan.refusals ||
+      before.prompts !== plan.prompts ||
+      before.promptCache !== plan.promptCache || (timed && !this.#announcedTimes)
+    ) {
+      this.#announcedTimes = timed;
+      attempt.decision = describePlan(plan, costs);
+    }
+    s.plan = plan;
+  }
+
   #nextLoadSize(lo: number | null, hi: number | null): number {
     const { minContext, precision } = this.#config;
     // The cap first: an honest model costs one load for everything.
@@ -460,14 +663,17 @@ class SearchRun {
       // goes first so that the last load is the one that stays loaded for the working phase.
       if (hint > (lo ?? minContext - 1)) return hint + precision < hi ? hint + precision : hint;
     }
-    if (lo === null && hi - minContext <= precision) return minContext;
-    const base = lo ?? minContext;
-    const units = Math.ceil((hi - base) / precision);
+    // The floor early: whether the model loads at all (a missing runtime or a broken file fails
+    // everywhere: two loads say so), and the first successful load's cost, before planning.
+    if (lo === null) return minContext;
+    const units = Math.ceil((hi - lo) / precision);
     // A model broken at a loaded size needs its loads for the working phase's load bisection.
     const extra = this.#state.saneFail === null ? EXTRA_LOADABLE_LOADS : 0;
     const left = loadableAllowance(this.#config) - EXTRA_LOADABLE_LOADS + extra -
       (this.#state.loadableLoads ?? 0);
-    const plan = planLoads(units, lo !== null && this.#loaded === lo, left);
+    const ratio = this.#state.plan?.loadCostRatio ?? LOAD_COST_RATIO;
+    const plan = planLoads(units, this.#loaded === lo, left, ratio);
+    const base = lo;
     if (plan.cost === Infinity) return splitPoint(base, hi, precision);
     return Math.min(hi - 1, base + plan.step * precision);
   }
@@ -525,7 +731,7 @@ class SearchRun {
     if (s.hint !== null && hi !== null && hi - s.hint <= precision) {
       // One pass may be luck (a noisy band): ask again at another depth on the same instance,
       // which costs only the question as the text is cached, before paying for a reload.
-      if (s.hintChecked !== s.hint && this.#promptsUsable(s.hint)) {
+      if (s.hintChecked !== s.hint && this.#promptsUsable(s.hint) && this.#cacheUsable()) {
         return await this.#promptStep(s.hint, true);
       }
       // Found by prompts on a larger instance: confirm by a load there, with a new haystack.
@@ -552,7 +758,9 @@ class SearchRun {
     const s = this.#state;
     if (s.instance !== null && this.#sane(s.instance) === true) return s.instance;
     if (s.saneOk === null) return null;
-    s.instance = s.saneOk;
+    // A new instance need only hold the prompts still to ask, all below the smallest failure:
+    // after a crash (or a resume) the smaller load is the cheaper one.
+    s.instance = Math.min(s.saneOk, s.workFail ?? Infinity);
     return s.instance;
   }
 
@@ -593,8 +801,18 @@ class SearchRun {
   #climbSize(pass: number | null, instance: number): number {
     const { minContext, precision } = this.#config;
     const from = pass ?? minContext;
-    const x = from + climbStep(from, precision);
+    // Without a prompt cache every probe pays for its whole prompt: double instead, so that the
+    // probes below the limit cost about one probe at it, and bisect below the first failure.
+    const step = this.#cacheUsable()
+      ? climbStep(from, precision)
+      : Math.max(precision, Math.round(from * JUMP_GROWTH));
+    const x = from + step;
     return x > instance - precision ? instance : x;
+  }
+
+  /** Whether the plan builds on the prompt cache (it works, or it has not been seen yet). */
+  #cacheUsable(): boolean {
+    return this.#state.plan?.prompts !== "jump";
   }
 
   /**
@@ -607,6 +825,11 @@ class SearchRun {
     const { minContext, precision } = this.#config;
     if (pass === null && hi - minContext <= precision) return minContext;
     const lo = pass ?? minContext;
+    if (!this.#cacheUsable() || (this.#state.costs?.crashes ?? 0) > 0) {
+      // Every probe pays for its whole prompt (no cache, or a crash took the instance): the
+      // midpoint, not the high split, as a shorter probe is also a cheaper one.
+      return Math.max(lo + 1, Math.min(hi - 1, Math.round((lo + hi) / 2)));
+    }
     if (hi - lo <= NARROW_STEPS * precision) return Math.max(lo + 1, hi - precision);
     return splitPoint(lo, hi, precision);
   }
@@ -801,10 +1024,22 @@ class SearchRun {
     this.loads++;
     const outcome = await this.#probe.load(context);
     delete s.pendingLoad;
+    const costs = s.costs ??= noCosts();
     if (outcome.kind === "refused") {
+      if (outcome.seconds !== undefined) {
+        costs.refusals++;
+        costs.refusalSeconds += outcome.seconds;
+      }
+      s.lastRefusal = outcome.message;
       return { phase, action: "load", context, outcome: "refused", excerpt: outcome.message };
     }
-    if (outcome.actual === context) {
+    if (outcome.seconds !== undefined) {
+      costs.loads++;
+      costs.loadSeconds += outcome.seconds;
+    }
+    if (outcome.actual >= context) {
+      // Auto-fit raising a small request (reported more than asked) loaded the asked size too:
+      // prompts up to it are valid there. The attempt keeps both numbers.
       this.#loaded = context;
       return { phase, action: "load", context, actual: outcome.actual, outcome: "loaded" };
     }
@@ -822,6 +1057,7 @@ class SearchRun {
     // `2+2=` shares no prefix with a needle prompt: it replaces what the server keeps.
     this.#cached = null;
     const answer = await this.#probe.sanity();
+    if (answer.crashed === true) this.#instanceLost();
     if (answer.pass) s.saneOk = Math.max(s.saneOk ?? 0, context);
     else s.saneFail = Math.min(s.saneFail ?? Infinity, context);
     return {
@@ -838,15 +1074,21 @@ class SearchRun {
     const depth = DEPTHS[s.needles % DEPTHS.length] ?? 0.5;
     s.needles++;
     this.promptTokens += promptTokens;
-    const cached = fresh || this.#cached === null ? 0 : Math.min(this.#cached, promptTokens);
+    const noCache = this.#state.costs?.promptCache === false;
+    const cached = fresh || noCache || this.#cached === null
+      ? 0
+      : Math.min(this.#cached, promptTokens);
     this.prefillTokens += promptTokens - cached;
     // A fresh seed shares no prefix with anything before or after it.
     this.#cached = fresh ? null : promptTokens;
+    const context = this.#loaded ?? 0;
     const answer = await this.#probe.needle(promptTokens, { fresh, depth });
+    this.#measurePrefill(promptTokens, cached, answer);
+    if (answer.crashed === true) this.#instanceLost();
     return {
       phase,
       action: "needle",
-      context: this.#loaded ?? 0,
+      context,
       promptTokens,
       depth,
       fresh,
@@ -855,7 +1097,45 @@ class SearchRun {
     };
   }
 
+  /** The engine died with the instance: nothing is loaded and nothing is cached any more. */
+  #instanceLost(): void {
+    this.#loaded = null;
+    this.#cached = null;
+    this.#state.instance = null;
+    const costs = this.#state.costs ??= noCosts();
+    costs.crashes++;
+  }
+
+  /**
+   * Learns from a needle's prefill time: a cold prompt (nothing cached) gives the seconds per
+   * token; a prompt that extends the previous one by enough tells whether the server reused the
+   * shared prefix (its time is nearer what the new tokens cost than what the whole prompt costs).
+   */
+  #measurePrefill(promptTokens: number, cached: number, answer: Answer): void {
+    const seconds = answer.prefillSeconds;
+    const costs = this.#state.costs ??= noCosts();
+    if (seconds === undefined || seconds <= 0 || answer.crashed === true) return;
+    if (cached === 0) {
+      costs.coldSecondsPerToken = seconds / promptTokens;
+      if (promptTokens >= (costs.prefillMeasuredAt ?? 0)) {
+        costs.prefillTokensPerSec = Math.round(promptTokens / seconds);
+        costs.prefillMeasuredAt = promptTokens;
+      }
+      return;
+    }
+    const perToken = costs.coldSecondsPerToken;
+    if (perToken === null || cached < CACHE_TEST_SHARED * promptTokens) return;
+    const whole = promptTokens * perToken;
+    const fresh = (promptTokens - cached) * perToken;
+    costs.promptCache = seconds < (whole + fresh) / 2;
+    if (!costs.promptCache) {
+      // Every prompt was cold after all: it measures the speed as well as a cold one.
+      costs.coldSecondsPerToken = seconds / promptTokens;
+    }
+  }
+
   async #record(attempt: Attempt): Promise<void> {
+    this.#replan(attempt);
     this.attempts.push(attempt);
     await this.#hooks.afterAttempt?.(attempt, structuredClone(this.#state));
   }
