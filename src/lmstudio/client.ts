@@ -79,7 +79,7 @@ export interface Completion {
   /** Prompt tokens as the server counted them, when it says. */
   promptTokens: number | undefined;
   /** The server's own measure of what the prompt cost (`stats.timeToFirstTokenSec`), if sent. */
-  timeToFirstTokenSec: number | undefined;
+  timeToFirstTokenSec?: number | undefined;
 }
 
 /** A loaded instance LMStrix can use. */
