@@ -332,7 +332,10 @@ export async function runList(
     return 0;
   }
   if (output.json) {
-    output.document({ models: records.map(toContractJson) });
+    // Beside the contract's fields, what the last test measured of each model's costs.
+    output.document({
+      models: records.map((r) => ({ ...toContractJson(r), costs: r.costs ?? null })),
+    });
     return 0;
   }
   if (records.length === 0) {

@@ -4,7 +4,7 @@ import { appliedSummaries } from "../apply/applied_store.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { reductionPercent } from "../lmstrix.ts";
 import { displayText, type Output } from "../output.ts";
-import { toContractJson } from "../registry/model_record.ts";
+import { type ModelCosts, toContractJson } from "../registry/model_record.ts";
 import { formatAttempt, formatAttemptTime } from "./attempt_line.ts";
 import { formatBytes, formatPercent, formatTokens } from "./format.ts";
 import { shownReduction } from "./list.ts";
@@ -15,6 +15,23 @@ function formatTime(iso: string): string {
   return Number.isNaN(time.getTime())
     ? displayText(iso)
     : time.toISOString().slice(0, 19).replace("T", " ") + "Z";
+}
+
+/** What the last test measured of the model's costs, and the plan it chose from them. */
+function costRows(costs: ModelCosts): [string, string][] {
+  const seconds = (s: number | null) => s === null ? "not timed" : `${s.toFixed(1)} s`;
+  const prefill = costs.prefillTokensPerSec === null
+    ? "not measured"
+    : `${formatTokens(costs.prefillTokensPerSec)} tokens/s at ${
+      formatTokens(costs.prefillMeasuredAt ?? 0)
+    } tokens`;
+  const cache = costs.promptCache === null ? "not seen" : costs.promptCache ? "works" : "none";
+  return [
+    ["load", `${seconds(costs.loadSeconds)}, refused ${seconds(costs.refusalSeconds)}`],
+    ["prefill", prefill],
+    ["prompt cache", cache],
+    ["plan", displayText(costs.plan)],
+  ];
 }
 
 /** How many of the latest attempts `show` prints. */
@@ -33,6 +50,7 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
       quantization: record.quantization ?? null,
       reductionPercent: reductionPercent(record.declaredContext, record.workingContext),
       precision: record.precision ?? null,
+      costs: record.costs ?? null,
       attempts: attempts.length,
       log: logFile,
       applied: applied === undefined ? null : {
@@ -70,6 +88,7 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
     ["precision", record.precision === undefined ? "-" : `${record.precision} tokens`],
   ];
   if (record.error) rows.push(["error", displayText(record.error)]);
+  if (record.costs !== undefined) rows.push(...costRows(record.costs));
   // Whether LM Studio's default for this model is still the tested value (a retest may move it).
   rows.push([
     "applied",

@@ -7,13 +7,39 @@
 
 import type { AttemptLogEntry } from "../registry/attempt_log.ts";
 import type { ModelRecord } from "../registry/model_record.ts";
-import type { Attempt, SearchConfig } from "../search/context_search.ts";
+import type { ModelCosts } from "../registry/model_record.ts";
+import {
+  type Attempt,
+  describePlan,
+  type MeasuredCosts,
+  type SearchConfig,
+  type SearchPlan,
+} from "../search/context_search.ts";
 import { reductionPercent, type TestResult } from "./test_events.ts";
 
-/** The limits a search found. */
+/** The limits a search found, with what it measured of the model's costs on the way. */
 export interface FoundLimits {
   loadable: number | null;
   working: number | null;
+  /** What the search measured; absent for searches that do not measure. */
+  costs?: MeasuredCosts;
+  /** The plan it chose from them. */
+  plan?: SearchPlan;
+  /** LM Studio's text for the latest refused load: the reason when nothing loads. */
+  lastRefusal?: string | null;
+}
+
+/** The record's view of the costs a search measured, with its plan in one sentence. */
+export function costsOf(costs: MeasuredCosts, plan: SearchPlan): ModelCosts {
+  const mean = (total: number, n: number) => n > 0 ? Math.round(total / n * 100) / 100 : null;
+  return {
+    loadSeconds: mean(costs.loadSeconds, costs.loads),
+    refusalSeconds: mean(costs.refusalSeconds, costs.refusals),
+    prefillTokensPerSec: costs.prefillTokensPerSec,
+    prefillMeasuredAt: costs.prefillMeasuredAt,
+    promptCache: costs.promptCache,
+    plan: describePlan(plan),
+  };
 }
 
 /** The record while its test runs: `testing`, no error, the precision in use. */
@@ -43,9 +69,14 @@ export function recordAfterSearch(
   };
   const cap = config.maxContext;
   if (cap !== undefined && cap < config.declared && found.loadable === cap) next.cappedAt = cap;
+  if (found.costs !== undefined && found.plan !== undefined) {
+    next.costs = costsOf(found.costs, found.plan);
+  }
   if (found.loadable === null) {
     next.status = "failed";
-    next.error = `It did not load at ${config.minContext} tokens or more`;
+    // LM Studio's own words say why (a missing runtime, a broken file, too little memory).
+    const reason = found.lastRefusal ? `: ${found.lastRefusal}` : "";
+    next.error = `It did not load at ${config.minContext} tokens or more${reason}`;
   } else if (found.working === null) {
     next.status = "failed";
     next.error = `No context of ${config.minContext} tokens or more answered the needle probe`;
@@ -107,5 +138,6 @@ export function attemptEntry(
     durationMs: operation.durationMs,
     retries: operation.retries,
     error: operation.error ?? null,
+    ...(attempt.decision === undefined ? {} : { decision: attempt.decision }),
   };
 }

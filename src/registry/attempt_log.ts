@@ -40,6 +40,8 @@ export interface AttemptLogEntry {
   retries: number;
   /** The error that ended the call, or null. */
   error: string | null;
+  /** The search's plan, when this attempt's measurements changed it (one sentence). */
+  decision?: string;
 }
 
 const PHASES: readonly string[] = ["loadable", "working", "confirm"];

@@ -47,6 +47,26 @@ export interface ContractModelRecord {
   error: string | null;
 }
 
+/**
+ * What the last test measured of a model's costs, and the plan it chose from them (the search
+ * learns them as it goes: LM Studio's refusals cost a fraction of a second or a whole load, and
+ * the prompt cache works for some models and not others).
+ */
+export interface ModelCosts {
+  /** Mean seconds of a load that succeeded, or null when none was timed. */
+  loadSeconds: number | null;
+  /** Mean seconds of a refused load, or null when none was timed. */
+  refusalSeconds: number | null;
+  /** Prompt tokens per second of the longest prompt prefilled whole, or null. */
+  prefillTokensPerSec: number | null;
+  /** The prompt length that speed was measured at, or null. */
+  prefillMeasuredAt: number | null;
+  /** Whether a prompt extending the previous one paid only for its new tokens; null: not seen. */
+  promptCache: boolean | null;
+  /** The plan chosen from these, one sentence. */
+  plan: string;
+}
+
 /** A model as stored in `models.json`: the contract fields, then extras. */
 export interface ModelRecord extends ContractModelRecord {
   /** Whether LM Studio lists it as an LLM or an embedding model. */
@@ -68,6 +88,8 @@ export interface ModelRecord extends ContractModelRecord {
   cappedAt?: number;
   /** The precision (tokens) of the last test. */
   precision?: number;
+  /** What the last test measured of the model's costs, and its plan. */
+  costs?: ModelCosts;
   /** When a scan first found the model gone (ISO 8601); absent or null while it is present. */
   missingSince?: string | null;
   /** The status the model had before it went missing, restored when it comes back. */

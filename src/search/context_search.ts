@@ -376,22 +376,31 @@ export function choosePlan(costs: MeasuredCosts): SearchPlan {
   };
 }
 
-/** One sentence on a plan and what it rests on, for the log and `show`. */
-export function describePlan(plan: SearchPlan, costs: MeasuredCosts): string {
+/** A plan in a few words, for `show`: `lean on refusals (a load costs 16x); climb prompts`. */
+export function describePlan(plan: SearchPlan): string {
+  const loads = plan.refusals === "lean"
+    ? `lean on refusals (a load costs ${plan.loadCostRatio}x)`
+    : "plain load bisection";
+  const prompts = plan.prompts === "climb"
+    ? "climb prompts on the cache"
+    : "prompts grow by half, then bisect";
+  return `${loads}; ${prompts}`;
+}
+
+/**
+ * A decision for the attempt log: what was measured, then the plan it calls for, e.g.
+ * `loads 6.5 s, refusals 0.3 s, prompt cache works: lean on refusals (a load costs 16x); …`.
+ */
+export function describeDecision(plan: SearchPlan, costs: MeasuredCosts): string {
   const mean = (total: number, n: number) => n > 0 ? `${(total / n).toFixed(1)} s` : "not timed";
-  const loads = `loads ${mean(costs.loadSeconds, costs.loads)}, refusals ${
-    mean(costs.refusalSeconds, costs.refusals)
-  }`;
-  const refusals = plan.refusals === "lean"
-    ? `lean on refusals (a load costs ${plan.loadCostRatio}x a refusal)`
-    : "plain bisection (refusals cost about a load)";
   const cache = costs.promptCache === null
-    ? "prompt cache not yet seen"
+    ? "prompt cache not seen yet"
     : costs.promptCache
     ? "prompt cache works"
     : "no prompt cache";
-  const prompts = plan.prompts === "climb" ? "climb prompts" : "grow prompts by half, bisect";
-  return `${loads}: ${refusals}; ${cache}: ${prompts}`;
+  return `loads ${mean(costs.loadSeconds, costs.loads)}, refusals ${
+    mean(costs.refusalSeconds, costs.refusals)
+  }, ${cache}: ${describePlan(plan)}`;
 }
 
 /**
@@ -646,7 +655,7 @@ class SearchRun {
       before.promptCache !== plan.promptCache || (timed && !this.#announcedTimes)
     ) {
       this.#announcedTimes = timed;
-      attempt.decision = describePlan(plan, costs);
+      attempt.decision = describeDecision(plan, costs);
     }
     s.plan = plan;
   }

@@ -38,6 +38,22 @@ export interface FakeModel {
   blindDepth?: { depth: number; above: number };
   /** The k-th call (1-based, counting load, sanity and needle) throws. */
   throwOnCall?: number;
+  /** Every load is refused with this text, at any size (a missing runtime). */
+  loadsNowhere?: string;
+  /** Text of a refusal above `loadFailAbove` (default the guardrail's words). */
+  refusalText?: string;
+  /** Loads asked below this size succeed and report this size (auto-fit raising them). */
+  fitUpTo?: number;
+  /** Needle prompts above this many tokens kill the engine: a crashed answer, nothing loaded. */
+  crashAbove?: number;
+  /** Seconds a load that succeeds reports taking (none: loads are not timed). */
+  loadSeconds?: number;
+  /** Seconds a refused load reports taking. */
+  refusalSeconds?: number;
+  /** Prefill seconds per prompt token reported with each answer (none: not reported). */
+  prefillSecondsPerToken?: number;
+  /** Whether a prompt extending the previous one on the instance pays only its new tokens. */
+  promptCache?: boolean;
 }
 
 /** One recorded call. */
@@ -75,6 +91,10 @@ export class FakeProbe implements Probe {
   readonly #reserve: number;
   #seed = 0;
   #counted = 0;
+  /** The last needle prompt on the instance (seed and length), for the prompt cache. */
+  #lastPrompt: { seed: number; tokens: number } | null = null;
+  /** Prompt tokens the model had to prefill, cache taken into account. */
+  prefilled = 0;
 
   constructor(model: FakeModel, reserve = 64) {
     this.#model = model;
@@ -95,16 +115,31 @@ export class FakeProbe implements Probe {
     this.calls.push({ method: "load", context });
     this.#count("load");
     this.loaded = null;
+    this.#lastPrompt = null;
     const m = this.#model;
+    const timed = (seconds: number | undefined) => seconds === undefined ? {} : { seconds };
+    if (m.loadsNowhere !== undefined) {
+      return Promise.resolve({
+        kind: "refused",
+        message: m.loadsNowhere,
+        ...timed(m.refusalSeconds),
+      });
+    }
     if (m.fitAbove !== undefined && context > m.fitAbove) {
       this.loaded = m.fitTo ?? m.fitAbove;
-      return Promise.resolve({ kind: "loaded", actual: this.loaded });
+      return Promise.resolve({ kind: "loaded", actual: this.loaded, ...timed(m.loadSeconds) });
     }
     if (m.loadFailAbove !== undefined && context > m.loadFailAbove) {
-      return Promise.resolve({ kind: "refused", message: "insufficient system resources" });
+      return Promise.resolve({
+        kind: "refused",
+        message: m.refusalText ?? "insufficient system resources",
+        ...timed(m.refusalSeconds),
+      });
     }
     this.loaded = context;
-    return Promise.resolve({ kind: "loaded", actual: context });
+    // The instance is the asked size or larger (auto-fit up): prompts up to the asked size fit.
+    const actual = Math.max(context, m.fitUpTo ?? 0);
+    return Promise.resolve({ kind: "loaded", actual, ...timed(m.loadSeconds) });
   }
 
   sanity(): Promise<Answer> {
@@ -126,9 +161,28 @@ export class FakeProbe implements Probe {
       throw new Error(`Needle depth ${opts.depth} out of [0,1]`);
     }
     if (opts.fresh) this.#seed++;
-    const pass = this.#healthy(context) && context <= (this.#model.garbledAbove ?? Infinity) &&
+    const m = this.#model;
+    const last = this.#lastPrompt;
+    const cached = m.promptCache !== false && last !== null && last.seed === this.#seed
+      ? Math.min(last.tokens, promptTokens)
+      : 0;
+    this.prefilled += promptTokens - cached;
+    this.#lastPrompt = { seed: this.#seed, tokens: promptTokens };
+    const prefill = m.prefillSecondsPerToken === undefined
+      ? {}
+      : { prefillSeconds: (promptTokens - cached) * m.prefillSecondsPerToken };
+    if (m.crashAbove !== undefined && promptTokens > m.crashAbove) {
+      this.loaded = null;
+      this.#lastPrompt = null;
+      return Promise.resolve({
+        pass: false,
+        excerpt: "[The model has crashed without additional information. (Exit code: 1)]",
+        crashed: true,
+      });
+    }
+    const pass = this.#healthy(context) && context <= (m.garbledAbove ?? Infinity) &&
       this.#needlePasses(context, promptTokens, opts.depth);
-    return Promise.resolve({ pass, excerpt: pass ? "1234567" : "I do not know" });
+    return Promise.resolve({ pass, excerpt: pass ? "1234567" : "I do not know", ...prefill });
   }
 
   unload(): Promise<void> {
@@ -182,13 +236,19 @@ export function truthOf(model: FakeModel, config: SearchConfig): FakeTruth {
     model.fitAbove ?? Infinity,
     model.loadFailAbove ?? Infinity,
   );
-  if (loadable < minContext) return { loadable: null, working: null, workingFloor: null };
+  if (loadable < minContext || model.loadsNowhere !== undefined) {
+    return { loadable: null, working: null, workingFloor: null };
+  }
   const healthyTop = Math.min(
     loadable,
     model.brokenAbove ?? Infinity,
     model.garbledAbove ?? Infinity,
   );
-  const needle = Math.min(model.needleFailAbove ?? Infinity, model.noisy?.hard ?? Infinity);
+  const needle = Math.min(
+    model.needleFailAbove ?? Infinity,
+    model.noisy?.hard ?? Infinity,
+    model.crashAbove ?? Infinity,
+  );
   let working = Math.min(healthyTop, needle + reserve);
   const bonus = model.largeLoadBonus;
   if (bonus !== undefined && healthyTop > bonus.above) {

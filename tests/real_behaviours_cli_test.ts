@@ -1,0 +1,118 @@
+/**
+ * The real LM Studio's behaviours end to end: the CLI as users run it, the real SDK, the emulator
+ * playing each behaviour. A model with no runtime is failed in two loads with LM Studio's words; a
+ * refusal with an exit code, auto-fit raising a request and an engine crash all give the right
+ * numbers; the measured costs and the plan reach `show`, `list --json` and the attempt log; and a
+ * paced emulator, whose loads take real time, makes the search lean on its quick refusals.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { ModelProfile } from "../scripts/emulator/profile.ts";
+import { profileTruth } from "../scripts/emulator/profile.ts";
+import { startEmulator } from "../scripts/emulator/server.ts";
+import { runCliAgainst, tempHome } from "./support/cli.ts";
+import { testProfile, withEmulator } from "./support/emulator.ts";
+
+const SMALL = { declaredContext: 16384, sizeBytes: 800_000_000, paramsString: "1B" } as const;
+
+const PROFILES: ModelProfile[] = [
+  testProfile("no-runtime", { ...SMALL, noRuntime: true, format: "mlx" }),
+  testProfile("exit-code", { ...SMALL, loadFailAbove: 9000, refusal: "exit-code" }),
+  testProfile("raised", {
+    ...SMALL,
+    fitUpTo: 12288,
+    needleFailAbove: 6100,
+    needleFailMode: "empty",
+  }),
+  testProfile("crashing", { ...SMALL, crashAbove: 7000, promptCache: false }),
+];
+
+interface Result {
+  id: string;
+  loadableContext: number | null;
+  workingContext: number | null;
+  status: string;
+  loads: number;
+  error: string | null;
+}
+
+Deno.test("test --all meets each real LM Studio behaviour with the right numbers", async (t) => {
+  await using home = await tempHome();
+  await withEmulator(PROFILES, async (emulator) => {
+    const cli = (...args: string[]) => runCliAgainst(emulator.url, home.path, args);
+    assert.equal((await cli("scan", "--quiet")).code, 0);
+    const run = await cli("test", "--all", "--json");
+    assert.equal(run.code, 1, "one model could not be tested: exit 1");
+    const { results } = JSON.parse(run.stdout) as { results: Result[] };
+    const byId = Object.fromEntries(results.map((r) => [r.id, r]));
+
+    await t.step("no runtime: failed in two loads, with LM Studio's reason", () => {
+      const r = byId["no-runtime"]!;
+      assert.equal(r.status, "failed");
+      assert.equal(r.loads, 2);
+      assert.match(r.error ?? "", /did not load at 2048 tokens or more: .*No LM Runtime found/);
+    });
+    for (const id of ["exit-code", "raised", "crashing"]) {
+      await t.step(`${id}: tested, both numbers within the precision`, () => {
+        const r = byId[id]!;
+        const truth = profileTruth(PROFILES.find((p) => p.modelKey === id)!);
+        assert.equal(r.status, "tested", r.error ?? "");
+        assert.ok(r.loadableContext! <= truth.loadable);
+        assert.ok(r.loadableContext! >= truth.loadable - 256);
+        assert.ok(r.workingContext! <= truth.working + 64, `${r.workingContext}`);
+        assert.ok(r.workingContext! >= truth.workingFloor - 256, `${r.workingContext}`);
+      });
+    }
+    await t.step("the crash is in the attempt log and the instance was reloaded", async () => {
+      const log = await Deno.readTextFile(
+        join(home.path, "lmstrix", "context_tests", "crashing_context_test.log"),
+      );
+      assert.match(log, /The model has crashed without additional information/);
+      assert.deepEqual(emulator.stats().loaded, [], "nothing left loaded");
+    });
+    await t.step("show prints the measured costs and the plan", async () => {
+      const show = await cli("show", "crashing");
+      assert.equal(show.code, 0);
+      assert.match(show.stdout, /^prompt cache\s+none$/m);
+      assert.match(show.stdout, /^plan\s+.*prompts grow by half, then bisect$/m);
+      assert.match(show.stdout, /^prefill\s+[\d,]+ tokens\/s at [\d,]+ tokens$/m);
+    });
+    await t.step("list --json carries them", async () => {
+      const list = await cli("list", "--json");
+      const { models } = JSON.parse(list.stdout) as {
+        models: { id: string; costs: { promptCache: boolean | null; plan: string } | null }[];
+      };
+      const raised = models.find((m) => m.id === "raised")!;
+      assert.equal(raised.costs?.promptCache, true);
+      assert.match(raised.costs?.plan ?? "", /climb prompts on the cache/);
+    });
+  });
+});
+
+Deno.test("a paced emulator's slow loads and quick refusals make the search lean on refusals", async () => {
+  await using home = await tempHome();
+  // A 40 GB model: a load takes 40 virtual seconds, 2 s real at this scale; a refusal 0.3 s.
+  const big = testProfile("big", {
+    declaredContext: 16384,
+    sizeBytes: 40_000_000_000,
+    loadFailAbove: 11000,
+  });
+  const emulator = await startEmulator({ profiles: [big], timeScale: 0.05 });
+  try {
+    const cli = (...args: string[]) => runCliAgainst(emulator.url, home.path, args);
+    assert.equal((await cli("scan", "--quiet")).code, 0);
+    assert.equal((await cli("test", "big", "--quiet")).code, 0);
+    const show = await cli("show", "big");
+    assert.match(show.stdout, /^plan\s+lean on refusals \(a load costs \d+x\)/m);
+    assert.match(show.stdout, /^load\s+\d+\.\d s, refused \d\.\d s$/m);
+    const log = await Deno.readTextFile(
+      join(home.path, "lmstrix", "context_tests", "big_context_test.log"),
+    );
+    assert.match(log, /"decision":"loads \d+\.\d s, refusals \d\.\d s.*lean on refusals/);
+  } finally {
+    await emulator.close();
+  }
+});

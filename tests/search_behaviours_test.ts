@@ -1,0 +1,179 @@
+/**
+ * The pure search against fake models of each real LM Studio behaviour: a model that loads
+ * nowhere, a refusal in words nobody listed, auto-fit raising a request, an engine that crashes
+ * above a prompt length (or everywhere), refusals that cost a fraction of a second or a whole
+ * load, a server with and without a prompt cache, and a state saved before costs were measured.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  type SearchConfig,
+  searchContextLimits,
+  type SearchState,
+} from "../src/search/context_search.ts";
+import { type FakeModel, FakeProbe, truthOf } from "./support/fake_probe.ts";
+
+const CONFIG: SearchConfig = { declared: 131072, minContext: 2048, precision: 1311, reserve: 64 };
+
+/** Runs the search on `model` and checks both numbers against the oracle. */
+async function searched(model: FakeModel, config = CONFIG) {
+  const probe = new FakeProbe(model, config.reserve);
+  const result = await searchContextLimits(config, probe);
+  const truth = truthOf(model, config);
+  assert.equal(result.loadable === null, truth.loadable === null, "loadable null or not");
+  if (truth.loadable !== null) {
+    assert.ok(result.loadable! <= truth.loadable, `loadable ${result.loadable} > truth`);
+    assert.ok(result.loadable! >= truth.loadable - config.precision, `loadable too low`);
+  }
+  assert.equal(result.working === null, truth.working === null, "working null or not");
+  if (truth.working !== null) {
+    assert.ok(result.working! <= truth.working, `working ${result.working} > ${truth.working}`);
+    assert.ok(result.working! >= truth.workingFloor!, `working ${result.working} too low`);
+  }
+  return { probe, result };
+}
+
+const EXIT_133 = "(Exit code: 133). Please check settings and try loading the model again.";
+
+Deno.test("a model that loads nowhere is failed in two loads with LM Studio's reason", async () => {
+  const text =
+    "Failed to load model: failed to load model No LM Runtime found for model format gguf!";
+  const { probe, result } = await searched({ loadsNowhere: text });
+  assert.equal(probe.loads, 2);
+  assert.deepEqual(probe.calls.filter((c) => c.method === "load").map((c) => c.context), [
+    131072,
+    2048,
+  ]);
+  assert.equal(result.lastRefusal, text);
+});
+
+Deno.test("a refusal in any words counts as not loading at that size", async () => {
+  const { result } = await searched({ loadFailAbove: 40960, refusalText: EXIT_133 });
+  assert.ok(result.attempts.some((a) => a.outcome === "refused" && a.excerpt === EXIT_133));
+});
+
+Deno.test("auto-fit raising a small request counts as loaded at the asked size", async (t) => {
+  const model: FakeModel = { fitUpTo: 32768, needleFailAbove: 12159 };
+  const { result } = await searched(model);
+  await t.step("the confirming reload below the raised size is a load, not a failure", () => {
+    const raised = result.attempts.filter((a) =>
+      a.action === "load" && a.actual !== undefined && a.actual > a.context
+    );
+    assert.ok(raised.length > 0, "a load was raised");
+    for (const attempt of raised) {
+      assert.equal(attempt.outcome, "loaded");
+      assert.equal(attempt.actual, 32768, "the log keeps the reported size beside the asked one");
+    }
+    assert.ok(raised.some((a) => a.phase === "confirm"), "the confirmation was raised too");
+  });
+  await t.step("nothing is fitted and the model is not failed", () => {
+    assert.ok(result.attempts.every((a) => a.outcome !== "fitted"));
+    assert.notEqual(result.working, null);
+  });
+});
+
+Deno.test("a prediction that crashes the engine is a failed probe at that length", async (t) => {
+  await t.step("above a prompt length: the search reloads and finds the limit", async () => {
+    const { probe, result } = await searched({ crashAbove: 28000 });
+    const crashes = result.attempts.filter((a) => a.excerpt?.includes("has crashed"));
+    assert.ok(crashes.length > 0, "the crash is in the trace");
+    for (const crash of crashes) assert.equal(crash.outcome, "fail");
+    assert.ok(crashes.every((c) => c.context > 0), "the crash is logged on its instance");
+    assert.equal(result.costs.crashes, crashes.length);
+    // After each crash the next probe loads again first: nothing is asked of a dead instance.
+    for (let i = 0; i + 1 < probe.calls.length; i++) {
+      const call = probe.calls[i]!;
+      if (call.method === "needle" && call.promptTokens! > 28000) {
+        assert.ok(["load", "unload"].includes(probe.calls[i + 1]!.method));
+      }
+    }
+  });
+  await t.step("at every size: loadable found, working null", async () => {
+    const { result } = await searched({ crashAbove: 100 });
+    assert.notEqual(result.loadable, null);
+    assert.equal(result.working, null);
+  });
+});
+
+Deno.test("the plan follows the measured cost of refusals", async (t) => {
+  const shape: FakeModel = { loadFailAbove: 59392 };
+  const cheap = await searched({ ...shape, loadSeconds: 6.5, refusalSeconds: 0.3 });
+  const dear = await searched({ ...shape, loadSeconds: 6.5, refusalSeconds: 7 });
+  const successes = (r: typeof cheap) =>
+    r.result.attempts.filter((a) => a.action === "load" && a.outcome === "loaded").length;
+  await t.step("cheap refusals: lean on them, and fewer loads succeed", () => {
+    assert.equal(cheap.result.plan.refusals, "lean");
+    assert.equal(dear.result.plan.refusals, "bisect");
+    assert.ok(successes(cheap) < successes(dear), `${successes(cheap)} vs ${successes(dear)}`);
+  });
+  await t.step("the decision and what it rests on are in the trace", () => {
+    const cheapDecision = cheap.result.attempts.find((a) => a.decision)?.decision ?? "";
+    assert.match(cheapDecision, /loads 6\.5 s, refusals 0\.3 s.*lean on refusals/);
+    const dearDecision = dear.result.attempts.find((a) => a.decision)?.decision ?? "";
+    assert.match(dearDecision, /loads 6\.5 s, refusals 7\.0 s.*plain load bisection/);
+  });
+  await t.step("the measurements are returned for the record", () => {
+    const count = (outcome: string) =>
+      cheap.result.attempts.filter((a) => a.action === "load" && a.outcome === outcome).length;
+    assert.equal(cheap.result.costs.refusals, count("refused"));
+    assert.equal(cheap.result.costs.loads, count("loaded"));
+    assert.ok(Math.abs(cheap.result.costs.refusalSeconds - 0.3 * count("refused")) < 1e-9);
+  });
+  await t.step("a clock too coarse to tell keeps the plan plain and repeatable", async () => {
+    const quick = await searched({ ...shape, loadSeconds: 0.004, refusalSeconds: 0.001 });
+    assert.equal(quick.result.plan.refusals, "bisect");
+  });
+});
+
+Deno.test("without a prompt cache the scan jumps, and prefills less than climbing would", async (t) => {
+  const shape: FakeModel = { needleFailAbove: 23000, prefillSecondsPerToken: 0.0002 };
+  const cached = await searched({ ...shape, promptCache: true });
+  const uncached = await searched({ ...shape, promptCache: false });
+  await t.step("the cache is measured from the prefill times", () => {
+    assert.equal(cached.result.costs.promptCache, true);
+    assert.equal(uncached.result.costs.promptCache, false);
+    assert.equal(cached.result.plan.prompts, "climb");
+    assert.equal(uncached.result.plan.prompts, "jump");
+    assert.ok(uncached.result.attempts.some((a) => /no prompt cache/.test(a.decision ?? "")));
+  });
+  await t.step("jumping prefills less than the climb would have without a cache", () => {
+    // The climb's prompts, had each been prefilled whole, against what the jump prefilled.
+    assert.ok(
+      uncached.probe.prefilled < cached.result.promptTokens,
+      `${uncached.probe.prefilled} vs ${cached.result.promptTokens}`,
+    );
+  });
+  await t.step("with a cache the climb prefills about each position once", () => {
+    assert.ok(cached.probe.prefilled < 2 * 23000 + 4 * CONFIG.precision);
+  });
+});
+
+Deno.test("a state saved before costs were measured resumes, made whole once", async () => {
+  const model: FakeModel = { loadFailAbove: 59392, needleFailAbove: 30000 };
+  let saved: SearchState | undefined;
+  let seen = 0;
+  await searchContextLimits(CONFIG, new FakeProbe(model), {
+    hooks: {
+      afterAttempt: (_attempt, state) => {
+        if (++seen === 4) saved = state;
+      },
+    },
+  });
+  assert.ok(saved !== undefined);
+  const old = structuredClone(saved) as Partial<SearchState>;
+  delete old.costs;
+  delete old.plan;
+  delete old.lastRefusal;
+  delete old.hintBelow;
+  delete old.loadableLoads;
+  const resumed = await searchContextLimits(CONFIG, new FakeProbe(model), {
+    state: old as SearchState,
+  });
+  const truth = truthOf(model, CONFIG);
+  assert.ok(resumed.working !== null && resumed.working <= truth.working!);
+  assert.ok(resumed.working >= truth.workingFloor!);
+  assert.equal(typeof resumed.state.costs?.loads, "number");
+  assert.ok(resumed.state.plan !== undefined);
+});
