@@ -796,3 +796,18 @@ Deno.test("apply on an empty registry says what to run first and writes nothing"
     [],
   );
 });
+
+Deno.test("the apply table escapes control characters in model ids and fits 80 columns", async () => {
+  await using home = await tempHome();
+  const long = "lmstudio-community/an-extremely-long-model-name-that-would-not-fit-Q4_K_M";
+  await buildHome(home.path, [
+    { id: "evil\x1b[2Jmodel", path: "p/evil.gguf", status: "tested", working: 4_096 },
+    { id: long, path: "p/long.gguf", status: "tested", working: 8_192 },
+  ]);
+  const run = await runCli(["apply", "--all", "--dry-run"], { home: home.path });
+  assert.equal(run.code, 0, run.stderr);
+  assert.ok(!run.stdout.includes("\x1b"));
+  assert.match(run.stdout, /\nevil\\x1b\[2Jmodel +- +4,096 +set\n/);
+  assert.match(run.stdout, /\nlmstudio-community\/an-extrem.*….*fit-Q4_K_M +- +8,192 +set\n/);
+  for (const line of run.stdout.split("\n")) assert.ok([...line].length <= 80, line);
+});

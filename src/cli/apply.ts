@@ -7,8 +7,8 @@
 import type { ApplyEntry } from "../apply/apply.ts";
 import { UsageError } from "../errors.ts";
 import type { LMStrix } from "../lmstrix.ts";
-import type { Output, Styles } from "../output.ts";
-import { formatTokens } from "./format.ts";
+import { displayText, type Output, type Styles } from "../output.ts";
+import { formatTokens, shortenMiddle, visibleWidth } from "./format.ts";
 
 /** Options of `apply` as the command line gives them. */
 export interface ApplyCommandOptions {
@@ -21,13 +21,9 @@ export interface ApplyCommandOptions {
 /** Width the table keeps within. */
 const WIDTH = 80;
 
-/** Shortens `text` to `max` characters by cutting its middle, so both ends stay readable. */
-export function shortenMiddle(text: string, max: number): string {
-  const chars = Array.from(text);
-  if (chars.length <= max) return text;
-  const head = Math.ceil((max - 1) / 2);
-  return chars.slice(0, head).join("") + "…" +
-    chars.slice(chars.length - (max - 1 - head)).join("");
+/** Pads `text` with spaces to `width` columns (characters, not UTF-16 units). */
+function padEnd(text: string, width: number): string {
+  return text + " ".repeat(Math.max(0, width - visibleWidth(text)));
 }
 
 /** Wraps `text` at spaces so each line, after `indent`, fits `width`. */
@@ -35,7 +31,7 @@ function wrap(text: string, indent: string, width: number): string {
   const lines: string[] = [];
   let line = "";
   for (const word of text.split(" ")) {
-    if (line !== "" && indent.length + line.length + 1 + word.length > width) {
+    if (line !== "" && visibleWidth(indent + line) + 1 + visibleWidth(word) > width) {
       lines.push(line);
       line = word;
     } else line = line === "" ? word : `${line} ${word}`;
@@ -55,20 +51,21 @@ export function renderApplyTable(
   style?: Styles,
 ): string {
   const head = ["model", "current", undo ? "original" : "new", "action"];
+  // Model ids come from LM Studio: escaped, so no control character reaches the terminal.
   const rows = entries.map((e) => [
-    e.id,
+    displayText(e.id),
     formatTokens(e.previous),
     e.action === "skipped" ? "-" : formatTokens(e.contextLength),
     e.action,
   ]);
   const widths = [1, 2, 3].map((i) => Math.max(head[i]!.length, ...rows.map((r) => r[i]!.length)));
   const modelWidth = Math.min(
-    Math.max(head[0]!.length, ...rows.map((r) => Array.from(r[0]!).length)),
+    Math.max(head[0]!.length, ...rows.map((r) => visibleWidth(r[0]!))),
     WIDTH - widths.reduce((a, b) => a + b + 2, 0),
   );
   const line = (cells: string[]) =>
     [
-      shortenMiddle(cells[0]!, modelWidth).padEnd(modelWidth),
+      padEnd(shortenMiddle(cells[0]!, modelWidth), modelWidth),
       cells[1]!.padStart(widths[0]!),
       cells[2]!.padStart(widths[1]!),
       cells[3]!,
@@ -90,7 +87,7 @@ export function renderApplyTable(
   const notes = entries.filter((e) => e.reason !== null);
   if (notes.length > 0) {
     text.push("");
-    for (const e of notes) text.push(wrap(`${e.id}: ${e.reason}`, "", WIDTH));
+    for (const e of notes) text.push(wrap(displayText(`${e.id}: ${e.reason}`), "", WIDTH));
   }
   return text.join("\n");
 }

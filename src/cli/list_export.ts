@@ -12,6 +12,7 @@
 
 import type { AppliedState } from "../apply/applied_store.ts";
 import { reductionPercent } from "../lmstrix.ts";
+import { displayText } from "../output.ts";
 import type { ModelRecord } from "../registry/model_record.ts";
 import { formatBytes, formatPercent, formatTokens } from "./format.ts";
 
@@ -98,7 +99,10 @@ export async function renderMarkdown(
   return markdownTable([head, ...rows], { align });
 }
 
-/** Makes text safe inside a Markdown table cell: pipes escaped, line breaks as spaces. */
+/**
+ * Makes text safe inside a Markdown table cell: backslashes and pipes escaped, and control
+ * characters (line breaks included) shown escaped, as on the terminal.
+ */
 function escapeCell(text: string): string {
-  return text.replace(/\\/g, "\\\\").replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
+  return displayText(text.replace(/\\/g, "\\\\").replace(/\|/g, "\\|"));
 }
