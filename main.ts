@@ -128,6 +128,7 @@ export async function main(args: string[]): Promise<number> {
   let exitCode = 0;
   let stderrText = "";
 
+  let lmstrix: LMStrix | undefined;
   const setup = (command: Command) => {
     const options = command.optsWithGlobals() as GlobalOptions;
     output = new Output({
@@ -137,7 +138,8 @@ export async function main(args: string[]): Promise<number> {
       verbose: options.verbose ?? false,
       color: (options.color ?? true) && !noColorEnv(),
     });
-    return new LMStrix({ server: options.server, lmstudioDir: options.lmstudioDir });
+    lmstrix = new LMStrix({ server: options.server, lmstudioDir: options.lmstudioDir });
+    return lmstrix;
   };
 
   const program = addGlobalOptions(new Command("lmstrix"))
@@ -260,6 +262,13 @@ export async function main(args: string[]): Promise<number> {
       ? ExitCode.brokenPipe // The reader has gone: nothing more to say to it.
       : report(error, output, stderrText);
   } finally {
+    // A damaged record does not stop the command; say which one was left out, and why.
+    for (const { id, problem } of lmstrix?.quarantined ?? []) {
+      output.warn(
+        `The registry's record of "${id}" ${problem}; it is left out, and kept in the file ` +
+          'as it is until "lmstrix scan" finds the model and replaces it',
+      );
+    }
     for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
   }
   // A command that does not watch for interrupts (scan, list, ...) finished its short work

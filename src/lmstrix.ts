@@ -101,6 +101,7 @@ export interface ModelHistory {
 export class LMStrix {
   readonly #options: LMStrixOptions;
   #paths: LmstrixPaths | undefined;
+  #quarantined: { id: string; problem: string }[] = [];
 
   /** Creates the engine; nothing is read or connected until a method needs it. */
   constructor(options: LMStrixOptions = {}) {
@@ -166,7 +167,24 @@ export class LMStrix {
 
   /** Reads the registry (never writes it). */
   async #read(): Promise<Registry> {
-    return await loadRegistry(this.paths);
+    const registry = await loadRegistry(this.paths);
+    this.#noteQuarantine(registry);
+    return registry;
+  }
+
+  #noteQuarantine(registry: Registry): void {
+    this.#quarantined = Object.entries(registry.quarantined ?? {}).map(([id, q]) => ({
+      id,
+      problem: q.problem,
+    }));
+  }
+
+  /**
+   * The damaged records the last read of the registry left out (each is kept in the file as it
+   * is until a scan that finds the model replaces it), for a warning.
+   */
+  get quarantined(): readonly { id: string; problem: string }[] {
+    return this.#quarantined;
   }
 
   /**
@@ -179,6 +197,7 @@ export class LMStrix {
       const registry = await this.#read();
       return await withLmStudio(this.#connectSettings(timeouts), async (lms) => {
         const merge = upsertScanned(registry, await lms.listModels());
+        this.#noteQuarantine(registry); // A model the scan found replaced its damaged record.
         await saveRegistry(this.paths, registry);
         return {
           ...merge,

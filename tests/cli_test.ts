@@ -438,3 +438,115 @@ Deno.test("a reader that goes away stops the run like an interrupt, quietly", as
     });
   });
 });
+
+Deno.test("a hostile model listing: keys escaped on a terminal, exact in JSON, odd numbers kept as failed", async (t) => {
+  await using home = await tempHome();
+  const evil = "evil\x1b]0;owned\x07\x1b[2J\nsplit\u0000key";
+  const profiles = [
+    testProfile("tiny-ok", { sizeBytes: 800_000_000, declaredContext: 8192 }),
+    testProfile(evil, { sizeBytes: 900_000_000, declaredContext: 8192 }),
+    testProfile("constructor", { sizeBytes: 950_000_000, declaredContext: 8192 }),
+    testProfile("toString", { sizeBytes: 960_000_000, declaredContext: 8192 }),
+    testProfile("zero-context", { sizeBytes: 970_000_000, declaredContext: 8192 }),
+  ];
+  const raw = (run: CliRun) => run.stdout + run.stderr;
+  const assertNoEscapes = (run: CliRun) => {
+    assert.ok(
+      !raw(run).includes("\x1b"),
+      `an escape reached the terminal: ${JSON.stringify(raw(run))}`,
+    );
+    assert.ok(!raw(run).includes("\u0000"), "a NUL reached the terminal");
+  };
+  await withEmulator(profiles, async (emulator) => {
+    await t.step("scan --json keeps every key exactly", async () => {
+      const run = await lmstrix(emulator, home.path, ["scan", "--json"]);
+      assert.equal(run.code, 0, run.stderr);
+      const models = oneDocument(run).models as Record<string, unknown>[];
+      assert.deepEqual(models.map((m) => m.id).sort(), profiles.map((p) => p.modelKey).sort());
+      // The emulator only lists sane numbers; a declared context of 0 comes from the file here
+      // (a scan stores LM Studio's impossible numbers as 0: tests/registry_test.ts).
+      const file = join(home.path, "lmstrix", "models.json");
+      const stored = JSON.parse(await Deno.readTextFile(file));
+      stored.models["zero-context"].declaredContext = 0;
+      await Deno.writeTextFile(file, JSON.stringify(stored));
+    });
+    await t.step("list and show print the keys escaped, one line each", async () => {
+      const list = await lmstrix(emulator, home.path, ["list"]);
+      assert.equal(list.code, 0, list.stderr);
+      assertNoEscapes(list);
+      assert.equal(list.stdout.trimEnd().split("\n").length, 1 + profiles.length);
+      assert.match(list.stdout, /^evil\\x1b\]0;owned\\x07\\x1b\[2J\\nsplit\\x00key /m);
+      for (const args of [["show", "evil"], ["show", "constructor"], ["show", "toString"]]) {
+        const show = await lmstrix(emulator, home.path, args);
+        assert.equal(show.code, 0, show.stderr);
+        assertNoEscapes(show);
+      }
+      const shown = oneDocument(
+        await lmstrix(emulator, home.path, ["show", "constructor", "--json"]),
+      );
+      assert.equal(shown.id, "constructor");
+    });
+    await t.step("test --all fails the model with no context and tests the rest", async () => {
+      const run = await lmstrix(emulator, home.path, ["test", "--all", "--json"]);
+      assert.equal(run.code, 1, run.stderr);
+      const results = oneDocument(run).results as Record<string, unknown>[];
+      const status = Object.fromEntries(results.map((r) => [r.id, r.status]));
+      assert.equal(status["tiny-ok"], "tested");
+      assert.equal(status["constructor"], "tested");
+      // The SDK itself refuses to load a key with control characters: failed, with its reason.
+      assert.equal(status[evil], "failed", JSON.stringify(results));
+      assert.match(String(results.find((r) => r.id === evil)!.error), /Control characters/);
+      assert.equal(status["zero-context"], "failed");
+      const zero = results.find((r) => r.id === "zero-context")!;
+      assert.match(String(zero.error), /declares a context of 0 tokens/);
+      const human = await lmstrix(emulator, home.path, ["test", "evil", "--force"]);
+      assert.equal(human.code, 1, human.stderr);
+      assertNoEscapes(human);
+      const scan = await lmstrix(emulator, home.path, ["scan"]);
+      assert.equal(scan.code, 0, scan.stderr);
+      assertNoEscapes(scan);
+    });
+  });
+});
+
+Deno.test("one damaged record: every command works, names it, and keeps it until a scan replaces it", async () => {
+  await using home = await tempHome();
+  const registryFile = join(home.path, "lmstrix", "models.json");
+  await withEmulator([FLEET[1]!], async (emulator) => {
+    assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
+    const stored = JSON.parse(await Deno.readTextFile(registryFile));
+    stored.models["tiny-forgetful"].sizeBytes = -1;
+    stored.models["gone-model"] = { id: "gone-model", status: "great" };
+    await Deno.writeTextFile(registryFile, JSON.stringify(stored));
+    for (const args of [["list"], ["status"], ["list", "--json"]]) {
+      const run = await lmstrix(emulator, home.path, args);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stderr, /^warning: The registry's record of "gone-model" has "path"/m);
+      assert.match(run.stderr, /record of "tiny-forgetful" has "sizeBytes"/);
+    }
+    const scan = await lmstrix(emulator, home.path, ["scan"]);
+    assert.equal(scan.code, 0, scan.stderr);
+    assert.doesNotMatch(scan.stderr, /tiny-forgetful/, "the scan replaced that record");
+    const after = JSON.parse(await Deno.readTextFile(registryFile));
+    assert.deepEqual(after.models["gone-model"], { id: "gone-model", status: "great" });
+    assert.equal(after.models["tiny-forgetful"].sizeBytes, FLEET[1]!.sizeBytes);
+  });
+});
+
+Deno.test("--min-context or --max-context too small for a needle probe is a usage error, in one plain line", async (t) => {
+  await using home = await tempHome();
+  await withEmulator([FLEET[1]!], async (emulator) => {
+    assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
+    for (
+      const args of [["--min-context", "1"], ["--min-context", "65"], ["--max-context", "100"]]
+    ) {
+      await t.step(args.join(" "), async () => {
+        const run = await lmstrix(emulator, home.path, ["test", "tiny", "--force", ...args]);
+        assert.equal(run.code, 2, run.stderr);
+        assert.match(run.stderr, /^error: --m..-context must be at least 256 tokens/m);
+        assert.doesNotMatch(run.stderr, /reserve \(64\)|Search|Unexpected/);
+        assert.deepEqual(emulator.stats().loads, []);
+      });
+    }
+  });
+});

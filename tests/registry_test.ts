@@ -12,7 +12,7 @@ import {
   UsageError,
 } from "../src/errors.ts";
 import { parseLmsm } from "../src/registry/lmsm_import.ts";
-import { toContractJson } from "../src/registry/model_record.ts";
+import { type ModelRecord, toContractJson } from "../src/registry/model_record.ts";
 import {
   emptyRegistry,
   findModel,
@@ -37,6 +37,18 @@ function scanned(id: string, extra: Partial<ScannedModel> = {}): ScannedModel {
   };
 }
 
+/** A stored record of the same file as `scanned(id)` lists. */
+function known(id: string, extra: Partial<ModelRecord> = {}): ModelRecord {
+  return record(id, {
+    path: `publisher/${id}/${id}.gguf`,
+    sizeBytes: 1000,
+    declaredContext: 131072,
+    ...extra,
+  });
+}
+
+const NO_CHANGES = { changes: [], invalid: [] };
+
 Deno.test("toContractJson shows exactly the contract's keys in the contract's order", () => {
   const full = record("m", {
     loadableContext: 65536,
@@ -56,7 +68,7 @@ Deno.test("loadRegistry and saveRegistry keep models.json safe", async (t) => {
   await t.step("a missing registry (and no lmsm.json) loads as an empty one", async () => {
     await withTempPaths(async (paths) => {
       const registry = await loadRegistry(paths);
-      assert.deepEqual(registry.models, {});
+      assert.deepEqual(Object.keys(registry.models), []);
       assert.equal(registry.importedFrom, undefined);
     });
   });
@@ -144,18 +156,6 @@ Deno.test("loadRegistry and saveRegistry keep models.json safe", async (t) => {
     ["an array", "[]"],
     ["no schemaVersion", '{"models": {}}'],
     ["models that is not an object", '{"schemaVersion": 1, "models": []}'],
-    ["a record of the wrong shape", '{"schemaVersion": 1, "models": {"a": {"id": "a"}}}'],
-    [
-      "a record whose id differs from its key",
-      JSON.stringify({ schemaVersion: 1, models: { a: record("b") } }),
-    ],
-    [
-      "an unknown status",
-      JSON.stringify({
-        schemaVersion: 1,
-        models: { a: record("a", { status: "odd" as "tested" }) },
-      }),
-    ],
     ["a newer schema version", JSON.stringify({ schemaVersion: 2, models: {} })],
   ];
   for (const [what, content] of bad) {
@@ -327,7 +327,7 @@ Deno.test("upsertScanned merges a scan into the registry", async (t) => {
       scanned("b", { displayName: "B", quantization: "Q4_K_M" }),
       scanned("a", { type: "embedding" }),
     ], now);
-    assert.deepEqual(merge, { added: ["a", "b"], updated: [], missing: [] });
+    assert.deepEqual(merge, { added: ["a", "b"], updated: [], missing: [], ...NO_CHANGES });
     const b = registry.models["b"]!;
     assert.equal(b.status, "untested");
     assert.equal(b.loadableContext, null);
@@ -337,7 +337,7 @@ Deno.test("upsertScanned merges a scan into the registry", async (t) => {
   });
 
   await t.step("known models get fresh metadata and keep their results", () => {
-    const registry = registryOf(record("m", {
+    const registry = registryOf(known("m", {
       status: "tested",
       loadableContext: 65536,
       workingContext: 32768,
@@ -346,16 +346,16 @@ Deno.test("upsertScanned merges a scan into the registry", async (t) => {
       precision: 512,
       displayName: "Old name",
     }));
-    const merge = upsertScanned(
-      registry,
-      [scanned("m", { path: "new/path", sizeBytes: 77, declaredContext: 262144 })],
-      now,
-    );
-    assert.deepEqual(merge, { added: [], updated: ["m"], missing: [] });
+    const merge = upsertScanned(registry, [scanned("m", { architecture: "qwen2" })], now);
+    assert.deepEqual(merge, {
+      added: [],
+      updated: ["m"],
+      missing: [],
+      changes: [{ id: "m", what: ["metadata"], stale: false }],
+      invalid: [],
+    });
     const m = registry.models["m"]!;
-    assert.equal(m.path, "new/path");
-    assert.equal(m.sizeBytes, 77);
-    assert.equal(m.declaredContext, 262144);
+    assert.equal(m.architecture, "qwen2");
     assert.equal(m.displayName, undefined);
     assert.equal(m.status, "tested");
     assert.equal(m.workingContext, 32768);
@@ -372,9 +372,9 @@ Deno.test("upsertScanned merges a scan into the registry", async (t) => {
 
   await t.step("vanished models become missing, keep results, and get them back", () => {
     const registry = registryOf(
-      record("gone", { status: "tested", workingContext: 1024, loadableContext: 2048 }),
-      record("failed-one", { status: "failed", error: "boom" }),
-      record("stays"),
+      known("gone", { status: "tested", workingContext: 1024, loadableContext: 2048 }),
+      known("failed-one", { status: "failed", error: "boom" }),
+      known("stays"),
     );
     const first = upsertScanned(registry, [scanned("stays")], now);
     assert.deepEqual(first.missing, ["failed-one", "gone"]);
@@ -394,7 +394,11 @@ Deno.test("upsertScanned merges a scan into the registry", async (t) => {
       scanned("gone"),
       scanned("failed-one"),
     ]);
-    assert.deepEqual(back, { added: [], updated: ["failed-one", "gone"], missing: [] });
+    assert.deepEqual(back.updated, ["failed-one", "gone"]);
+    assert.deepEqual(back.changes.map((c) => [c.id, c.what, c.stale]), [
+      ["failed-one", ["back in LM Studio"], false],
+      ["gone", ["back in LM Studio"], false],
+    ]);
     assert.equal(gone.status, "tested");
     assert.equal(gone.workingContext, 1024);
     assert.equal(gone.missingSince, undefined);
@@ -405,7 +409,7 @@ Deno.test("upsertScanned merges a scan into the registry", async (t) => {
 
   await t.step("a missing model survives a save and load and still comes back", async () => {
     await withTempPaths(async (paths) => {
-      const registry = registryOf(record("m", { status: "tested", workingContext: 5 }));
+      const registry = registryOf(known("m", { status: "tested", workingContext: 5 }));
       upsertScanned(registry, [], now);
       await saveRegistry(paths, registry);
       const loaded = await loadRegistry(paths);
@@ -503,5 +507,145 @@ Deno.test("statusCounts counts present LLMs by status, missing and embeddings ap
     failed: 1,
     missing: 1,
     embeddings: 1,
+  });
+});
+
+Deno.test("one damaged record is quarantined, not the whole registry", async (t) => {
+  const damagedRecords: [string, unknown, RegExp][] = [
+    ["a record of the wrong shape", { id: "bad" }, /"path"/],
+    ["a record whose id differs from its key", record("other"), /"id" "other"/],
+    ["an unknown status", record("bad", { status: "odd" as "tested" }), /"status"/],
+    ["a size of -1", record("bad", { sizeBytes: -1 }), /"sizeBytes"/],
+    ["a context beyond 2^53", record("bad", { declaredContext: 2 ** 53 + 2 }), /"declaredContext"/],
+  ];
+  for (const [what, bad, problem] of damagedRecords) {
+    await t.step(
+      `${what}: the others load, it is named, and saving keeps it as it was`,
+      async () => {
+        await withTempPaths(async (paths) => {
+          await Deno.mkdir(paths.root, { recursive: true });
+          const content = JSON.stringify({
+            schemaVersion: 1,
+            updatedAt: null,
+            models: { bad, good: record("good") },
+          });
+          await Deno.writeTextFile(paths.registry, content);
+          const registry = await loadRegistry(paths);
+          assert.deepEqual(Object.keys(registry.models), ["good"]);
+          assert.match(registry.quarantined!["bad"]!.problem, problem);
+          await saveRegistry(paths, registry);
+          const saved = JSON.parse(await Deno.readTextFile(paths.registry));
+          assert.deepEqual(saved.models.bad, bad, "the damaged record is written back unchanged");
+          // A scan that finds the model replaces it with a good record.
+          const again = await loadRegistry(paths);
+          upsertScanned(again, [scanned("bad"), scanned("good")]);
+          await saveRegistry(paths, again);
+          const healed = await loadRegistry(paths);
+          assert.equal(healed.quarantined, undefined);
+          assert.equal(healed.models["bad"]!.status, "untested");
+        });
+      },
+    );
+  }
+});
+
+Deno.test("a scan keeps a model LM Studio lists with impossible numbers, failed, and writes nothing the reader rejects", async (t) => {
+  const odd: [string, Partial<ScannedModel>, RegExp][] = [
+    ["size -1", { sizeBytes: -1 }, /size as -1/],
+    ["context 2^53+2", { declaredContext: 2 ** 53 + 2 }, /context length as 9007199254740994/],
+    ["context 1e308", { declaredContext: 1e308 }, /context length as 1e\+308/],
+    ["context -5", { declaredContext: -5 }, /context length as -5/],
+    ["context 0", { declaredContext: 0 }, /context length as 0/],
+  ];
+  for (const [what, extra, reason] of odd) {
+    await t.step(what, async () => {
+      await withTempPaths(async (paths) => {
+        const registry = emptyRegistry();
+        const merge = upsertScanned(registry, [scanned("odd", extra), scanned("fine")]);
+        assert.deepEqual(merge.invalid.map((i) => i.id), ["odd"]);
+        assert.match(merge.invalid[0]!.problem, reason);
+        const stored = registry.models["odd"]!;
+        assert.equal(stored.status, "failed");
+        assert.match(String(stored.error), reason);
+        await saveRegistry(paths, registry);
+        const loaded = await loadRegistry(paths);
+        assert.equal(loaded.quarantined, undefined, "the reader takes every record");
+        assert.equal(loaded.models["odd"]!.status, "failed");
+        assert.equal(loaded.models["fine"]!.status, "untested");
+        // Listed properly again: untested, the reason gone.
+        upsertScanned(loaded, [scanned("odd"), scanned("fine")]);
+        assert.equal(loaded.models["odd"]!.status, "untested");
+        assert.equal(loaded.models["odd"]!.error, null);
+      });
+    });
+  }
+});
+
+Deno.test("a changed file makes a tested model's results stale, and untested again", () => {
+  const registry = registryOf(known("m", {
+    status: "tested",
+    loadableContext: 45_000,
+    workingContext: 30_000,
+    testedAt: "2025-01-01T00:00:00.000Z",
+    quantization: "Q4_K_M",
+    cappedAt: 45_000,
+  }));
+  const merge = upsertScanned(registry, [
+    scanned("m", { path: "publisher/m/m-Q5_K_M.gguf", quantization: "Q5_K_M", sizeBytes: 1200 }),
+  ], "2025-02-02T00:00:00.000Z");
+  assert.deepEqual(merge.updated, ["m"]);
+  assert.deepEqual(merge.changes[0]!.what, [
+    "path publisher/m/m.gguf -> publisher/m/m-Q5_K_M.gguf",
+    "size 1000 -> 1200 bytes",
+    "quantization Q4_K_M -> Q5_K_M",
+  ]);
+  assert.equal(merge.changes[0]!.stale, true);
+  const m = registry.models["m"]!;
+  assert.equal(m.status, "untested");
+  assert.equal(m.loadableContext, null);
+  assert.equal(m.workingContext, null);
+  assert.equal(m.cappedAt, undefined);
+  assert.deepEqual(m.stale, {
+    status: "tested",
+    loadableContext: 45_000,
+    workingContext: 30_000,
+    testedAt: "2025-01-01T00:00:00.000Z",
+    since: "2025-02-02T00:00:00.000Z",
+  });
+});
+
+Deno.test("model ids that are names of Object's properties are ordinary ids", async (t) => {
+  const ids = ["constructor", "toString", "valueOf", "hasOwnProperty", "__proto__"];
+  await t.step("a scan stores each, a save and a load keep each", async () => {
+    await withTempPaths(async (paths) => {
+      const registry = emptyRegistry();
+      const merge = upsertScanned(registry, ids.map((id) => scanned(id)));
+      assert.deepEqual(merge.added, [...ids].sort());
+      assert.equal(Object.getPrototypeOf({}), Object.prototype, "nothing assigned onto Object");
+      await saveRegistry(paths, registry);
+      const loaded = await loadRegistry(paths);
+      assert.deepEqual(Object.keys(loaded.models).sort(), [...ids].sort());
+      for (const id of ids) assert.equal(loaded.models[id]!.id, id);
+    });
+  });
+  await t.step("findModel finds them, and an empty registry has none of them", () => {
+    const registry = registryOf(...ids.map((id) => record(id)));
+    for (const id of ids) assert.equal(findModel(registry, id).id, id);
+    assert.throws(() => findModel(emptyRegistry(), "constructor"), ModelNotFoundError);
+  });
+});
+
+Deno.test("a registry that is not JSON is reported by position, never by its content", async () => {
+  await withTempPaths(async (paths) => {
+    await Deno.mkdir(paths.root, { recursive: true });
+    for (const secret of ["SECRET_TOKEN=hunter2", '{"models": {"a": 1,}} SECRET_TOKEN']) {
+      await Deno.writeTextFile(paths.registry, secret);
+      await assert.rejects(loadRegistry(paths), (error: unknown) => {
+        assert.ok(error instanceof RegistryError);
+        assert.doesNotMatch(error.message, /SECRET|hunter2/);
+        assert.match(error.message, /not valid JSON/);
+        return true;
+      });
+    }
   });
 });

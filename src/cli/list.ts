@@ -6,7 +6,7 @@ import { compareIds } from "../ids.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { reductionPercent } from "../lmstrix.ts";
 import { displayText, type Output } from "../output.ts";
-import { type ModelRecord, toContractJson } from "../registry/model_record.ts";
+import { type ModelRecord, type StaleResults, toContractJson } from "../registry/model_record.ts";
 import {
   contextBar,
   formatBytes,
@@ -88,6 +88,18 @@ export function parseSortKey(value: string | undefined): SortKey {
 export function atLeast(record: Pick<ModelRecord, "cappedAt">, tokens: number | null): string {
   const text = formatTokens(tokens);
   return tokens !== null && tokens === record.cappedAt ? `≥${text}` : text;
+}
+
+/** The results of an earlier file, while the model waits to be tested again; else undefined. */
+export function staleResults(record: ModelRecord): StaleResults | undefined {
+  return record.status === "untested" ? record.stale : undefined;
+}
+
+/** A limit's cell: the measured value, or a stale one in parentheses. */
+function limitCell(record: ModelRecord, key: "loadableContext" | "workingContext"): string {
+  const stale = staleResults(record);
+  if (stale !== undefined && stale[key] !== null) return `(${formatTokens(stale[key])})`;
+  return atLeast(record, record[key]);
 }
 
 /**
@@ -186,8 +198,8 @@ export async function renderList(
   const all: Column[] = [
     { head: "model", align: "left", cell: (r) => displayText(r.id) },
     { head: "declared", align: "right", cell: (r) => formatTokens(r.declaredContext) },
-    { head: "loadable", align: "right", cell: (r) => atLeast(r, r.loadableContext) },
-    { head: "working", align: "right", cell: (r) => atLeast(r, r.workingContext) },
+    { head: "loadable", align: "right", cell: (r) => limitCell(r, "loadableContext") },
+    { head: "working", align: "right", cell: (r) => limitCell(r, "workingContext") },
     {
       head: "reduction",
       align: "right",
@@ -201,6 +213,8 @@ export async function renderList(
       cell: (r) =>
         r.type === "embedding" && r.status !== "missing"
           ? s.dim("embedding")
+          : staleResults(r) !== undefined
+          ? s.yellow("stale")
           : statusColour(r.status),
     },
     // Only once something is applied: whether LM Studio's default is still the tested value.

@@ -30,7 +30,15 @@ export async function runScan(
       `${result.added.length} new, ${result.updated.length} updated, ${result.missing.length} missing.`,
   );
   for (const id of result.added) output.data(`  + ${displayText(id)}`);
-  for (const id of result.updated) output.data(`  ~ ${displayText(id)}`);
+  for (const change of result.changes) {
+    output.data(`  ~ ${displayText(change.id)}: ${displayText(change.what.join(", "))}`);
+    if (change.stale) {
+      output.data(`    its file changed: earlier results kept as stale, to be tested again`);
+    }
+  }
+  for (const { id, problem } of result.invalid) {
+    output.data(`  ! ${displayText(id)}: ${displayText(problem)}; kept as failed`);
+  }
   for (const id of result.missing) {
     output.data(`  - ${displayText(id)} (missing; its results are kept)`);
   }

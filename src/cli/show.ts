@@ -7,7 +7,7 @@ import { displayText, type Output } from "../output.ts";
 import { type ModelCosts, toContractJson } from "../registry/model_record.ts";
 import { formatAttempt, formatAttemptTime } from "./attempt_line.ts";
 import { formatBytes, formatPercent, formatTokens } from "./format.ts";
-import { shownReduction } from "./list.ts";
+import { shownReduction, staleResults } from "./list.ts";
 
 /** An ISO 8601 time in UTC to the second, with its zone: `2025-01-31 14:05:09Z`. */
 function formatTime(iso: string): string {
@@ -83,10 +83,19 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
     ["loadable", exact(record.loadableContext)],
     ["working", exact(record.workingContext)],
     ["reduction", formatPercent(shownReduction(record))],
-    ["status", record.status],
+    ["status", staleResults(record) === undefined ? record.status : "untested (stale results)"],
     ["tested at", record.testedAt === null ? "-" : formatTime(record.testedAt)],
     ["precision", record.precision === undefined ? "-" : `${record.precision} tokens`],
   ];
+  const stale = staleResults(record);
+  if (stale !== undefined) {
+    rows.push([
+      "stale",
+      `${stale.status} ${stale.testedAt === null ? "" : `${formatTime(stale.testedAt)} `}` +
+      `with another file: loadable ${stale.loadableContext ?? "-"}, working ` +
+      `${stale.workingContext ?? "-"} (file changed ${formatTime(stale.since)})`,
+    ]);
+  }
   if (record.error) rows.push(["error", displayText(record.error)]);
   if (record.costs !== undefined) rows.push(...costRows(record.costs));
   // Whether LM Studio's default for this model is still the tested value (a retest may move it).

@@ -16,6 +16,13 @@ export { RESERVE_TOKENS };
 /** Smallest context tested unless `--min-context` says otherwise. */
 export const DEFAULT_MIN_CONTEXT = 2048;
 
+/**
+ * The smallest context a needle probe can test: its prompt holds the filler, the needle and the
+ * question, and leaves the reserve for the answer. Also the smallest `--min-context`, and a model
+ * that declares less cannot be tested.
+ */
+export const MIN_TESTABLE_CONTEXT = 256;
+
 /** Options of one test run. */
 export interface TestOptions {
   /** Tokens; default max(256, 1% of declared). */
@@ -56,6 +63,16 @@ export function validateTestOptions(options: TestOptions): void {
     }
   }
   const { minContext, maxContext, timeoutSeconds } = options;
+  const bounds = [["--min-context", minContext], ["--max-context", maxContext]] as const;
+  for (const [name, value] of bounds) {
+    if (value !== undefined && value < MIN_TESTABLE_CONTEXT) {
+      throw new UsageError(
+        `${name} must be at least ${MIN_TESTABLE_CONTEXT} tokens, not ${value}: the needle ` +
+          `probe's prompt needs room for its question and a ${RESERVE_TOKENS}-token answer`,
+        { hint: `pass ${name} ${MIN_TESTABLE_CONTEXT} or more` },
+      );
+    }
+  }
   if (minContext !== undefined && maxContext !== undefined && minContext > maxContext) {
     throw new UsageError(`--min-context (${minContext}) is above --max-context (${maxContext})`, {
       hint: "lower --min-context or raise --max-context",
@@ -64,6 +81,17 @@ export function validateTestOptions(options: TestOptions): void {
   if (timeoutSeconds !== undefined && !(Number.isFinite(timeoutSeconds) && timeoutSeconds > 0)) {
     throw new UsageError(`--timeout must be a positive number of seconds, not "${timeoutSeconds}"`);
   }
+}
+
+/**
+ * Why `record` cannot be tested at all (its declared context has no room for a needle probe),
+ * or null. Such a model is `failed` with this reason and the run goes on.
+ */
+export function untestableReason(record: ModelRecord): string | null {
+  if (record.declaredContext >= MIN_TESTABLE_CONTEXT) return null;
+  return `It declares a context of ${record.declaredContext} tokens, too small for a needle ` +
+    `probe (at least ${MIN_TESTABLE_CONTEXT})` +
+    (record.listingProblem ? `; ${record.listingProblem}` : "");
 }
 
 /** The search configuration of one model under `options`. */

@@ -31,7 +31,7 @@ import {
 } from "./outcome.ts";
 import { type CrashEvidence, type ResumePoint, resumePoint, savedSearch } from "./resume.ts";
 import type { TestEvent, TestReport } from "./test_events.ts";
-import { searchConfigFor, type TestOptions } from "./test_options.ts";
+import { searchConfigFor, type TestOptions, untestableReason } from "./test_options.ts";
 
 /** What a run needs besides the models: the server, the journal, the options and the retries. */
 export interface RunContext {
@@ -121,6 +121,13 @@ async function testModel(
   evidence: CrashEvidence,
 ): Promise<TestReport> {
   const { journal, options } = context;
+  const untestable = untestableReason(record);
+  if (untestable !== null) {
+    options.onEvent?.({ type: "model-start", id: record.id, ...position, resumed: false });
+    const failed = recordAfterFault(record, untestable);
+    await journal.put(failed);
+    return { result: resultOf(failed, { loads: 0, promptTokens: 0 }), attempts: [] };
+  }
   const config = searchConfigFor(record, options);
   const start = resumePoint(record, config, options.force ?? false, evidence);
   announceStart(record, start, position, options.onEvent);

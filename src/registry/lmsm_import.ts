@@ -18,7 +18,7 @@
  */
 
 import { RegistryError } from "../errors.ts";
-import { isObject } from "../json.ts";
+import { isObject, jsonSyntaxProblem } from "../json.ts";
 import { type ModelRecord, newModelRecord } from "./model_record.ts";
 
 /** The error text of a failed model whose lmsm.json entry gave no reason. */
@@ -44,7 +44,7 @@ export async function readLmsm(path: string): Promise<ModelRecord[] | null> {
   try {
     data = JSON.parse(text);
   } catch (error) {
-    throw new RegistryError(`Cannot import "${path}": it is not valid JSON (${errorText(error)})`, {
+    throw new RegistryError(`Cannot import "${path}": ${jsonSyntaxProblem(error, text)}`, {
       path,
       hint: "fix the file, or move it aside to start with an empty registry",
       cause: error,

@@ -94,6 +94,30 @@ export interface ModelRecord extends ContractModelRecord {
   missingSince?: string | null;
   /** The status the model had before it went missing, restored when it comes back. */
   statusBeforeMissing?: Exclude<ModelStatus, "missing">;
+  /**
+   * Set while LM Studio lists the model with impossible numbers (a negative size, a context
+   * length of 0 or 1e308): what is wrong. The model is `failed` with this as its error.
+   */
+  listingProblem?: string;
+  /**
+   * Results of an earlier test of another file: a scan found the model's file changed (e.g.
+   * Q4_K_M -> Q5_K_M), so the model is `untested` again and these are shown as stale.
+   */
+  stale?: StaleResults;
+}
+
+/** Results a record had before its file changed. */
+export interface StaleResults {
+  /** The status the results had (`tested` or `failed`). */
+  status: Exclude<ModelStatus, "missing">;
+  /** The loadable context measured then. */
+  loadableContext: number | null;
+  /** The working context measured then. */
+  workingContext: number | null;
+  /** When they were measured. */
+  testedAt: string | null;
+  /** When a scan found the file changed (ISO 8601). */
+  since: string;
 }
 
 /** A model as a scan of LM Studio reports it: the metadata the registry refreshes. */

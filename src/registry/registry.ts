@@ -4,8 +4,17 @@
  * File format: `{ "schemaVersion": 1, "updatedAt": "<ISO 8601>", "models": { "<id>": record } }`
  * with models sorted by id for stable diffs. Loading never changes the file; a damaged file, a
  * wrong shape or a newer schema throws {@linkcode RegistryError} so nothing overwrites what this
- * version does not understand. Unknown keys (top level and in records) are kept and written back.
- * Saving is atomic: temp file in the same directory, fsync, rename over the old file.
+ * version does not understand. One damaged record does not make the file unreadable: it is
+ * quarantined (left out of every command, named in a warning) and written back as it was, until a
+ * scan that finds the model replaces it. Unknown keys (top level and in records) are kept and
+ * written back. Saving is atomic: temp file in the same directory, fsync, rename over the old
+ * file. Error messages say where a file is damaged, never what it holds.
+ *
+ * Model ids are keys of prototype-free objects ({@linkcode dictionary}): a model may be called
+ * `constructor` or `__proto__`.
+ *
+ * A scan checks what LM Studio lists before it stores it: a size or a context length that is not
+ * a plausible whole number is stored as 0, and the model is kept, `failed`, with the reason.
  *
  * @module
  */
@@ -13,7 +22,7 @@
 import { dirname } from "node:path";
 import { AmbiguousModelError, ModelNotFoundError, RegistryError, UsageError } from "../errors.ts";
 import { compareIds } from "../ids.ts";
-import { isObject } from "../json.ts";
+import { dictionary, isObject, jsonSyntaxProblem } from "../json.ts";
 import type { LmstrixPaths } from "../paths.ts";
 import { writeFileAtomic } from "./atomic_write.ts";
 import { readLmsm } from "./lmsm_import.ts";
@@ -36,12 +45,38 @@ export interface Registry {
   schemaVersion: number;
   /** When the registry was last saved, or null if never. */
   updatedAt: string | null;
-  /** Records by model id. */
+  /** Records by model id (a prototype-free object: see {@linkcode dictionary}). */
   models: Record<string, ModelRecord>;
+  /**
+   * Stored records that are damaged, by id, as they were read: left out of `models`, written back
+   * unchanged until a scan replaces them.
+   */
+  quarantined?: Record<string, QuarantinedRecord>;
   /** Top-level keys this version does not know, kept so saving does not drop them. */
   extra?: Record<string, unknown>;
   /** Set (in memory only, never saved) when this registry was just imported from lmsm.json. */
   importedFrom?: string;
+}
+
+/** A stored record the reader could not take, kept as it was read. */
+export interface QuarantinedRecord {
+  /** What is wrong with it, e.g. `has "sizeBytes" that is not a whole number`. */
+  problem: string;
+  /** The record as the file holds it. */
+  raw: unknown;
+}
+
+/** One known model whose listing changed in a scan. */
+export interface ScanChange {
+  /** The model's id. */
+  id: string;
+  /** What changed, e.g. `size 4.4 GiB -> 5.1 GiB`, `path a.gguf -> b.gguf`, `back in LM Studio`. */
+  what: string[];
+  /**
+   * True when the model's file changed (path, size, format, quantization or declared context):
+   * its earlier results no longer describe it and are kept as stale (see `ModelRecord.stale`).
+   */
+  stale: boolean;
 }
 
 /** What {@linkcode upsertScanned} changed, each list sorted by id. */
@@ -52,6 +87,10 @@ export interface ScanMerge {
   updated: string[];
   /** Every model the scan did not find (now `missing`, results kept). */
   missing: string[];
+  /** What changed for each model in `updated`. */
+  changes: ScanChange[];
+  /** Models whose listing LM Studio sent with impossible values, and what was wrong. */
+  invalid: { id: string; problem: string }[];
 }
 
 /** Model counts for `status`. See {@linkcode statusCounts} for what is counted where. */
@@ -80,7 +119,7 @@ export interface SaveRegistryOptions {
 
 /** An empty registry. */
 export function emptyRegistry(): Registry {
-  return { schemaVersion: SCHEMA_VERSION, updatedAt: null, models: {} };
+  return { schemaVersion: SCHEMA_VERSION, updatedAt: null, models: dictionary() };
 }
 
 /**
@@ -116,7 +155,7 @@ export async function loadRegistry(
   try {
     data = JSON.parse(text);
   } catch (error) {
-    throw damaged(file, `it is not valid JSON (${errorText(error)})`, error);
+    throw damaged(file, jsonSyntaxProblem(error, text));
   }
   return parseRegistry(data, file);
 }
@@ -147,12 +186,16 @@ export function parseRegistry(data: unknown, file: string): Registry {
   const registry: Registry = {
     schemaVersion: SCHEMA_VERSION,
     updatedAt: updatedAt ?? null,
-    models: {},
+    models: dictionary(),
   };
   for (const [id, record] of Object.entries(models)) {
     const problem = recordProblem(id, record);
-    if (problem !== null) throw damaged(file, `the model "${id}" ${problem}`);
-    registry.models[id] = record as unknown as ModelRecord;
+    if (problem === null) {
+      registry.models[id] = record as unknown as ModelRecord;
+    } else {
+      registry.quarantined ??= dictionary();
+      registry.quarantined[id] = { problem, raw: record };
+    }
   }
   const extra = Object.fromEntries(
     Object.entries(data).filter(([key]) => !KNOWN_TOP_LEVEL_KEYS.has(key)),
@@ -174,9 +217,12 @@ export async function saveRegistry(
   const file = paths.registry;
   const dir = dirname(file);
   const updatedAt = (options.now ?? (() => new Date()))().toISOString();
-  const models: Record<string, ModelRecord> = {};
-  for (const id of Object.keys(registry.models).sort(compareIds)) {
-    models[id] = registry.models[id]!;
+  // Damaged records go back as they were, unless a valid record (a scan's) replaced them.
+  const models = dictionary<unknown>();
+  const quarantined = registry.quarantined ?? dictionary<QuarantinedRecord>();
+  const ids = new Set([...Object.keys(registry.models), ...Object.keys(quarantined)]);
+  for (const id of [...ids].sort(compareIds)) {
+    models[id] = registry.models[id] ?? quarantined[id]!.raw;
   }
   const text = JSON.stringify(
     { ...registry.extra, schemaVersion: SCHEMA_VERSION, updatedAt, models },
@@ -195,7 +241,10 @@ export async function saveRegistry(
  * Merges a scan into the registry (in place). New models are added `untested`; known ones get
  * the scan's metadata and keep their results; models the scan did not find become `missing`,
  * keep their results and remember their status, which they get back when a later scan finds
- * them again. Duplicate ids in `scanned`: the last one wins.
+ * them again. A known model whose file changed (path, size, format, quantization, declared
+ * context) has its results moved to `stale` and is `untested` again. A listing with impossible
+ * numbers is stored with 0 in their place and the model `failed`, saying why, so that nothing
+ * the reader rejects is written. Duplicate ids in `scanned`: the last one wins.
  */
 export function upsertScanned(
   registry: Registry,
@@ -203,24 +252,36 @@ export function upsertScanned(
   now: Date | string = new Date(),
 ): ScanMerge {
   const nowIso = typeof now === "string" ? now : now.toISOString();
-  const seen = new Map(scanned.map((model) => [model.id, model]));
-  const merge: ScanMerge = { added: [], updated: [], missing: [] };
+  const seen = new Map<string, { model: ScannedModel; problems: string[] }>();
+  for (const listed of scanned) seen.set(String(listed.id), checkListing(listed));
+  const merge: ScanMerge = { added: [], updated: [], missing: [], changes: [], invalid: [] };
 
-  for (const [id, model] of seen) {
+  for (const [id, { model, problems }] of seen) {
+    if (problems.length > 0) merge.invalid.push({ id, problem: problems.join("; ") });
+    // A scan that finds the model replaces a damaged stored record.
+    if (registry.quarantined !== undefined) delete registry.quarantined[id];
     const record = registry.models[id];
     if (record === undefined) {
-      registry.models[id] = newModelRecord(model);
+      registry.models[id] = markListing(newModelRecord(model), problems);
       merge.added.push(id);
       continue;
     }
     const before = JSON.stringify(record);
+    const what = listingChanges(record, model);
+    const fileChanged = what.length > 0;
+    if (record.status === "missing") what.push("back in LM Studio");
     applyScannedMetadata(record, model);
     if (record.status === "missing") {
       record.status = record.statusBeforeMissing ?? "untested";
     }
     delete record.statusBeforeMissing;
     delete record.missingSince;
-    if (JSON.stringify(record) !== before) merge.updated.push(id);
+    const stale = fileChanged && markStale(record, nowIso);
+    markListing(record, problems);
+    if (JSON.stringify(record) !== before) {
+      merge.updated.push(id);
+      merge.changes.push({ id, what: what.length > 0 ? what : ["metadata"], stale });
+    }
   }
 
   for (const [id, record] of Object.entries(registry.models)) {
@@ -236,7 +297,111 @@ export function upsertScanned(
   merge.added.sort(compareIds);
   merge.updated.sort(compareIds);
   merge.missing.sort(compareIds);
+  merge.changes.sort((a, b) => compareIds(a.id, b.id));
+  merge.invalid.sort((a, b) => compareIds(a.id, b.id));
   return merge;
+}
+
+/** The largest context length taken as real: 2^31 - 1 tokens, far above any model's. */
+export const MAX_DECLARED_CONTEXT = 2 ** 31 - 1;
+
+/**
+ * A listing with its numbers checked: a size or a declared context that is not a plausible
+ * whole number becomes 0, and `problems` says what LM Studio sent instead.
+ */
+function checkListing(listed: ScannedModel): { model: ScannedModel; problems: string[] } {
+  const problems: string[] = [];
+  const text = (value: unknown) => (typeof value === "string" ? value : "");
+  const model: ScannedModel = {
+    ...listed,
+    id: String(listed.id),
+    path: text(listed.path),
+    architecture: text(listed.architecture),
+    type: listed.type === "embedding" ? "embedding" : "llm",
+  };
+  const size = listed.sizeBytes as unknown;
+  if (!(typeof size === "number" && Number.isSafeInteger(size) && size >= 0)) {
+    problems.push(`LM Studio lists its size as ${shown(size)}`);
+    model.sizeBytes = 0;
+  }
+  const declared = listed.declaredContext as unknown;
+  if (
+    !(typeof declared === "number" && Number.isSafeInteger(declared) && declared > 0 &&
+      declared <= MAX_DECLARED_CONTEXT)
+  ) {
+    problems.push(`LM Studio lists its context length as ${shown(declared)}`);
+    model.declaredContext = 0;
+  }
+  return { model, problems };
+}
+
+/**
+ * Marks `record` for what its listing got wrong: `failed` with the reason while the listing is
+ * impossible, `untested` again once a scan lists it properly.
+ */
+function markListing(record: ModelRecord, problems: string[]): ModelRecord {
+  if (problems.length > 0) {
+    record.listingProblem = `${problems.join("; ")}: lmstrix cannot test it`;
+    if (record.status !== "missing") {
+      record.status = "failed";
+      record.error = record.listingProblem;
+    }
+  } else if (record.listingProblem !== undefined) {
+    if (record.status === "failed" && record.error === record.listingProblem) {
+      record.status = "untested";
+      record.error = null;
+    }
+    delete record.listingProblem;
+  }
+  return record;
+}
+
+/** What changed in a model's file between the stored record and the scan, for people. */
+function listingChanges(record: ModelRecord, model: ScannedModel): string[] {
+  const what: string[] = [];
+  if (record.path !== model.path) what.push(`path ${record.path} -> ${model.path}`);
+  if (record.sizeBytes !== model.sizeBytes) {
+    what.push(`size ${record.sizeBytes} -> ${model.sizeBytes} bytes`);
+  }
+  if ((record.format ?? "") !== (model.format ?? "")) {
+    what.push(`format ${record.format ?? "-"} -> ${model.format ?? "-"}`);
+  }
+  if ((record.quantization ?? "") !== (model.quantization ?? "")) {
+    what.push(`quantization ${record.quantization ?? "-"} -> ${model.quantization ?? "-"}`);
+  }
+  if (record.declaredContext !== model.declaredContext) {
+    what.push(`declared context ${record.declaredContext} -> ${model.declaredContext}`);
+  }
+  return what;
+}
+
+/**
+ * Moves a record's results to `stale` (its file changed, so they describe another file) and makes
+ * it `untested`: `test --all` tests it again. Returns whether there were results to move.
+ */
+function markStale(record: ModelRecord, nowIso: string): boolean {
+  const hadResults = record.status === "tested" || record.status === "failed" ||
+    record.loadableContext !== null || record.workingContext !== null;
+  if (!hadResults) return false;
+  record.stale = {
+    status: record.status === "missing" ? "untested" : record.status,
+    loadableContext: record.loadableContext,
+    workingContext: record.workingContext,
+    testedAt: record.testedAt,
+    since: nowIso,
+  };
+  record.status = "untested";
+  record.loadableContext = null;
+  record.workingContext = null;
+  record.testedAt = null;
+  record.error = null;
+  delete record.search;
+  delete record.cappedAt;
+  return true;
+}
+
+function shown(value: unknown): string {
+  return typeof value === "number" ? String(value) : JSON.stringify(value) ?? "nothing";
 }
 
 /**
@@ -254,7 +419,7 @@ export function findModel(registry: Registry, query: string): ModelRecord {
       hint: 'pass a model id or a part of one; "lmstrix list" shows them',
     });
   }
-  const exact = registry.models[wanted];
+  const exact = Object.hasOwn(registry.models, wanted) ? registry.models[wanted] : undefined;
   if (exact !== undefined) return exact;
 
   const ids = Object.keys(registry.models).sort(compareIds);
