@@ -48,7 +48,7 @@ Deno.test("test options are checked before anything is touched", async (t) => {
     for (const bad of [0, -2, Number.POSITIVE_INFINITY, Number.NaN]) {
       assert.throws(() => validateTestOptions({ timeoutSeconds: bad }), UsageError);
     }
-    validateTestOptions({ timeoutSeconds: 0.5, precision: 256, minContext: 1, maxContext: 1 });
+    validateTestOptions({ timeoutSeconds: 0.5, precision: 256, minContext: 256, maxContext: 256 });
   });
 });
 
