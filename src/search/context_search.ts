@@ -678,7 +678,9 @@ class SearchRun {
     const units = Math.ceil((hi - lo) / precision);
     // A model broken at a loaded size needs its loads for the working phase's load bisection.
     const extra = this.#state.saneFail === null ? EXTRA_LOADABLE_LOADS : 0;
-    const left = loadableAllowance(this.#config) - EXTRA_LOADABLE_LOADS + extra -
+    // The floor load is spent on proving the model loads at all, not on the bisection.
+    const floor = this.#state.fitHint === null ? 1 : 0;
+    const left = loadableAllowance(this.#config) - EXTRA_LOADABLE_LOADS + extra + floor -
       (this.#state.loadableLoads ?? 0);
     const ratio = this.#state.plan?.loadCostRatio ?? LOAD_COST_RATIO;
     const plan = planLoads(units, this.#loaded === lo, left, ratio);
@@ -740,7 +742,7 @@ class SearchRun {
     if (s.hint !== null && hi !== null && hi - s.hint <= precision) {
       // One pass may be luck (a noisy band): ask again at another depth on the same instance,
       // which costs only the question as the text is cached, before paying for a reload.
-      if (s.hintChecked !== s.hint && this.#promptsUsable(s.hint) && this.#cacheUsable()) {
+      if (s.hintChecked !== s.hint && this.#promptsUsable(s.hint) && this.#recheckIsCheap()) {
         return await this.#promptStep(s.hint, true);
       }
       // Found by prompts on a larger instance: confirm by a load there, with a new haystack.
@@ -817,6 +819,16 @@ class SearchRun {
       : Math.max(precision, Math.round(from * JUMP_GROWTH));
     const x = from + step;
     return x > instance - precision ? instance : x;
+  }
+
+  /**
+   * Whether asking about size `x` again on the instance costs only the question (the cache holds
+   * the text): not without a cache, and not once a crash has taken an instance, as the scan goes
+   * on a new one where the recheck would cost a whole prefill. Read from saved state only, so
+   * that a resumed search decides as the uninterrupted one would.
+   */
+  #recheckIsCheap(): boolean {
+    return this.#cacheUsable() && (this.#state.costs?.crashes ?? 0) === 0;
   }
 
   /** Whether the plan builds on the prompt cache (it works, or it has not been seen yet). */
