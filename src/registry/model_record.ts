@@ -57,7 +57,7 @@ export interface ModelCosts {
   loadSeconds: number | null;
   /** Mean seconds of a refused load, or null when none was timed. */
   refusalSeconds: number | null;
-  /** Prompt tokens per second of the longest prompt prefilled whole, or null. */
+  /** Prompt tokens per second at the working size (longest passing cold prompt), or null. */
   prefillTokensPerSec: number | null;
   /** The prompt length that speed was measured at, or null. */
   prefillMeasuredAt: number | null;

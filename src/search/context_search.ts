@@ -125,7 +125,7 @@ export interface MeasuredCosts {
   promptCache: boolean | null;
   /** Prefill seconds per token of the latest cold prompt (nothing cached), for the cache test. */
   coldSecondsPerToken: number | null;
-  /** Prompt tokens per second of the longest cold prompt so far. */
+  /** Prompt tokens per second of the longest cold prompt that passed (the working size's). */
   prefillTokensPerSec: number | null;
   /** The prompt length that speed was measured at. */
   prefillMeasuredAt: number | null;
@@ -1138,7 +1138,9 @@ class SearchRun {
     if (seconds === undefined || seconds <= 0 || answer.crashed === true) return;
     if (cached === 0) {
       costs.coldSecondsPerToken = seconds / promptTokens;
-      if (promptTokens >= (costs.prefillMeasuredAt ?? 0)) {
+      // The speed at the working size: the longest cold prompt that passed (the confirmation's
+      // fresh probe at the result, when there is one).
+      if (answer.pass && promptTokens >= (costs.prefillMeasuredAt ?? 0)) {
         costs.prefillTokensPerSec = Math.round(promptTokens / seconds);
         costs.prefillMeasuredAt = promptTokens;
       }
