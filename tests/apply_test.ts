@@ -811,3 +811,25 @@ Deno.test("the apply table escapes control characters in model ids and fits 80 c
   assert.match(run.stdout, /\nlmstudio-community\/an-extrem.*….*fit-Q4_K_M +- +8,192 +set\n/);
   for (const line of run.stdout.split("\n")) assert.ok([...line].length <= 80, line);
 });
+
+Deno.test("a model path that would leave LM Studio's config folder names no file", async () => {
+  const { configFileFor } = await import("../src/apply/apply.ts");
+  const dir = "/home/me/.lmstudio/.internal/user-concrete-model-default-config";
+  assert.equal(configFileFor(dir, "pub/Model-GGUF/m.gguf"), `${dir}/pub/Model-GGUF/m.gguf.json`);
+  for (const bad of ["", "../x.gguf", "pub/../../x", "/etc/passwd", "C:\\x", "pub//x", "a\0b"]) {
+    assert.equal(configFileFor(dir, bad), null, JSON.stringify(bad));
+  }
+  await using home = await tempHome();
+  await buildHome(home.path, [
+    { id: "escaping-model", path: "../../outside.gguf", status: "tested", working: 4_096 },
+  ]);
+  const before = await snapshot(home.path);
+  const [entry] = await new LMStrix({ lmstudioDir: home.path }).applyContextLimits("all");
+  assert.equal(entry!.action, "skipped");
+  assert.equal(entry!.failed, true);
+  assert.equal(entry!.file, null);
+  assert.match(entry!.reason!, /does not name a file in LM Studio's config folder/);
+  const after = await snapshot(home.path);
+  after.delete("lmstrix/lmstrix.lock");
+  assert.deepEqual(after, before);
+});
