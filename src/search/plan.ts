@@ -1,0 +1,199 @@
+/**
+ * The search's cost model and plan: what it measured of a model's costs ({@link noCosts}), the
+ * plan those call for ({@link choosePlan}), and the arithmetic of the loadable bisection (the
+ * split point, the load planner weighted by the measured cost ratio, the climbing step). Pure.
+ *
+ * @module
+ */
+
+import type { MeasuredCosts, SearchConfig, SearchPlan } from "./types.ts";
+
+/**
+ * What one needle probe costs beyond the prefill of its new prompt tokens (the question, the
+ * answer's generation, counting tokens, the round trip), in prompt tokens at the start of the
+ * context. An estimate for local models: generating ten tokens takes about as long as
+ * prefilling several hundred.
+ */
+const PROBE_COST_TOKENS = 1000;
+
+/** Position at which attention has doubled the prefill cost of a token (typical local models). */
+const ATTENTION_DOUBLING_TOKENS = 32_768;
+
+/**
+ * What a load that succeeds costs, in loads that LM Studio refuses, until the run has timed one
+ * of each: loading the weights takes seconds, a guardrail refusal a fraction of one. Only the
+ * fitted-down path (no refusal seen) ever plans with it; every other plan uses the measured ratio.
+ */
+const LOAD_COST_RATIO = 25;
+
+/**
+ * Below this measured ratio refusals are not worth aiming for: an engine failure reads the weights
+ * and costs about what a success costs (ratio near 1), and leaning on refusals would only spend
+ * more loads. The planner then weighs both alike, which makes it a plain bisection.
+ */
+const LEAN_RATIO = 3;
+
+/** Largest ratio the planner weighs: beyond it a success costs "many refusals" all the same. */
+const MAX_LOAD_COST_RATIO = 128;
+
+/**
+ * Load times below this many seconds count as this much: a guardrail refusal takes a few tenths
+ * of a second, and below that the clock measures the round trip and the process, not LM Studio's
+ * work. It also keeps the plan the same from run to run where every load is that quick (a tiny
+ * model, a test server), which a ratio of two noisy milliseconds would not.
+ */
+const MIN_TIMED_SECONDS = 0.5;
+
+/** Loads the loadable phase may spend beyond a plain bisection, to make fewer of them succeed. */
+export const EXTRA_LOADABLE_LOADS = 2;
+
+/** Largest interval, in precisions, that the load planner plans exactly (else it bisects). */
+const PLAN_UNITS = 200;
+
+/** Largest context the search may load: `min(declared, maxContext)`. */
+export function searchCap(config: SearchConfig): number {
+  return Math.min(config.declared, config.maxContext ?? config.declared);
+}
+
+/** Load budget the search keeps for a well-behaved model: `2*ceil(log2(declared/precision)) + 3`. */
+export function loadBudget(config: SearchConfig): number {
+  const ratio = Math.max(1, config.declared / config.precision);
+  return 2 * Math.ceil(Math.log2(ratio)) + 3;
+}
+
+/** Costs of a model nothing is known of yet. */
+export function noCosts(): MeasuredCosts {
+  return {
+    loads: 0,
+    loadSeconds: 0,
+    refusals: 0,
+    refusalSeconds: 0,
+    promptCache: null,
+    coldSecondsPerToken: null,
+    prefillTokensPerSec: null,
+    prefillMeasuredAt: null,
+    crashes: 0,
+  };
+}
+
+/**
+ * The plan the measured costs call for: the load planner weighs a success by the measured ratio
+ * of a successful load's seconds to a refused one's (the prior until both were timed), and
+ * prompts climb on the cache unless the cache was seen not to work.
+ */
+export function choosePlan(costs: MeasuredCosts): SearchPlan {
+  const measured = costs.loads > 0 && costs.refusals > 0 && costs.refusalSeconds > 0;
+  const mean = (total: number, n: number) => Math.max(MIN_TIMED_SECONDS, total / n);
+  const raw = measured
+    ? mean(costs.loadSeconds, costs.loads) / mean(costs.refusalSeconds, costs.refusals)
+    : LOAD_COST_RATIO;
+  // Powers of two: a plan that changes only when the costs change by a factor, not with noise.
+  const ratio = Math.min(MAX_LOAD_COST_RATIO, 2 ** Math.round(Math.log2(Math.max(1, raw))));
+  return {
+    loadCostRatio: ratio < LEAN_RATIO ? 1 : ratio,
+    refusals: ratio < LEAN_RATIO ? "bisect" : "lean",
+    prompts: costs.promptCache === false ? "jump" : "climb",
+    promptCache: costs.promptCache,
+  };
+}
+
+/** A plan in a few words, for `show`: `lean on refusals (a load costs 16x); climb prompts`. */
+export function describePlan(plan: SearchPlan): string {
+  const loads = plan.refusals === "lean"
+    ? `lean on refusals (a load costs ${plan.loadCostRatio}x)`
+    : "plain load bisection";
+  const prompts = plan.prompts === "climb"
+    ? "climb prompts on the cache"
+    : "prompts grow by half, then bisect";
+  return `${loads}; ${prompts}`;
+}
+
+/**
+ * A decision for the attempt log: what was measured, then the plan it calls for, e.g.
+ * `loads 6.5 s, refusals 0.3 s, prompt cache works: lean on refusals (a load costs 16x); …`.
+ */
+export function describeDecision(plan: SearchPlan, costs: MeasuredCosts): string {
+  const mean = (total: number, n: number) => n > 0 ? `${(total / n).toFixed(1)} s` : "not timed";
+  const cache = costs.promptCache === null
+    ? "prompt cache not seen yet"
+    : costs.promptCache
+    ? "prompt cache works"
+    : "no prompt cache";
+  return `loads ${mean(costs.loadSeconds, costs.loads)}, refusals ${
+    mean(costs.refusalSeconds, costs.refusals)
+  }, ${cache}: ${describePlan(plan)}`;
+}
+
+/**
+ * The next size to test in the open interval between `lo` (passed, or when `lo` is null the
+ * untested `minContext`) and `hi` (failed). Instead of the midpoint it takes the highest point that
+ * keeps the worst-case number of steps of a bisection, `lo + p*2^k` with `p*2^k` the largest such
+ * step below `hi - lo`: a pass there leaves a shorter interval and a larger result, and a search
+ * ending on a pass keeps its last instance loaded for the next phase.
+ */
+export function splitPoint(lo: number, hi: number, precision: number): number {
+  let step = Math.max(1, precision);
+  while (step * 2 < hi - lo) step *= 2;
+  return Math.min(hi - 1, lo + step);
+}
+
+/**
+ * Step of the climbing prompt scan above a pass at `from`: at least the precision, else the step
+ * that minimises the scan's expected cost when the limit lies anywhere above. Climbing to a limit
+ * W in steps s costs about W/s probes of fixed cost c; the first failure overshoots the limit by
+ * s/2 on average, prefilled at the cost of tokens near W, and stepping back down costs a probe
+ * per precision p. Minimising W*c/s + s/2 * (cost of a token near W + c/p) gives
+ * s = sqrt(2*W*c / (1 + W/a + c/p)), a the position where attention doubles a token's cost.
+ */
+export function climbStep(from: number, precision: number): number {
+  const tokenCost = 1 + from / ATTENTION_DOUBLING_TOKENS + PROBE_COST_TOKENS / precision;
+  return Math.max(precision, Math.round(Math.sqrt(2 * from * PROBE_COST_TOKENS / tokenCost)));
+}
+
+/**
+ * Loads the loadable phase may use in all: the load at the cap, a bisection of the rest to the
+ * precision, the reload of its result, and {@link EXTRA_LOADABLE_LOADS}.
+ */
+export function loadableAllowance(config: SearchConfig): number {
+  const units = Math.max(1, (searchCap(config) - config.minContext) / config.precision);
+  return 2 + Math.ceil(Math.log2(units)) + EXTRA_LOADABLE_LOADS;
+}
+
+/** Memo of {@link planLoads}: key `units,loaded,loads`. */
+const loadPlans = new Map<string, { cost: number; step: number }>();
+
+/**
+ * Plan of the loadable bisection when loads that succeed cost `ratio` times a refused one: for an interval of `units` precisions above the largest size known to load
+ * (`loaded`: whether that size is loaded now) and below the smallest known not to, the step
+ * (in precisions) of the next load that minimises the expected cost, the limit being anywhere in
+ * the interval, without ever needing more than `loads` loads, the reload of the result included.
+ * A success there costs the most and leaves the smaller part above it; a refusal is cheap. So the
+ * plan tests above the midpoint and ends on a success when it can. Returns the expected cost
+ * (Infinity when `loads` cannot suffice).
+ */
+export function planLoads(
+  units: number,
+  loaded: boolean,
+  loads: number,
+  ratio: number = LOAD_COST_RATIO,
+): { cost: number; step: number } {
+  if (units <= 1) {
+    if (loaded) return { cost: 0, step: 0 };
+    return { cost: loads >= 1 ? ratio : Infinity, step: 0 };
+  }
+  if (loads <= 0 || units > PLAN_UNITS || loads < Math.ceil(Math.log2(units))) {
+    return { cost: Infinity, step: 0 };
+  }
+  const key = `${units},${loaded},${loads},${ratio}`;
+  const known = loadPlans.get(key);
+  if (known !== undefined) return known;
+  let best = { cost: Infinity, step: 0 };
+  for (let step = units - 1; step >= 1; step--) {
+    const up = planLoads(units - step, true, loads - 1, ratio).cost;
+    const down = planLoads(step, false, loads - 1, ratio).cost;
+    const cost = ((units - step) * (ratio + up) + step * (1 + down)) / units;
+    if (cost < best.cost - 1e-9) best = { cost, step };
+  }
+  loadPlans.set(key, best);
+  return best;
+}

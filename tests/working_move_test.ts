@@ -1,0 +1,140 @@
+/**
+ * The working phase's decision, tested directly: from a state and the settings, the next move
+ * (done, go on with a load-level test, start one, or a prompt on the instance), with no probe.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  choosePlan,
+  climbStep,
+  initialState,
+  nextWorkingMove,
+  noCosts,
+  normaliseState,
+  type NormalState,
+  type SearchConfig,
+  type SearchState,
+} from "../src/search/context_search.ts";
+
+const CONFIG: SearchConfig = { declared: 131072, minContext: 2048, precision: 1311, reserve: 64 };
+
+/** A state in the working phase: loadable 131072, loaded and healthy there, nothing probed. */
+function working(extra: Partial<NormalState> = {}): NormalState {
+  return {
+    ...initialState(CONFIG),
+    phase: "working",
+    loadOk: 131072,
+    loadable: 131072,
+    saneOk: 131072,
+    instance: 131072,
+    ...extra,
+  };
+}
+
+const noCache = () => {
+  const costs = { ...noCosts(), promptCache: false };
+  return { costs, plan: choosePlan(costs) };
+};
+
+Deno.test("the working phase's next move is a pure function of the state", async (t) => {
+  await t.step("done once the working bound reaches the loadable one", () => {
+    assert.deepEqual(nextWorkingMove(working({ workOk: 131072 }), CONFIG), {
+      kind: "done",
+      working: 131072,
+    });
+  });
+  await t.step("done within the precision of the smallest failure", () => {
+    const move = nextWorkingMove(working({ workOk: 20000, workFail: 21000 }), CONFIG);
+    assert.deepEqual(move, { kind: "done", working: 20000 });
+  });
+  await t.step("null when it failed while loaded at minContext", () => {
+    const move = nextWorkingMove(working({ workFail: 2048, workFailLoaded: 2048 }), CONFIG);
+    assert.deepEqual(move, { kind: "done", working: null });
+  });
+  await t.step("a load-level test under way goes on", () => {
+    const target = { context: 30000, fresh: true, backoff: true };
+    assert.deepEqual(nextWorkingMove(working({ target }), CONFIG), { kind: "run-target", target });
+  });
+  await t.step("with a prompt cache the scan climbs in small steps on the instance", () => {
+    const move = nextWorkingMove(working(), CONFIG);
+    assert.deepEqual(move, {
+      kind: "prompt",
+      size: 2048 + climbStep(2048, 1311),
+      recheck: false,
+      hint: null,
+      instance: 131072,
+    });
+  });
+  await t.step("without one it grows the prompt by half", () => {
+    const move = nextWorkingMove(working({ ...noCache(), hint: 8000 }), CONFIG);
+    assert.equal(move.kind, "prompt");
+    assert.equal(move.kind === "prompt" && move.size, 12000);
+  });
+  await t.step("below a failure it walks down with a cache and takes the midpoint without", () => {
+    const bounds = { hint: 20000, workFail: 24000 };
+    const cached = nextWorkingMove(working(bounds), CONFIG);
+    assert.equal(cached.kind === "prompt" && cached.size, 24000 - 1311);
+    const uncached = nextWorkingMove(working({ ...bounds, ...noCache() }), CONFIG);
+    assert.equal(uncached.kind === "prompt" && uncached.size, 22000);
+  });
+  await t.step("a hint outside the bounds is dropped", () => {
+    const move = nextWorkingMove(working({ hint: 30000, workFail: 25000 }), CONFIG);
+    assert.ok(move.kind === "prompt" || move.kind === "set-target");
+    assert.equal(move.hint, null);
+  });
+  await t.step("a hint next to the failure is rechecked on the cache, else confirmed", () => {
+    const near = { hint: 29000, workFail: 30000 };
+    assert.deepEqual(nextWorkingMove(working(near), CONFIG), {
+      kind: "prompt",
+      size: 29000,
+      recheck: true,
+      hint: 29000,
+      instance: 131072,
+    });
+    const crashed = { ...noCosts(), crashes: 1 };
+    assert.deepEqual(nextWorkingMove(working({ ...near, costs: crashed }), CONFIG), {
+      kind: "set-target",
+      target: { context: 29000, fresh: true, backoff: true },
+      hint: 29000,
+      instance: 131072,
+    });
+  });
+  await t.step("after a crash took the instance, the scan reloads below the failure", () => {
+    const move = nextWorkingMove(working({ instance: null, hint: 20000, workFail: 28000 }), CONFIG);
+    assert.equal(move.kind, "prompt");
+    assert.equal(move.kind === "prompt" && move.instance, 28000);
+  });
+  await t.step("once prompts are distrusted, every size is a load-level test", () => {
+    const move = nextWorkingMove(
+      working({ distrustPrompts: true, workOk: 10000, workFail: 30000 }),
+      CONFIG,
+    );
+    assert.equal(move.kind, "set-target");
+    assert.equal(move.kind === "set-target" && move.target.fresh, true);
+  });
+  await t.step("the same state gives the same move, and the state is not touched", () => {
+    const state = working({ hint: 30000, workFail: 25000, instance: null });
+    const before = structuredClone(state);
+    assert.deepEqual(nextWorkingMove(state, CONFIG), nextWorkingMove(state, CONFIG));
+    assert.deepEqual(state, before);
+  });
+});
+
+Deno.test("a state saved before the newer fields existed is made whole once", () => {
+  const old = structuredClone(working()) as Partial<SearchState>;
+  for (const key of ["hintBelow", "hintChecked", "promptFailOn", "loadableLoads"] as const) {
+    delete old[key];
+  }
+  delete old.costs;
+  delete old.plan;
+  delete old.lastRefusal;
+  const state = normaliseState(old as SearchState);
+  assert.equal(state.hintBelow, null);
+  assert.equal(state.loadableLoads, 0);
+  assert.deepEqual(state.costs, noCosts());
+  assert.deepEqual(state.plan, choosePlan(noCosts()));
+  assert.equal(state.lastRefusal, null);
+  assert.deepEqual(nextWorkingMove(state, CONFIG), nextWorkingMove(working(), CONFIG));
+});
