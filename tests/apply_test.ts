@@ -692,6 +692,15 @@ Deno.test("show, list and status say whether the applied value is still the test
     /from the earlier working 18,722: run "lmstrix apply" again/,
   );
   assert.match((await cli("list")).stdout, /\nsettings-model .* tested +stale /);
+  const listed = JSON.parse((await cli("list", "--json")).stdout).models as Record<
+    string,
+    unknown
+  >[];
+  assert.deepEqual(listed.find((m) => m.id === "settings-model")!.applied, {
+    contextLength: 18_722,
+    current: false,
+  });
+  assert.equal(listed.find((m) => m.id === "untested-model")!.applied, null);
   assert.match(
     (await cli("status")).stdout,
     /Applied: 2 in LM Studio's defaults, 1 from an earlier test/,

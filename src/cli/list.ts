@@ -346,9 +346,18 @@ export async function runList(
     return 0;
   }
   if (output.json) {
-    // Beside the contract's fields, what the last test measured of each model's costs.
+    // Beside the contract's fields, what the last test measured of each model's costs, and what
+    // `apply` wrote into LM Studio's defaults (and whether it is still the tested value).
+    const applied = appliedSummaries(lmstrix.paths, records, (m) => output.warn(m));
     output.document({
-      models: records.map((r) => ({ ...toContractJson(r), costs: r.costs ?? null })),
+      models: records.map((r) => {
+        const a = applied.get(r.id);
+        return {
+          ...toContractJson(r),
+          costs: r.costs ?? null,
+          applied: a ? { contextLength: a.contextLength, current: a.state === "current" } : null,
+        };
+      }),
     });
     return 0;
   }
