@@ -550,3 +550,54 @@ Deno.test("--min-context or --max-context too small for a needle probe is a usag
     }
   });
 });
+
+Deno.test("links are not followed when writing, and no file's content is echoed", async (t) => {
+  const victimText = "SECRET_TOKEN=hunter2\n";
+  await withEmulator([FLEET[1]!], async (emulator) => {
+    await t.step(
+      "lmstrix.lock is a link to another file: refused, the file untouched",
+      async () => {
+        await using home = await tempHome();
+        const victim = join(home.path, "victim.txt");
+        await Deno.writeTextFile(victim, victimText);
+        await Deno.mkdir(join(home.path, "lmstrix"), { recursive: true });
+        await Deno.symlink(victim, join(home.path, "lmstrix", "lmstrix.lock"));
+        const run = await lmstrix(emulator, home.path, ["scan"]);
+        assert.equal(run.code, 2, run.stderr);
+        assert.match(run.stderr, /symbolic link/);
+        assert.equal(await Deno.readTextFile(victim), victimText);
+      },
+    );
+    await t.step(
+      "an attempt log is a link to another file: nothing is appended to it",
+      async () => {
+        await using home = await tempHome();
+        const victim = join(home.path, "victim.txt");
+        await Deno.writeTextFile(victim, victimText);
+        assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
+        const logs = join(home.path, "lmstrix", "context_tests");
+        await Deno.mkdir(logs, { recursive: true });
+        await Deno.symlink(victim, join(logs, "tiny-forgetful_context_test.log"));
+        const run = await lmstrix(emulator, home.path, ["test", "tiny"]);
+        assert.notEqual(run.code, 0);
+        assert.match(run.stderr, /symbolic link/);
+        assert.equal(await Deno.readTextFile(victim), victimText);
+        assert.deepEqual(emulator.stats().loaded, [], "nothing is left loaded");
+      },
+    );
+    await t.step("models.json is a link to a secret: the error does not quote it", async () => {
+      await using home = await tempHome();
+      const victim = join(home.path, "victim.txt");
+      await Deno.writeTextFile(victim, victimText);
+      await Deno.mkdir(join(home.path, "lmstrix"), { recursive: true });
+      await Deno.symlink(victim, join(home.path, "lmstrix", "models.json"));
+      for (const args of [["list"], ["status", "--json"]]) {
+        const run = await lmstrix(emulator, home.path, args);
+        assert.equal(run.code, 2, run.stderr);
+        assert.doesNotMatch(run.stdout + run.stderr, /SECRET|hunter2/);
+        assert.match(run.stderr, /not valid JSON/);
+      }
+      assert.equal(await Deno.readTextFile(victim), victimText);
+    });
+  });
+});

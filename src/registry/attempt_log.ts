@@ -13,6 +13,7 @@ import type { LmstrixPaths } from "../paths.ts";
 import { logFileFor } from "../paths.ts";
 import type { Attempt } from "../search/context_search.ts";
 import { writeAll } from "../write_all.ts";
+import { openNoFollow } from "./no_follow.ts";
 
 /** One attempt of a context search, as one line of the log. */
 export interface AttemptLogEntry {
@@ -57,7 +58,7 @@ export async function appendAttempt(
   const file = logFileFor(paths, modelId);
   await Deno.mkdir(paths.logsDir, { recursive: true });
   const line = JSON.stringify(entry) + "\n";
-  const handle = await Deno.open(file, { append: true, create: true, read: true });
+  const handle = await openNoFollow(file, { append: true, create: true, read: true });
   try {
     const prefix = (await endsWithoutNewline(handle)) ? "\n" : "";
     await writeAll(handle, new TextEncoder().encode(prefix + line));

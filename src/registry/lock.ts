@@ -16,6 +16,7 @@
 import { LockHeldError } from "../errors.ts";
 import type { LmstrixPaths } from "../paths.ts";
 import { writeAll } from "../write_all.ts";
+import { openNoFollow } from "./no_follow.ts";
 
 /** Who holds the lock, as the holder wrote it; fields are null when they could not be read. */
 export interface LockHolder {
@@ -63,7 +64,7 @@ export async function acquireLock(
   const attempts = Math.max(1, options.attempts ?? 4);
   const retryDelayMs = options.retryDelayMs ?? 50;
   await Deno.mkdir(paths.root, { recursive: true });
-  const file = await Deno.open(paths.lock, { read: true, write: true, create: true });
+  const file = await openNoFollow(paths.lock, { read: true, write: true, create: true });
   let locked = false;
   try {
     // `readLockHolder` probes with a momentary shared lock; retrying a few times keeps such a
