@@ -6,6 +6,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import config from "./deno.json" with { type: "json" };
 import { type ApplyCommandOptions, runApply } from "./src/cli/apply.ts";
+import { describeFileError } from "./src/cli/file_errors.ts";
 import { type ListOptions, runList, SORT_KEYS } from "./src/cli/list.ts";
 import { LIST_FORMATS } from "./src/cli/list_export.ts";
 import { runScan } from "./src/cli/scan.ts";
@@ -316,6 +317,12 @@ function report(error: unknown, output: Output, commanderText: string): number {
   if (error instanceof LmstrixError) {
     const code = fail(exitCodeFor(error), error.message, error.hint);
     if (output.verbose && error.stack) output.debug(error.stack);
+    return code;
+  }
+  const fileProblem = describeFileError(error);
+  if (fileProblem !== null) {
+    const code = fail(fileProblem.exitCode, fileProblem.message, fileProblem.hint);
+    if (output.verbose && error instanceof Error && error.stack) output.debug(error.stack);
     return code;
   }
   const message = error instanceof Error ? error.message : String(error);

@@ -154,6 +154,8 @@ async function main(args: string[]): Promise<number> {
   try {
     // The reference: an undisturbed run.
     const cleanHome = join(base, "clean");
+    // lmstrix refuses an LM Studio home that does not exist (it would be a misspelling).
+    await Deno.mkdir(cleanHome);
     await runToEnd(emulator, cleanHome, ["scan", "-q"]);
     emulator.reset();
     const started = performance.now();
@@ -168,6 +170,7 @@ async function main(args: string[]): Promise<number> {
 
     for (let run = 1; run <= runs; run++) {
       const home = join(base, `run-${run}`);
+      await Deno.mkdir(home);
       emulator.reset();
       await runToEnd(emulator, home, ["scan", "-q"]);
       let interrupts = 0;

@@ -22,7 +22,7 @@ import { type TestOptions, validateTestOptions } from "./engine/test_options.ts"
 import { timeoutsFromSeconds } from "./lmstudio/client.ts";
 import type { Timeouts } from "./lmstudio/client.ts";
 import { fnv1a32 } from "./ids.ts";
-import { type LmstrixPaths, lmstrixPaths, resolveLmstudioDir } from "./paths.ts";
+import { type LmstrixPaths, lmstrixPaths, resolveCheckedLmstudioDir } from "./paths.ts";
 import { type AttemptLogEntry, readAttempts } from "./registry/attempt_log.ts";
 import { acquireLock, type Lock, type LockHolder, readLockHolder } from "./registry/lock.ts";
 import {
@@ -151,7 +151,7 @@ export class LMStrix {
   /** The files LMStrix uses. */
   get paths(): LmstrixPaths {
     this.#paths ??= lmstrixPaths(
-      resolveLmstudioDir({ flag: this.#options.lmstudioDir, env: (n) => this.#env(n) }),
+      resolveCheckedLmstudioDir({ flag: this.#options.lmstudioDir, env: (n) => this.#env(n) }),
     );
     return this.#paths;
   }

@@ -8,6 +8,11 @@
  * then `%USERPROFILE%\.lmstudio`). When none exists, it is `~/.lmstudio`, the directory current LM
  * Studio versions create, so that a first run on a fresh machine has a sensible place to write to.
  *
+ * A home named explicitly (flag or variable) must be an existing directory that looks like LM
+ * Studio's ({@linkcode checkLmstudioHome}): a misspelled path is refused rather than created and
+ * filled. A relative one is resolved against the directory the user ran the command in, which
+ * under `deno task` is `INIT_CWD` (the task itself runs in the project's root).
+ *
  * Side effects (environment, home directory, file checks) are injected, with production defaults.
  *
  * @module
@@ -31,7 +36,10 @@ export interface ResolveLmstudioDirOptions {
   exists?: (path: string) => boolean;
   /** Reads a text file, or returns undefined when it cannot (default: `Deno.readTextFileSync`). */
   readTextFile?: (path: string) => string | undefined;
-  /** The directory relative paths are resolved against (default: `Deno.cwd()`). */
+  /**
+   * The directory relative paths are resolved against (default: `INIT_CWD` when `deno task`
+   * set it, else `Deno.cwd()`).
+   */
   cwd?: () => string;
 }
 
@@ -71,7 +79,7 @@ export function resolveLmstudioDir(options: ResolveLmstudioDirOptions = {}): str
   const homeDir = nonEmpty(options.homeDir) ??
     nonEmpty(platform === "windows" ? env("USERPROFILE") : env("HOME")) ??
     nonEmpty(env("HOME"));
-  const cwd = options.cwd ?? (() => Deno.cwd());
+  const cwd = options.cwd ?? (() => nonEmpty(env("INIT_CWD")) ?? Deno.cwd());
 
   const absolute = (dir: string): string => {
     const expanded = homeDir !== undefined && (dir === "~" || /^~[\\/]/.test(dir))
@@ -80,6 +88,12 @@ export function resolveLmstudioDir(options: ResolveLmstudioDirOptions = {}): str
     return path.resolve(cwd(), expanded);
   };
 
+  if (options.flag !== undefined && options.flag.trim() === "") {
+    throw new UsageError("--lmstudio-dir is empty", {
+      hint:
+        "pass LM Studio's home directory with --lmstudio-dir (usually ~/.lmstudio), or leave the flag out",
+    });
+  }
   const explicit = nonEmpty(options.flag) ?? nonEmpty(env(LMSTUDIO_DIR_ENV));
   if (explicit !== undefined) return absolute(explicit);
 
@@ -104,6 +118,85 @@ export function resolveLmstudioDir(options: ResolveLmstudioDirOptions = {}): str
     );
   }
   return candidates.find((dir) => exists(dir)) ?? path.join(homeDir, ".lmstudio");
+}
+
+/**
+ * What an LM Studio home holds; a directory with one of these (or an empty one, a home about to
+ * be used) is taken as one.
+ */
+export const LMSTUDIO_HOME_MARKERS: readonly string[] = [
+  "models",
+  "hub",
+  ".internal",
+  "settings.json",
+  "bin",
+  "extensions",
+  "conversations",
+  "config-presets",
+  "server-logs",
+  "user-files",
+  "lmsm.json",
+  "lmstrix",
+];
+
+/** What {@linkcode checkLmstudioHome} looks at; production defaults use `Deno`. */
+export interface CheckHomeOptions {
+  /** The kind of thing at `path`: a directory, something else, or nothing. */
+  kind?: (path: string) => "directory" | "other" | "missing";
+  /** The names in the directory `path`. */
+  entries?: (path: string) => string[];
+}
+
+/**
+ * Throws {@linkcode UsageError} (exit 2, with a hint) unless `dir` is an existing directory that
+ * is empty or holds something of LM Studio's (see {@linkcode LMSTUDIO_HOME_MARKERS}).
+ */
+export function checkLmstudioHome(dir: string, options: CheckHomeOptions = {}): void {
+  const kind = (options.kind ?? kindOf)(dir);
+  const hint = 'pass LM Studio\'s home with --lmstudio-dir (usually "~/.lmstudio"; in LM Studio, ' +
+    "the models folder's parent)";
+  if (kind === "missing") {
+    throw new UsageError(`The LM Studio home "${dir}" does not exist`, { hint });
+  }
+  if (kind === "other") {
+    throw new UsageError(`The LM Studio home "${dir}" is not a directory`, { hint });
+  }
+  const names = (options.entries ?? entriesOf)(dir);
+  if (names.length > 0 && !names.some((name) => LMSTUDIO_HOME_MARKERS.includes(name))) {
+    throw new UsageError(
+      `"${dir}" does not look like an LM Studio home: it has none of ` +
+        `${LMSTUDIO_HOME_MARKERS.slice(0, 4).join(", ")}, ...`,
+      { hint },
+    );
+  }
+}
+
+function kindOf(path: string): "directory" | "other" | "missing" {
+  try {
+    return Deno.statSync(path).isDirectory ? "directory" : "other";
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return "missing";
+    if (error instanceof Deno.errors.NotADirectory) return "missing";
+    throw error;
+  }
+}
+
+function entriesOf(path: string): string[] {
+  return [...Deno.readDirSync(path)].map((entry) => entry.name);
+}
+
+/**
+ * {@linkcode resolveLmstudioDir}, then, for a home named by the flag or the variable,
+ * {@linkcode checkLmstudioHome}. A home found by looking in the usual places is not checked: a
+ * fresh machine's `~/.lmstudio` may not exist yet.
+ */
+export function resolveCheckedLmstudioDir(options: ResolveLmstudioDirOptions = {}): string {
+  const dir = resolveLmstudioDir(options);
+  const env = options.env ?? ((name: string) => Deno.env.get(name));
+  if (nonEmpty(options.flag) !== undefined || nonEmpty(env(LMSTUDIO_DIR_ENV)) !== undefined) {
+    checkLmstudioHome(dir);
+  }
+  return dir;
 }
 
 /** The LMStrix file locations under the LM Studio home `lmstudioDir`. */

@@ -601,3 +601,64 @@ Deno.test("links are not followed when writing, and no file's content is echoed"
     });
   });
 });
+
+Deno.test("a bad --lmstudio-dir is refused with exit 2 and a hint, and nothing is created", async (t) => {
+  await using home = await tempHome();
+  const file = join(home.path, "a-file");
+  await Deno.writeTextFile(file, "x");
+  const misspelled = join(home.path, ".lmstuido");
+  const cases: [string, string, RegExp][] = [
+    ["empty", "", /--lmstudio-dir is empty/],
+    ["misspelled", misspelled, /does not exist/],
+    ["a file", file, /is not a directory/],
+    ["a path through a file", join(file, "below"), /does not exist/],
+    ["not LM Studio's", new URL("../", import.meta.url).pathname, /does not look like/],
+  ];
+  for (const [what, dir, message] of cases) {
+    for (const command of [["scan"], ["list"]]) {
+      await t.step(`${what}: ${command[0]}`, async () => {
+        const run = await runCli([
+          ...command,
+          "--lmstudio-dir",
+          dir,
+          "--server",
+          "ws://127.0.0.1:1",
+        ], {
+          home: home.path,
+        });
+        assert.equal(run.code, 2, run.stderr);
+        assert.match(run.stderr, new RegExp(`^error: .*${message.source}`, "m"));
+        assert.match(run.stderr, /^hint: .*--lmstudio-dir/m);
+      });
+    }
+  }
+  assert.equal(await Deno.stat(misspelled).catch(() => null), null, "nothing was created");
+  assert.equal(await Deno.readTextFile(file), "x");
+});
+
+Deno.test("a relative --lmstudio-dir under deno task is the caller's, not the project's", async () => {
+  await using caller = await tempHome();
+  const home = join(caller.path, "my-lmstudio");
+  await Deno.mkdir(join(home, "models"), { recursive: true });
+  const config = new URL("../deno.json", import.meta.url).pathname;
+  const output = await new Deno.Command("deno", {
+    args: [
+      "task",
+      "--config",
+      config,
+      "start",
+      "status",
+      "--json",
+      "--lmstudio-dir",
+      "my-lmstudio",
+    ],
+    cwd: caller.path,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, stderr);
+  assert.equal(JSON.parse(new TextDecoder().decode(output.stdout)).total, 0);
+});

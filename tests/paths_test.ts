@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { UsageError } from "../src/errors.ts";
 import {
+  checkLmstudioHome,
   fileSafeModelId,
   lmstrixPaths,
   logFileFor,
@@ -60,9 +61,15 @@ Deno.test("resolveLmstudioDir picks the LM Studio home in the contract's order",
     assert.equal(resolveLmstudioDir({ ...machine([]), flag: "~/lms" }), "/home/u/lms");
   });
 
-  await t.step("an empty flag or variable is ignored", () => {
+  await t.step("an empty variable is ignored, an empty flag refused", () => {
     const opts = machine(["/home/u/.lmstudio"], {}, { LMSTRIX_LMSTUDIO_DIR: " " });
-    assert.equal(resolveLmstudioDir({ ...opts, flag: "" }), "/home/u/.lmstudio");
+    assert.equal(resolveLmstudioDir(opts), "/home/u/.lmstudio");
+    assert.throws(() => resolveLmstudioDir({ ...opts, flag: "" }), UsageError);
+  });
+
+  await t.step("a relative flag under deno task is taken from the caller's directory", () => {
+    const { cwd: _cwd, ...opts } = machine([], {}, { INIT_CWD: "/home/u/projects" });
+    assert.equal(resolveLmstudioDir({ ...opts, flag: "lms" }), "/home/u/projects/lms");
   });
 
   await t.step("the pointer file's first line, trimmed, comes first", () => {
@@ -168,5 +175,46 @@ Deno.test("logFileFor names a file-safe log per model and keeps distinct ids dis
 
   await t.step("the same id always gives the same name", () => {
     assert.equal(fileSafeModelId("org/Model Q4"), fileSafeModelId("org/Model Q4"));
+  });
+});
+
+Deno.test("an LM Studio home named explicitly must exist and look like one", async (t) => {
+  const fake = (kind: "directory" | "other" | "missing", names: string[] = []) => ({
+    kind: () => kind,
+    entries: () => names,
+  });
+  const cases: [string, ReturnType<typeof fake>, RegExp | null][] = [
+    ["a missing directory", fake("missing"), /does not exist/],
+    ["a file", fake("other"), /is not a directory/],
+    ["a directory of something else", fake("directory", ["src", "README.md"]), /does not look/],
+    ["an empty directory", fake("directory"), null],
+    ["LM Studio's home", fake("directory", ["models", ".internal", "settings.json"]), null],
+    ["a home lmstrix used", fake("directory", ["lmstrix"]), null],
+  ];
+  for (const [what, options, problem] of cases) {
+    await t.step(what, () => {
+      if (problem === null) return checkLmstudioHome("/x", options);
+      assert.throws(() => checkLmstudioHome("/x", options), (error: unknown) => {
+        assert.ok(error instanceof UsageError);
+        assert.match(error.message, problem);
+        assert.match(error.hint ?? "", /--lmstudio-dir/);
+        return true;
+      });
+    });
+  }
+  await t.step("on the real file system", () => {
+    const dir = Deno.makeTempDirSync();
+    try {
+      checkLmstudioHome(dir);
+      Deno.writeTextFileSync(`${dir}/file`, "x");
+      assert.throws(() => checkLmstudioHome(`${dir}/file`), /is not a directory/);
+      assert.throws(() => checkLmstudioHome(`${dir}/file/below`), /does not exist/);
+      assert.throws(() => checkLmstudioHome(`${dir}/nope`), /does not exist/);
+      assert.throws(() => checkLmstudioHome(dir), /does not look/);
+      Deno.mkdirSync(`${dir}/models`);
+      checkLmstudioHome(dir);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
   });
 });

@@ -18,6 +18,7 @@ export async function runScan(
   output: Output,
   options: ScanCommandOptions = {},
 ): Promise<number> {
+  const registry = lmstrix.paths.registry; // A bad LM Studio home is refused before anything.
   output.info(`Scanning LM Studio for models...`);
   const result = await lmstrix.scan(options);
   if (output.json) {
@@ -42,6 +43,6 @@ export async function runScan(
   for (const id of result.missing) {
     output.data(`  - ${displayText(id)} (missing; its results are kept)`);
   }
-  output.info(`Registry: ${displayText(lmstrix.paths.registry)}`);
+  output.info(`Registry: ${displayText(registry)}`);
   return 0;
 }
