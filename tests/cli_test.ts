@@ -572,6 +572,7 @@ Deno.test("links are not followed when writing, and no file's content is echoed"
       "an attempt log is a link to another file: nothing is appended to it",
       async () => {
         await using home = await tempHome();
+        await Deno.mkdir(join(home.path, "models")); // An LM Studio home holding another file.
         const victim = join(home.path, "victim.txt");
         await Deno.writeTextFile(victim, victimText);
         assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
@@ -653,7 +654,12 @@ Deno.test("a relative --lmstudio-dir under deno task is the caller's, not the pr
       "my-lmstudio",
     ],
     cwd: caller.path,
-    env: { NO_COLOR: "1" },
+    // As from a user's shell: no INIT_CWD yet (this suite's own `deno task test` set one).
+    clearEnv: true,
+    env: Object.fromEntries(
+      Object.entries(Deno.env.toObject()).filter(([name]) => name !== "INIT_CWD")
+        .concat([["NO_COLOR", "1"]]),
+    ),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
