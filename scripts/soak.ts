@@ -134,7 +134,8 @@ async function main(args: string[]): Promise<number> {
   }
   const { runs, seed } = parsed;
   const random = seededRandom(seed);
-  const profiles = await readProfilesFile(DEMO_FLEET_URL);
+  // The fleet's model that loads nowhere fails every run by design (exit 1): nothing to soak.
+  const profiles = (await readProfilesFile(DEMO_FLEET_URL)).filter((p) => p.noRuntime !== true);
   const emulator = await startEmulator({ profiles, port: 0 });
   const base = await Deno.makeTempDir({ prefix: "lmstrix-soak-" });
   console.log(`LM Studio emulator with ${profiles.length} demo models on ${emulator.url}`);
