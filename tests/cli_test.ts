@@ -668,3 +668,56 @@ Deno.test("a relative --lmstudio-dir under deno task is the caller's, not the pr
   assert.equal(output.code, 0, stderr);
   assert.equal(JSON.parse(new TextDecoder().decode(output.stdout)).total, 0);
 });
+
+Deno.test("a server that is not LM Studio, or never answers, or wss://: exit 3 and one plain line", async (t) => {
+  await using home = await tempHome();
+  const web = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response("not here", { status: 404 }),
+  );
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    try {
+      for await (const connection of silent) held.push(connection);
+    } catch {
+      // Closed at the end of the test.
+    }
+  })();
+  try {
+    const cases: [string, string[], Record<string, string>, RegExp][] = [
+      ["an HTTP server", ["--server", `ws://127.0.0.1:${web.addr.port}`], {}, /not LM Studio.*404/],
+      ["wss://", ["--server", `wss://127.0.0.1:${web.addr.port}`], {}, /secure connection failed/],
+      [
+        "a silent server, --timeout 1",
+        ["--server", `ws://127.0.0.1:${(silent.addr as Deno.NetAddr).port}`, "--timeout", "1"],
+        {},
+        /did not answer/,
+      ],
+      [
+        "a silent server, LMSTRIX_TIMEOUT=1",
+        ["--server", `ws://127.0.0.1:${(silent.addr as Deno.NetAddr).port}`],
+        { LMSTRIX_TIMEOUT: "1" },
+        /did not answer/,
+      ],
+    ];
+    for (const [what, args, env, reason] of cases) {
+      await t.step(`scan against ${what}`, async () => {
+        const started = performance.now();
+        const run = await runCli(["scan", ...args], { home: home.path, env });
+        assert.equal(run.code, 3, run.stderr);
+        const errors = run.stderr.split("\n").filter((line) => line.startsWith("error: "));
+        assert.equal(errors.length, 1, run.stderr);
+        assert.match(errors[0]!, /^error: Cannot reach LM Studio at "wss?:\/\/127\.0\.0\.1:\d+": /);
+        assert.match(errors[0]!, reason);
+        assert.doesNotMatch(run.stderr, /Unexpected failure|^\s+at /m);
+        assert.ok(performance.now() - started < 30_000, "the deadline bounds the wait");
+      });
+    }
+  } finally {
+    silent.close();
+    for (const connection of held) connection.close();
+    await accepting;
+    await web.shutdown();
+  }
+});

@@ -57,12 +57,34 @@ export async function withLmStudio<T>(
   try {
     return await work(lms);
   } catch (error) {
-    const kind = classifyFailure(error);
-    if (kind === "unreachable" || kind === "connection-lost") {
-      throw new LmStudioUnreachableError(lms.baseUrl, messageOf(error), { cause: error });
+    const reason = unreachableReason(error);
+    if (reason !== null) {
+      throw new LmStudioUnreachableError(lms.baseUrl, reason, { cause: error });
     }
     throw error;
   } finally {
     await lms.close();
   }
+}
+
+/**
+ * Why `error` means LM Studio cannot be reached at the address (exit 3), or null: nothing listens,
+ * the connection dropped for good, the server accepted the connection but never answered (a call
+ * that reaches this level passed its deadline and its retries), a server that is not LM Studio
+ * (an HTTP answer instead of a WebSocket), or a secure connection that failed (LM Studio's server
+ * speaks plain `ws://`).
+ */
+export function unreachableReason(error: unknown): string | null {
+  const kind = classifyFailure(error);
+  const text = messageOf(error);
+  if (kind === "unreachable" || kind === "connection-lost") return text;
+  if (kind === "timeout") return `it accepted the connection but did not answer (${text})`;
+  const status = /Unexpected server response: (\d+)/i.exec(text)?.[1];
+  if (status !== undefined) {
+    return `the server there is not LM Studio (it answered the connection with HTTP ${status})`;
+  }
+  if (/\bSSL\b|\bTLS\b|certificate|wrong version number|InvalidContentType/i.test(text)) {
+    return `the secure connection failed (${text}); LM Studio's server speaks ws://, not wss://`;
+  }
+  return null;
 }
