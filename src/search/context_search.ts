@@ -20,8 +20,8 @@
  *   probe pays only for its new tokens, nothing past the first failure is ever prefilled
  *   ({@link climbStep}), and below a failure every shorter prompt is a prefix of the cached one.
  *   Hybrid and sliding-window models reprocess the whole prompt every time; there small steps
- *   would pay for the whole prompt again and again, so the scan doubles the prompt length and
- *   bisects below the first failure instead.
+ *   would pay for the whole prompt again and again, so the scan grows the prompt by half a step
+ *   and bisects at the midpoint below the first failure instead ({@link nextWorkingMove}).
  * The floor comes early: after the cap fails, a load at `minContext` tells at once whether the
  * model loads at all (a missing runtime fails everywhere) and gives the first successful load's
  * cost. A load that LM Studio fits upwards (reports more than asked) counts as loaded at the
@@ -204,8 +204,7 @@ class SearchRun {
     const before = s.plan;
     const timed = costs.loads > 0 && costs.refusals > 0;
     if (
-      before === undefined || before.refusals !== plan.refusals ||
-      before.prompts !== plan.prompts ||
+      before.refusals !== plan.refusals || before.prompts !== plan.prompts ||
       before.promptCache !== plan.promptCache || (timed && !this.#announcedTimes)
     ) {
       this.#announcedTimes = timed;

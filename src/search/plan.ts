@@ -21,8 +21,9 @@ const ATTENTION_DOUBLING_TOKENS = 32_768;
 
 /**
  * What a load that succeeds costs, in loads that LM Studio refuses, until the run has timed one
- * of each: loading the weights takes seconds, a guardrail refusal a fraction of one. Only the
- * fitted-down path (no refusal seen) ever plans with it; every other plan uses the measured ratio.
+ * of each (or where the probe does not time its loads): loading the weights takes seconds, a
+ * guardrail refusal a fraction of one. After a refused cap the floor load times a success, so
+ * the bisection that follows plans with the measured ratio instead.
  */
 const LOAD_COST_RATIO = 25;
 
