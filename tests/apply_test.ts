@@ -388,7 +388,7 @@ Deno.test("apply --undo restores every file byte for byte, and removes what it c
   assert.equal(undone.get("settings-model")!.contextLength, 131_072);
   assert.equal(undone.get("missing-config-model")!.contextLength, null);
   assert.deepEqual(await configSnapshot(home.path), before);
-  assert.deepEqual(loadApplied(applyPaths(lmstrixPaths(home.path))).entries, {});
+  assert.deepEqual(Object.keys(loadApplied(applyPaths(lmstrixPaths(home.path))).entries), []);
   assert.deepEqual([...Deno.readDirSync(applyPaths(lmstrixPaths(home.path)).backupsDir)], []);
   // Nothing is left to undo.
   const again = await lmstrix.applyContextLimits("all", { undo: true });
@@ -770,7 +770,7 @@ Deno.test("a file that changes between the plan and the write is left as it is",
   assert.equal(entry!.failed, true);
   assert.match(entry!.reason!, /changed while lmstrix was working on it/);
   assert.equal(await Deno.readTextFile(file), saved);
-  assert.deepEqual(loadApplied(applyPaths(lmstrixPaths(home.path))).entries, {});
+  assert.deepEqual(Object.keys(loadApplied(applyPaths(lmstrixPaths(home.path))).entries), []);
 });
 
 Deno.test("a model whose path changed since the apply must be undone first", async () => {
@@ -841,4 +841,32 @@ Deno.test("a model path that would leave LM Studio's config folder names no file
   const after = await snapshot(home.path);
   after.delete("lmstrix/lmstrix.lock");
   assert.deepEqual(after, before);
+});
+
+Deno.test("model ids that name Object's own properties are plain ids to apply and undo", async () => {
+  await using home = await tempHome();
+  await buildHome(home.path, [
+    { id: "__proto__", path: "p/proto.gguf", status: "tested", working: 4_096 },
+    { id: "constructor", path: "p/constructor.gguf", status: "tested", working: 8_192 },
+    { id: "toString", path: "p/to-string.gguf", status: "untested", working: null },
+  ]);
+  const lmstrix = new LMStrix({ lmstudioDir: home.path });
+  const before = await configSnapshot(home.path).catch(() => new Map());
+  const applied = await lmstrix.applyContextLimits(["__proto__", "constructor", "toString"]);
+  assert.deepEqual(applied.map((e) => [e.id, e.action]), [
+    ["__proto__", "set"],
+    ["constructor", "set"],
+    ["toString", "skipped"],
+  ]);
+  const manifest = loadApplied(applyPaths(lmstrixPaths(home.path)));
+  assert.deepEqual(Object.keys(manifest.entries).sort(), ["__proto__", "constructor"]);
+  // Undone one at a time: the folder both files share goes with the last of them.
+  const first = await lmstrix.applyContextLimits(["__proto__"], { undo: true });
+  const rest = await lmstrix.applyContextLimits(["constructor", "toString"], { undo: true });
+  assert.deepEqual([...first, ...rest].map((e) => [e.id, e.action]), [
+    ["__proto__", "restored"],
+    ["constructor", "restored"],
+    ["toString", "skipped"],
+  ]);
+  assert.deepEqual(await configSnapshot(home.path).catch(() => new Map()), before);
 });

@@ -54,8 +54,6 @@ export interface AppliedEntry {
   mode: number | null;
   /** SHA-256 (hex) of the file before, or null when there was none. */
   originalSha256: string | null;
-  /** Directories LMStrix created for the file, relative to the config directory, deepest last. */
-  createdDirs: string[];
   /** SHA-256 (hex) of the bytes LMStrix last wrote. */
   writtenSha256: string;
   /** The context length LMStrix last wrote. */
@@ -68,9 +66,15 @@ export interface AppliedEntry {
   appliedAt: string;
 }
 
-/** The manifest in memory: entries by model id. */
+/** The manifest in memory. */
 export interface AppliedManifest {
+  /** What was applied, by model id. */
   entries: Record<string, AppliedEntry>;
+  /**
+   * Folders LMStrix created for config files, relative to the config directory. One list for
+   * all models, since models share folders: undo removes each once it is empty.
+   */
+  createdDirs: string[];
 }
 
 /** Whether an applied value is still the one the registry's working context gives. */
@@ -83,7 +87,9 @@ export function loadApplied(paths: Pick<ApplyPaths, "manifest">): AppliedManifes
     // Synchronous: one small file, read by `list` whose start-up time matters.
     text = Deno.readTextFileSync(paths.manifest);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return { entries: {} };
+    if (error instanceof Deno.errors.NotFound) {
+      return { entries: Object.create(null), createdDirs: [] };
+    }
     throw damaged(paths.manifest, error instanceof Error ? error.message : String(error), error);
   }
   let data: unknown;
@@ -107,13 +113,20 @@ export function loadApplied(paths: Pick<ApplyPaths, "manifest">): AppliedManifes
     if (
       !isObject(entry) || typeof entry["modelPath"] !== "string" ||
       typeof entry["existed"] !== "boolean" || typeof entry["writtenSha256"] !== "string" ||
-      typeof entry["contextLength"] !== "number" || !Array.isArray(entry["createdDirs"]) ||
+      typeof entry["contextLength"] !== "number" ||
       (entry["existed"] && typeof entry["backup"] !== "string")
     ) {
       throw damaged(paths.manifest, `the entry of "${id}" is not one lmstrix wrote`);
     }
   }
-  return { entries: entries as Record<string, AppliedEntry> };
+  const createdDirs = data["createdDirs"] ?? [];
+  if (!Array.isArray(createdDirs) || createdDirs.some((d) => typeof d !== "string")) {
+    throw damaged(paths.manifest, `"createdDirs" is not a list of folders`);
+  }
+  // Model ids are arbitrary text: "__proto__" or "constructor" must be plain keys.
+  const byId: Record<string, AppliedEntry> = Object.create(null);
+  for (const [id, entry] of Object.entries(entries)) byId[id] = entry as unknown as AppliedEntry;
+  return { entries: byId, createdDirs: createdDirs as string[] };
 }
 
 /** Writes the manifest atomically (creating its directory). */
@@ -124,7 +137,11 @@ export async function saveApplied(
   const entries = Object.fromEntries(
     Object.keys(manifest.entries).sort().map((id) => [id, manifest.entries[id]!]),
   );
-  const text = JSON.stringify({ schemaVersion: APPLIED_SCHEMA_VERSION, entries }, null, 2) + "\n";
+  const text = JSON.stringify(
+    { schemaVersion: APPLIED_SCHEMA_VERSION, entries, createdDirs: manifest.createdDirs },
+    null,
+    2,
+  ) + "\n";
   await Deno.mkdir(join(paths.manifest, ".."), { recursive: true });
   await writeFileAtomic(paths.manifest, text);
 }

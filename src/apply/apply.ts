@@ -99,6 +99,8 @@ interface Step {
   /** The bytes to write (apply) or to restore (undo; null: remove the file). */
   next: Uint8Array | null;
   mode: number | null;
+  /** A warning to give when the step runs (not in a dry run, whose table says it already). */
+  warning?: string;
 }
 
 /**
@@ -122,8 +124,9 @@ export async function applyContextLimits(
   // Unknown or ambiguous models fail before the lock is taken: bad input changes nothing.
   if (queries !== "all") {
     const registry = await loadRegistry(paths);
+    const applied = options.undo ? loadApplied(where).entries : Object.create(null);
     for (const query of queries) {
-      if (!(options.undo && loadApplied(where).entries[query])) findModel(registry, query);
+      if (applied[query] === undefined) findModel(registry, query);
     }
   }
   const work = async () => {
@@ -324,7 +327,6 @@ async function executeApply(
       backup,
       mode: step.mode,
       originalSha256: currentSha,
-      createdDirs: step.current === null ? missingDirs(where.configDir, dirname(file)) : [],
       writtenSha256: "",
       contextLength: 0,
       workingContext: 0,
@@ -341,6 +343,9 @@ async function executeApply(
   entryNow.appliedAt = (options.now ?? (() => new Date()))().toISOString();
   // The record first: a change undo does not know about must never reach the disk.
   manifest.entries[record.id] = entryNow;
+  const newDirs = missingDirs(where.configDir, dirname(file))
+    .filter((dir) => !manifest.createdDirs.includes(dir));
+  manifest.createdDirs.push(...newDirs);
   await saveApplied(where, manifest);
   try {
     await Deno.mkdir(dirname(file), { recursive: true });
@@ -348,11 +353,11 @@ async function executeApply(
   } catch (error) {
     if (before === undefined) delete manifest.entries[record.id];
     else manifest.entries[record.id] = before;
+    await pruneCreatedDirs(where, manifest);
     await saveApplied(where, manifest);
     if (newBackup !== null && before === undefined) {
       await Deno.remove(join(where.backupsDir, newBackup)).catch(() => {});
     }
-    if (step.current === null) await removeEmptyDirs(where.configDir, entryNow.createdDirs);
     entry.action = "skipped";
     entry.contextLength = entry.previous;
     entry.reason = `cannot write it: ${errorText(error)}`;
@@ -443,6 +448,7 @@ async function planUndo(
         ? "it was removed since lmstrix applied it; left as it is"
         : "it changed since lmstrix applied it; left as it is";
       entry.failed = true;
+      step.warning = `"${file}" ${entry.reason}`;
       continue;
     }
     entry.action = "restored";
@@ -461,8 +467,8 @@ async function executeUndo(
   const { entry } = step;
   const applied = manifest.entries[entry.id];
   if (applied === undefined || entry.file === null) return;
-  if (entry.failed && entry.reason?.includes("since lmstrix applied it")) {
-    options.onWarning?.(`"${entry.file}" ${entry.reason}`);
+  if (step.warning !== undefined) {
+    options.onWarning?.(step.warning);
     return;
   }
   if (entry.action === "unchanged") {
@@ -474,7 +480,6 @@ async function executeUndo(
   try {
     if (step.next === null) {
       await Deno.remove(entry.file);
-      await removeEmptyDirs(where.configDir, applied.createdDirs);
     } else {
       await writeFileAtomic(entry.file, step.next, { mode: step.mode ?? undefined });
     }
@@ -496,6 +501,7 @@ async function forget(
   applied: AppliedEntry,
 ): Promise<void> {
   delete manifest.entries[id];
+  await pruneCreatedDirs(where, manifest);
   await saveApplied(where, manifest);
   if (applied.backup !== null) {
     await Deno.remove(join(where.backupsDir, applied.backup)).catch(() => {});
@@ -557,14 +563,21 @@ function missingDirs(configDir: string, dir: string): string[] {
   return missing;
 }
 
-/** Removes the directories LMStrix created, deepest first, as long as they are empty. */
-async function removeEmptyDirs(configDir: string, dirs: readonly string[]): Promise<void> {
-  for (const dir of [...dirs].reverse()) {
+/**
+ * Removes the folders LMStrix created that are empty now, deepest first, and forgets them; a
+ * folder that holds something (another model's config, a file of the user's) stays listed until
+ * a later undo empties it.
+ */
+async function pruneCreatedDirs(where: ApplyPaths, manifest: AppliedManifest): Promise<void> {
+  const depth = (dir: string) => join(where.configDir, dir).split(/[\\/]/).length;
+  const deepestFirst = [...manifest.createdDirs].sort((a, b) => depth(b) - depth(a));
+  for (const dir of deepestFirst) {
     try {
-      await Deno.remove(join(configDir, dir));
-    } catch {
-      return; // Not empty (someone put something there) or gone: leave the rest.
+      await Deno.remove(join(where.configDir, dir));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) continue;
     }
+    manifest.createdDirs = manifest.createdDirs.filter((d) => d !== dir);
   }
 }
 
