@@ -349,4 +349,8 @@ table([
   "time vs LB",
   "targets",
 ], summary);
-console.log(`\nAll targets ${allMet ? "met" : "not met"} (the README says which and why).`);
+console.log(
+  allMet
+    ? "\nEvery target met."
+    : "\nNot every target met: see the table (and the README for why).",
+);
