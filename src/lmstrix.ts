@@ -23,6 +23,7 @@ import { timeoutsFromSeconds } from "./lmstudio/client.ts";
 import type { Timeouts } from "./lmstudio/client.ts";
 import { fnv1a32 } from "./ids.ts";
 import { type LmstrixPaths, lmstrixPaths, resolveCheckedLmstudioDir } from "./paths.ts";
+import { requirePermissions, serverHost } from "./permissions.ts";
 import { type AttemptLogEntry, readAttempts } from "./registry/attempt_log.ts";
 import { acquireLock, type Lock, type LockHolder, readLockHolder } from "./registry/lock.ts";
 import {
@@ -102,6 +103,7 @@ export class LMStrix {
   readonly #options: LMStrixOptions;
   #paths: LmstrixPaths | undefined;
   #quarantined: { id: string; problem: string }[] = [];
+  #envChecked = false;
 
   /** Creates the engine; nothing is read or connected until a method needs it. */
   constructor(options: LMStrixOptions = {}) {
@@ -109,7 +111,10 @@ export class LMStrix {
   }
 
   #env(name: string): string | undefined {
-    return (this.#options.env ?? ((n: string) => Deno.env.get(n)))(name);
+    if (this.#options.env !== undefined) return this.#options.env(name);
+    if (!this.#envChecked) requirePermissions([{ name: "env" }]);
+    this.#envChecked = true;
+    return Deno.env.get(name);
   }
 
   /** A number from the environment (positive, or with `zero` also 0); undefined when unset. */
@@ -148,15 +153,31 @@ export class LMStrix {
     return seconds === undefined ? {} : timeoutsFromSeconds(seconds);
   }
 
-  /** The files LMStrix uses. */
+  /** The files LMStrix uses; checks first that it may read them (and the environment). */
   get paths(): LmstrixPaths {
-    this.#paths ??= lmstrixPaths(
-      resolveCheckedLmstudioDir({ flag: this.#options.lmstudioDir, env: (n) => this.#env(n) }),
-    );
+    if (this.#paths === undefined) {
+      const dir = resolveCheckedLmstudioDir({
+        flag: this.#options.lmstudioDir,
+        env: (n) => this.#env(n),
+        beforeCheck: (found) => requirePermissions([{ name: "read", path: found }]),
+      });
+      this.#paths = lmstrixPaths(dir);
+    }
     return this.#paths;
   }
 
+  /** Checks, before anything is touched, that a writer may write and reach LM Studio. */
+  #requireWriter(settings?: ConnectSettings): void {
+    requirePermissions([
+      { name: "write", path: this.paths.lmstudioDir },
+      ...(settings === undefined
+        ? []
+        : [{ name: "net" as const, host: serverHost(settings.server) }]),
+    ]);
+  }
+
   async #withLock<T>(work: () => Promise<T>): Promise<T> {
+    this.#requireWriter();
     const lock: Lock = await acquireLock(this.paths);
     try {
       return await work();
@@ -193,6 +214,7 @@ export class LMStrix {
    */
   scan(options: { timeoutSeconds?: number | undefined } = {}): Promise<ScanResult> {
     const timeouts = this.#testTimeouts(options.timeoutSeconds);
+    this.#requireWriter(this.#connectSettings(timeouts));
     return this.#withLock(async () => {
       const registry = await this.#read();
       return await withLmStudio(this.#connectSettings(timeouts), async (lms) => {
@@ -308,6 +330,7 @@ export class LMStrix {
     const backoffMs = this.#options.backoffMs ??
       this.#envNumber("LMSTRIX_BACKOFF_MS", "a number of milliseconds", true);
     const { signal } = options;
+    this.#requireWriter(settings);
     return this.#withLock(async () => {
       const registry = await this.#read();
       const chosen = chooseModels(registry, queries, options.force ?? false);

@@ -190,8 +190,11 @@ function entriesOf(path: string): string[] {
  * {@linkcode checkLmstudioHome}. A home found by looking in the usual places is not checked: a
  * fresh machine's `~/.lmstudio` may not exist yet.
  */
-export function resolveCheckedLmstudioDir(options: ResolveLmstudioDirOptions = {}): string {
+export function resolveCheckedLmstudioDir(
+  options: ResolveLmstudioDirOptions & { beforeCheck?: (dir: string) => void } = {},
+): string {
   const dir = resolveLmstudioDir(options);
+  options.beforeCheck?.(dir);
   const env = options.env ?? ((name: string) => Deno.env.get(name));
   if (nonEmpty(options.flag) !== undefined || nonEmpty(env(LMSTUDIO_DIR_ENV)) !== undefined) {
     checkLmstudioHome(dir);

@@ -221,3 +221,41 @@ Deno.test("the library reports an unreachable LM Studio and a damaged registry a
   });
   assert.equal(await Deno.readTextFile(registry), "{ not json");
 });
+
+Deno.test("the library checks its permissions before it touches a file or the network", async (t) => {
+  await using home = await tempHome();
+  const script = new URL("./support/library_permissions.ts", import.meta.url).pathname;
+  const run = async (flags: string[], method: string) => {
+    const output = await new Deno.Command("deno", {
+      args: ["run", ...flags, script, method, home.path, "ws://127.0.0.1:1"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(output.stdout);
+    assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+    return JSON.parse(text) as { ok?: unknown; error?: { class: string; message: string } };
+  };
+  const cases: [string, string[], string, RegExp][] = [
+    ["no permissions at all", [], "list", /permission to read environment variables/],
+    ["no read access to the home", ["--allow-env", "--allow-read=/nowhere"], "list", /read "/],
+    [
+      "scan without write and net",
+      ["--allow-env", "--allow-read"],
+      "scan",
+      /permission to write ".*", connect to LM Studio at 127\.0\.0\.1/,
+    ],
+    ["scan without net", ["--allow-env", "--allow-read", "--allow-write"], "scan", /connect/],
+  ];
+  for (const [what, flags, method, message] of cases) {
+    await t.step(what, async () => {
+      const result = await run(flags, method);
+      assert.equal(result.error?.class, "UsageError", JSON.stringify(result));
+      assert.match(result.error!.message, message);
+      assert.deepEqual([...Deno.readDirSync(home.path)], [], "nothing was written");
+    });
+  }
+  await t.step("list needs only --allow-read and --allow-env", async () => {
+    assert.deepEqual(await run(["--allow-env", "--allow-read"], "list"), { ok: [] });
+  });
+});
