@@ -99,3 +99,24 @@ Deno.test("unknown models, a stopped server and our own interrupts are not about
     assert.equal(classifyFailure(Object.assign(new Error("x"), { name: "AbortError" })), "aborted");
   });
 });
+
+Deno.test("an SDK error's title, suggestion and cause read as one plain line", async (t) => {
+  const { messageOf } = await import("../src/lmstudio/failures.ts");
+  const cases: [string, string][] = [
+    [
+      " Failed to load model \n\n\n \x1b[47m  (X) CAUSE  \x1b[0m\n\n\x1b[90mfailed to load model No LM Runtime found for model format gguf!\x1b[0m",
+      "Failed to load model: failed to load model No LM Runtime found for model format gguf!",
+    ],
+    [
+      " Model loading failed \n\n\n   (!) SUGGESTION  \n\nTry a smaller context\n\n\n   (X) CAUSE  \n\n(Exit code: 133)",
+      "Model loading failed: (Exit code: 133) (Try a smaller context)",
+    ],
+    [
+      "Failed to load model\nFailed to initialize the context",
+      "Failed to load model Failed to initialize the context",
+    ],
+  ];
+  for (const [raw, expected] of cases) {
+    await t.step(expected, () => assert.equal(messageOf(new Error(raw)), expected));
+  }
+});

@@ -112,9 +112,32 @@ export function classifyFailure(error: unknown): FailureKind {
   return "other";
 }
 
-/** The text of an error, stripped of terminal colour codes and folded to a single line. */
+/**
+ * The text of an error, stripped of terminal colour codes and folded to a single line. The SDK
+ * lays a server error out as a title, then `(!) SUGGESTION` and `(X) CAUSE` blocks under banner
+ * labels; on one line that reads as "title: cause (suggestion)".
+ */
 export function messageOf(error: unknown): string {
   const raw = error instanceof Error ? error.message : String(error);
   // deno-lint-ignore no-control-regex
-  return raw.replace(/\x1b\[[0-9;]*m/g, "").replace(/\s+/g, " ").trim();
+  let text = raw.replace(/\x1b\[[0-9;]*m/g, "");
+  let cause = "";
+  let suggestion = "";
+  const causeAt = text.indexOf(CAUSE_LABEL);
+  if (causeAt >= 0) {
+    cause = text.slice(causeAt + CAUSE_LABEL.length);
+    text = text.slice(0, causeAt);
+  }
+  const suggestionAt = text.indexOf(SUGGESTION_LABEL);
+  if (suggestionAt >= 0) {
+    suggestion = text.slice(suggestionAt + SUGGESTION_LABEL.length);
+    text = text.slice(0, suggestionAt);
+  }
+  const fold = (part: string) => part.replace(/\s+/g, " ").trim();
+  const line = [fold(text), fold(cause)].filter((part) => part !== "").join(": ");
+  return fold(suggestion) === "" ? line : `${line} (${fold(suggestion)})`;
 }
+
+/** The SDK's banner labels in a server error's message (`deserializeOtherError`). */
+const CAUSE_LABEL = "(X) CAUSE";
+const SUGGESTION_LABEL = "(!) SUGGESTION";
