@@ -25,7 +25,7 @@ import {
 import { ExitCode, exitCodeForSignal } from "./src/exit_codes.ts";
 import { InterruptGate } from "./src/interrupts.ts";
 import { LMStrix } from "./src/lmstrix.ts";
-import { Output, streamSink, type TextSink } from "./src/output.ts";
+import { noColorRequested, Output, streamSink, type TextSink } from "./src/output.ts";
 
 /** Global options, accepted before or after the command. */
 interface GlobalOptions {
@@ -89,9 +89,9 @@ function timeoutOption(): Option {
   ).argParser(parseSeconds);
 }
 
-/** Whether `NO_COLOR` asks for no colour: only a non-empty value does (no-color.org). */
+/** Whether `NO_COLOR` asks for no colour (see {@linkcode noColorRequested}). */
 function noColorEnv(): boolean {
-  return (Deno.env.get("NO_COLOR") ?? "") !== "";
+  return noColorRequested(Deno.env.get("NO_COLOR"));
 }
 
 function addGlobalOptions(command: Command): Command {

@@ -119,6 +119,14 @@ function guard(text: string): string {
   return start === 0 ? text : out + text.slice(start);
 }
 
+/**
+ * Whether the value of `NO_COLOR` asks for no colour: only a non-empty value does, as no-color.org
+ * says (`NO_COLOR=` left empty by a script keeps colour).
+ */
+export function noColorRequested(value: string | undefined): boolean {
+  return value !== undefined && value !== "";
+}
+
 /** A width from `COLUMNS`, when it holds a usable number. */
 function columnsFromEnv(): number | undefined {
   try {

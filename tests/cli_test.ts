@@ -107,6 +107,15 @@ Deno.test("scan, list, status and show print the contract's JSON", async (t) => 
         assert.equal(model.path, source.path);
       }
     });
+    await t.step(
+      "list, piped, is one header and a line a model; the bar's legend on stderr",
+      async () => {
+        const run = await lmstrix(emulator, home.path, ["list"]);
+        assert.equal(run.code, 0, run.stderr);
+        assert.equal(run.stdout.trimEnd().split("\n").length, 1 + FLEET.length);
+        assert.match(run.stderr, /^context: # working {2}\+ loadable {2}\. declared$/m);
+      },
+    );
     await t.step("list --json gives the same records", async () => {
       const run = await lmstrix(emulator, home.path, ["list", "--json"]);
       assert.equal(run.code, 0, run.stderr);

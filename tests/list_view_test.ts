@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { contextBar, formatTokens } from "../src/cli/format.ts";
 import { parseSortKey, renderList, sortRecords } from "../src/cli/list.ts";
 import { UsageError } from "../src/errors.ts";
-import { MemorySink, Output } from "../src/output.ts";
+import { MemorySink, noColorRequested, Output } from "../src/output.ts";
 import type { ModelRecord } from "../src/registry/model_record.ts";
 
 function record(
@@ -191,4 +191,11 @@ Deno.test("list", async (t) => {
       assert.match(text, /evil\\x1b\]0;owned\\x07\\x1b\[2Jkey\\nsplit\\x00/);
     }
   });
+});
+
+Deno.test("NO_COLOR turns colour off only when it has a value", () => {
+  assert.equal(noColorRequested(undefined), false);
+  assert.equal(noColorRequested(""), false);
+  assert.equal(noColorRequested("1"), true);
+  assert.equal(noColorRequested("0"), true, "any value, even 0, as no-color.org says");
 });
