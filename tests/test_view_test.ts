@@ -145,4 +145,23 @@ Deno.test("test results", async (t) => {
       assert.match(text, /\(25\.0% less\)/);
     });
   }
+
+  await t.step("a model with nothing measured says so, with its error", () => {
+    const failed = result({
+      id: "broken",
+      loadableContext: null,
+      workingContext: null,
+      reductionPercent: null,
+      status: "failed",
+      loads: 2,
+      promptTokens: 0,
+      error: "It did not load at 2048 tokens or more",
+    });
+    const text = renderResults([failed]);
+    assert.equal(
+      text,
+      "broken: failed, declared 131,072\n  2 loads, 0 prompt tokens\n" +
+        "  error: It did not load at 2048 tokens or more",
+    );
+  });
 });

@@ -145,6 +145,19 @@ export function renderResults(results: TestResult[], options: RenderResultsOptio
       : r.reductionPercent === null
       ? ""
       : ` (${formatPercent(r.reductionPercent)} less)`;
+    if (r.workingContext === null) {
+      // Nothing measured: say so, not "working -".
+      lines.push(fitLine({
+        name: displayText(r.id),
+        after: `: ${r.status}, declared ${formatTokens(r.declaredContext)}`,
+      }, options.width));
+      lines.push(
+        `  ${r.loads} load${r.loads === 1 ? "" : "s"}, ` +
+          `${formatTokens(r.promptTokens)} prompt tokens`,
+      );
+      if (r.error) lines.push(`  error: ${displayText(r.error)}`);
+      continue;
+    }
     lines.push(fitLine({
       name: displayText(r.id),
       after: [
