@@ -30,6 +30,7 @@ export {
   AmbiguousModelError,
   InterruptedError,
   LmstrixError,
+  LmStudioNotAnsweringError,
   LmStudioUnreachableError,
   LockHeldError,
   ModelNotFoundError,

@@ -100,6 +100,22 @@ export class LmStudioUnreachableError extends LmstrixError {
   }
 }
 
+/**
+ * LM Studio accepts connections but stopped answering calls (exit code 3, like an unreachable
+ * server, of which it is a subclass).
+ */
+export class LmStudioNotAnsweringError extends LmStudioUnreachableError {
+  /** Creates the error for `server`; `reason` names the call that went unanswered. */
+  constructor(server: string, reason: string, options: LmstrixErrorOptions = {}) {
+    super(server, reason, {
+      hint: "progress is saved; check LM Studio (restart it if it hangs), then run the same " +
+        "command again to resume",
+      ...options,
+    });
+    this.message = `LM Studio at "${server}" stopped answering: ${reason}`;
+  }
+}
+
 /** Another lmstrix run holds the lock on the registry (exit code 4). */
 export class LockHeldError extends LmstrixError {
   /** Process id of the holder, or null when it could not be read. */

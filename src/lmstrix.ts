@@ -139,7 +139,7 @@ export class LMStrix {
     };
   }
 
-  /** The deadlines of a test run: `timeoutSeconds`, else `LMSTRIX_TIMEOUT`, else the defaults. */
+  /** The deadlines of calls: `timeoutSeconds`, else `LMSTRIX_TIMEOUT`, else the defaults. */
   #testTimeouts(timeoutSeconds: number | undefined): Partial<Timeouts> {
     const seconds = timeoutSeconds ??
       this.#envNumber("LMSTRIX_TIMEOUT", "a positive number of seconds");

@@ -145,10 +145,27 @@ Deno.test("the probe retries transient faults with exponential backoff", async (
     assert.deepEqual(await probe.load(8192), { kind: "loaded", actual: 8192 });
     assert.deepEqual(sleeps, [100]);
     assert.deepEqual(lms.calls, ["load 8192", "listLoaded", "load 8192"]);
+    lms.faults.load = ["not-found"];
+    await assert.rejects(probe.load(8192), LmStudioCallError, "an unknown model is not retried");
+  });
+
+  await t.step("an instance someone else unloaded is loaded again once, at once", async () => {
+    const lms = new ScriptedLmStudio();
+    const { probe, sleeps } = probeOn(lms);
+    await probe.load(4096);
+    lms.loaded.clear(); // `lms unload` from another client
+    lms.faults.complete = ["not-found"];
+    lms.calls.length = 0;
+    assert.equal((await probe.sanity()).pass, true);
+    assert.deepEqual(lms.calls, ["complete", "listLoaded", "listLoaded", "load 4096", "complete"]);
+    assert.deepEqual(sleeps, [], "no backoff: the server is fine");
+    lms.loaded.clear();
+    lms.faults.complete = ["not-found", "not-found"];
+    await assert.rejects(probe.sanity(), LmStudioCallError, "unloaded again: the test fails");
   });
 
   await t.step("a fault that is not transient is never retried", async () => {
-    for (const kind of ["not-found", "other"] as const) {
+    for (const kind of ["other"] as const) {
       const lms = new ScriptedLmStudio();
       const { probe, sleeps } = probeOn(lms);
       await probe.load(4096);

@@ -47,7 +47,7 @@ export async function connect(settings: ConnectSettings): Promise<LmStudio> {
 
 /**
  * Runs `work` with the adapter and always closes it; a connection that cannot be made or is lost
- * for good becomes {@link LmStudioUnreachableError}.
+ * for good, or a call left unanswered, becomes {@link LmStudioUnreachableError}.
  */
 export async function withLmStudio<T>(
   settings: ConnectSettings,
@@ -57,6 +57,7 @@ export async function withLmStudio<T>(
   try {
     return await work(lms);
   } catch (error) {
+    if (error instanceof LmStudioUnreachableError) throw error; // said already (not answering)
     const reason = unreachableReason(error);
     if (reason !== null) {
       throw new LmStudioUnreachableError(lms.baseUrl, reason, { cause: error });

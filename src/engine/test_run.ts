@@ -8,10 +8,10 @@
  * @module
  */
 
-import { InterruptedError } from "../errors.ts";
+import { InterruptedError, LmStudioNotAnsweringError } from "../errors.ts";
 import { fnv1a32 } from "../ids.ts";
 import { INSTANCE_PREFIX, type LmStudio } from "../lmstudio/client.ts";
-import { classifyFailure, LmStudioCallError } from "../lmstudio/failures.ts";
+import { classifyFailure, LmStudioCallError, messageOf } from "../lmstudio/failures.ts";
 import { LmStudioProbe, newRunId } from "../probe/lmstudio_probe.ts";
 import type { AttemptLogEntry } from "../registry/attempt_log.ts";
 import type { ModelRecord } from "../registry/model_record.ts";
@@ -170,8 +170,9 @@ async function testModel(
 
 /**
  * Stores `record` after `error` ended its test and decides how the run goes on: an interrupt,
- * a server that is gone, or an error that is not LM Studio's rethrows (progress saved); a call
- * that LM Studio failed marks the model `failed` and the run goes on.
+ * a server that is gone or stopped answering, or an error that is not LM Studio's rethrows
+ * (progress saved, the model not marked failed); a call that LM Studio failed marks the model
+ * `failed` and the run goes on.
  */
 async function afterFault(
   context: RunContext,
@@ -184,9 +185,15 @@ async function afterFault(
     throw new InterruptedError(String(options.signal.reason ?? "SIGINT"));
   }
   const kind = classifyFailure(error);
-  const gone = kind === "unreachable" || (kind === "connection-lost" && !(await reachable(lms)));
+  // A call that hung through every retry is the model's failure only if the server still
+  // answers a small call; otherwise LM Studio as a whole stopped (frozen, restarting too long).
+  const gone = kind === "unreachable" ||
+    ((kind === "connection-lost" || kind === "timeout") && !(await answers(lms)));
   if (gone || !(error instanceof LmStudioCallError)) {
     await journal.put(record);
+    if (gone && kind === "timeout") {
+      throw new LmStudioNotAnsweringError(lms.baseUrl, messageOf(error), { cause: error });
+    }
     throw error;
   }
   const failed = recordAfterFault(record, error.message);
@@ -226,12 +233,16 @@ function probeFor(context: RunContext, id: string, start: ResumePoint): LmStudio
     onRetry: (what, error, attempt) =>
       options.onEvent?.({
         type: "warning",
-        message: `${id}: ${what} failed (${error.message}); retry ${attempt}`,
+        message: error.kind === "not-found"
+          ? `${id}: its instance was unloaded by another client (${error.message}); ` +
+            "loading it again"
+          : `${id}: ${what} failed (${error.message}); retry ${attempt}`,
       }),
   });
 }
 
-async function reachable(lms: LmStudio): Promise<boolean> {
+/** Whether LM Studio answers a small call (within the usual deadline). */
+async function answers(lms: LmStudio): Promise<boolean> {
   try {
     await lms.listLoaded();
     return true;

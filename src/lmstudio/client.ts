@@ -150,6 +150,7 @@ async function withDeadline<T>(
   ms: number,
   outer: AbortSignal | undefined,
   work: (signal: AbortSignal) => Promise<T>,
+  link: Link = { answered: false },
 ): Promise<T> {
   const controller = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -177,15 +178,26 @@ async function withDeadline<T>(
   running.catch(() => {});
   stop.catch(() => {});
   try {
-    return await Promise.race([running, stop]);
+    const result = await Promise.race([running, stop]);
+    link.answered = true;
+    return result;
   } catch (error) {
     if (error instanceof LmStudioCallError) throw error;
-    const kind = controller.signal.aborted && outer?.aborted ? "aborted" : classifyFailure(error);
+    let kind = controller.signal.aborted && outer?.aborted ? "aborted" : classifyFailure(error);
+    // A server that answered before and now refuses connections is restarting (or gone): worth
+    // retrying with backoff like a dropped connection, not the "start the server" failure.
+    if (kind === "unreachable" && link.answered) kind = "connection-lost";
     throw new LmStudioCallError(call, kind, messageOf(error), { cause: error });
   } finally {
     clearTimeout(timer);
     if (onAbort) outer?.removeEventListener("abort", onAbort);
   }
+}
+
+/** What the calls of one adapter know about the connection. */
+interface Link {
+  /** Whether LM Studio has answered a call on this adapter. */
+  answered: boolean;
 }
 
 /** How long closing the connection may take before LMStrix moves on. */
@@ -198,6 +210,7 @@ function formatSeconds(ms: number): string {
 class SdkLmStudio implements LmStudio {
   readonly #client: LMStudioClient;
   readonly #timeouts: Timeouts;
+  readonly #link: Link = { answered: false };
   readonly baseUrl: string;
 
   constructor(client: LMStudioClient, baseUrl: string, timeouts: Timeouts) {
@@ -206,8 +219,17 @@ class SdkLmStudio implements LmStudio {
     this.#timeouts = timeouts;
   }
 
+  #call<T>(
+    call: string,
+    ms: number,
+    outer: AbortSignal | undefined,
+    work: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    return withDeadline(call, ms, outer, work, this.#link);
+  }
+
   listModels(): Promise<ModelListing[]> {
-    return withDeadline("listDownloadedModels", this.#timeouts.rpcMs, undefined, async () => {
+    return this.#call("listDownloadedModels", this.#timeouts.rpcMs, undefined, async () => {
       const models = await this.#client.system.listDownloadedModels();
       return models.map((m): ModelListing => {
         const listing: ModelListing = {
@@ -228,7 +250,7 @@ class SdkLmStudio implements LmStudio {
   }
 
   listLoaded(): Promise<LoadedInstance[]> {
-    return withDeadline("listLoaded", this.#timeouts.rpcMs, undefined, async () => {
+    return this.#call("listLoaded", this.#timeouts.rpcMs, undefined, async () => {
       const loaded = await this.#client.llm.listLoaded();
       const infos = await Promise.all(loaded.map((model) => model.getModelInfo()));
       return infos.map((info) => ({
@@ -246,7 +268,7 @@ class SdkLmStudio implements LmStudio {
   ): Promise<LoadResult> {
     let model: LLM;
     try {
-      model = await withDeadline(
+      model = await this.#call(
         "load",
         this.#timeouts.loadMs,
         options.signal,
@@ -267,7 +289,7 @@ class SdkLmStudio implements LmStudio {
       throw error;
     }
     // The load config is the truth: a fitted load reports less than was asked.
-    const actual = await withDeadline(
+    const actual = await this.#call(
       "getContextLength",
       this.#timeouts.rpcMs,
       options.signal,
@@ -275,13 +297,20 @@ class SdkLmStudio implements LmStudio {
     );
     return {
       kind: "loaded",
-      model: new SdkLoadedModel(model, options.identifier, modelKey, actual, this.#timeouts),
+      model: new SdkLoadedModel(
+        model,
+        options.identifier,
+        modelKey,
+        actual,
+        this.#timeouts,
+        this.#link,
+      ),
       actual,
     };
   }
 
   unload(identifier: string): Promise<void> {
-    return withDeadline(
+    return this.#call(
       "unload",
       this.#timeouts.rpcMs,
       undefined,
@@ -293,7 +322,7 @@ class SdkLmStudio implements LmStudio {
     try {
       // The SDK waits for every open channel before it lets go, and a call the server never
       // answered (a hung load, even after cancel) never closes: give up on it quickly.
-      await withDeadline("close", CLOSE_MS, undefined, () => this.#client[Symbol.asyncDispose]());
+      await this.#call("close", CLOSE_MS, undefined, () => this.#client[Symbol.asyncDispose]());
     } catch {
       // Closing is best effort: the process is about to end anyway.
     }
@@ -303,6 +332,7 @@ class SdkLmStudio implements LmStudio {
 class SdkLoadedModel implements LoadedModel {
   readonly #model: LLM;
   readonly #timeouts: Timeouts;
+  readonly #link: Link;
   readonly identifier: string;
   readonly modelKey: string;
   readonly contextLength: number;
@@ -313,7 +343,9 @@ class SdkLoadedModel implements LoadedModel {
     modelKey: string,
     contextLength: number,
     timeouts: Timeouts,
+    link: Link,
   ) {
+    this.#link = link;
     this.#model = model;
     this.identifier = identifier;
     this.modelKey = modelKey;
@@ -321,8 +353,17 @@ class SdkLoadedModel implements LoadedModel {
     this.#timeouts = timeouts;
   }
 
+  #call<T>(
+    call: string,
+    ms: number,
+    outer: AbortSignal | undefined,
+    work: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    return withDeadline(call, ms, outer, work, this.#link);
+  }
+
   countTokens(text: string, signal?: AbortSignal): Promise<number> {
-    return withDeadline(
+    return this.#call(
       "countTokens",
       this.#timeouts.rpcMs,
       signal,
@@ -336,7 +377,7 @@ class SdkLoadedModel implements LoadedModel {
   ): Promise<Completion> {
     const ms = this.#timeouts.predictBaseMs +
       options.promptTokens * this.#timeouts.predictPerTokenMs;
-    return withDeadline("complete", ms, options.signal, async (signal) => {
+    return this.#call("complete", ms, options.signal, async (signal) => {
       const result = await this.#model.complete(prompt, {
         maxTokens: options.maxTokens,
         temperature: 0,
@@ -352,6 +393,6 @@ class SdkLoadedModel implements LoadedModel {
   }
 
   unload(): Promise<void> {
-    return withDeadline("unload", this.#timeouts.rpcMs, undefined, () => this.#model.unload());
+    return this.#call("unload", this.#timeouts.rpcMs, undefined, () => this.#model.unload());
   }
 }

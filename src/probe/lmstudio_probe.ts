@@ -135,24 +135,35 @@ export class LmStudioProbe implements Probe {
     }
   }
 
-  /** Runs `call`, retrying transient faults with exponential backoff; `recover` runs before a retry. */
+  /**
+   * Runs `call`, retrying transient faults with exponential backoff; `recover` runs before a
+   * retry. With `instance`, the call works on the loaded instance, and an instance someone else
+   * unloaded (`lms unload`, another program) is loaded again once, at once.
+   */
   async #retrying<T>(
     what: string,
     record: OperationRecord,
     call: () => Promise<T>,
     recover: () => Promise<void>,
+    instance = false,
   ): Promise<T> {
+    let reloaded = false;
+    let recovering = false;
     for (let attempt = 0;; attempt++) {
       try {
+        // Recovering talks to the server too: while it restarts, that fails like the call did.
+        if (recovering) await recover();
+        recovering = false;
         return await call();
       } catch (error) {
-        if (!(error instanceof LmStudioCallError) || !error.transient || attempt >= this.#retries) {
-          throw error;
-        }
+        if (!(error instanceof LmStudioCallError)) throw error;
+        const unloaded = instance && error.kind === "not-found" && !reloaded && !recovering;
+        if (!unloaded && (!error.transient || attempt >= this.#retries)) throw error;
         record.retries++;
         this.#onRetry?.(what, error, attempt + 1);
-        await this.#sleep(this.#backoffMs * 2 ** attempt, this.#signal);
-        await recover();
+        if (unloaded) reloaded = true;
+        else await this.#sleep(this.#backoffMs * 2 ** attempt, this.#signal);
+        recovering = true;
       }
     }
   }
@@ -242,6 +253,7 @@ export class LmStudioProbe implements Probe {
         }
       },
       () => this.#reloadIfLost(),
+      true,
     );
   }
 
@@ -269,6 +281,7 @@ export class LmStudioProbe implements Probe {
             (text) => this.#loaded!.countTokens(text, this.#signal),
           ),
         () => this.#reloadIfLost(),
+        true,
       );
       record.promptTokens = built.promptTokens;
       const completion = await this.#ask(
