@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import {
   type Attempt,
   climbStep,
+  fullProbeFirst,
   initialState,
   loadableAllowance,
   loadBudget,
@@ -566,4 +567,14 @@ Deno.test("the load planner keeps its load allowance and makes fewer loads succe
   }
   assert.equal(planLoads(100, false, 3).cost, Infinity, "too few loads for 100 units");
   assert.ok(loadableAllowance(configFor(131072)) <= loadBudget(configFor(131072)));
+});
+
+Deno.test("without a cache the full length goes first when it is likely and saves more", () => {
+  // At the memory limit (one chance in two) a full-length probe saves the growing scan's passes.
+  assert.equal(fullProbeFirst(5_429, 40_000, 1311, true), true);
+  assert.equal(fullProbeFirst(5_429, 58_421, 1311, true), true);
+  // At the declared size (one in four) it would mostly be paid for nothing.
+  assert.equal(fullProbeFirst(5_429, 131_072, 1311, false), false);
+  // Next to the pass, nothing is saved: the scan reaches the full length anyway.
+  assert.equal(fullProbeFirst(39_000, 40_000, 1311, true), false);
 });

@@ -150,6 +150,22 @@ Deno.test("without a prompt cache the scan jumps, and prefills less than climbin
   });
 });
 
+Deno.test("without a cache, a model at its memory limit is probed at full length first", async () => {
+  const model: FakeModel = {
+    loadFailAbove: 59392,
+    promptCache: false,
+    prefillSecondsPerToken: 0.0002,
+  };
+  const { probe, result } = await searched(model);
+  const needles = result.attempts.filter((a) => a.action === "needle");
+  // The cache test's two short prompts, then the full length of the instance: done.
+  assert.equal(needles.length, 3, needles.map((n) => n.promptTokens).join(", "));
+  assert.equal(needles.at(-1)!.promptTokens, result.loadable! - CONFIG.reserve);
+  assert.equal(result.working, result.loadable);
+  const short = needles.slice(0, 2).reduce((sum, n) => sum + n.promptTokens!, 0);
+  assert.equal(probe.prefilled, short + result.loadable! - CONFIG.reserve);
+});
+
 Deno.test("a state saved before costs were measured resumes, made whole once", async () => {
   const model: FakeModel = { loadFailAbove: 59392, needleFailAbove: 30000 };
   let saved: SearchState | undefined;

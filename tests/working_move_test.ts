@@ -72,6 +72,23 @@ Deno.test("the working phase's next move is a pure function of the state", async
     assert.equal(move.kind, "prompt");
     assert.equal(move.kind === "prompt" && move.size, 12000);
   });
+  await t.step("without one, at the memory limit, it probes the full length first", () => {
+    // Refused just above the instance: the model most likely works at its full length, and one
+    // full-length probe costs less than the growing scan's passes on the way there.
+    const capped = { loadOk: 40000, loadable: 40000, loadFail: 41000, instance: 40000 };
+    const move = nextWorkingMove(working({ ...capped, saneOk: 40000, hint: 5429, ...noCache() }), {
+      ...CONFIG,
+    });
+    assert.deepEqual(move, {
+      kind: "set-target",
+      target: { context: 40000, fresh: false },
+      hint: 5429,
+      instance: 40000,
+    });
+    // With the cache it climbs as before: the full-length probe would save little there.
+    const cached = nextWorkingMove(working({ ...capped, saneOk: 40000, hint: 5429 }), CONFIG);
+    assert.equal(cached.kind, "prompt");
+  });
   await t.step("below a failure it walks down with a cache and takes the midpoint without", () => {
     const bounds = { hint: 20000, workFail: 24000 };
     const cached = nextWorkingMove(working(bounds), CONFIG);

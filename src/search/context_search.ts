@@ -21,7 +21,9 @@
  *   ({@link climbStep}), and below a failure every shorter prompt is a prefix of the cached one.
  *   Hybrid and sliding-window models reprocess the whole prompt every time; there small steps
  *   would pay for the whole prompt again and again, so the scan grows the prompt by half a step
- *   and bisects at the midpoint below the first failure instead ({@link nextWorkingMove}).
+ *   and bisects at the midpoint below the first failure instead ({@link nextWorkingMove}); where
+ *   the instance is as large as memory or health allow, the model most likely works at its full
+ *   length, and one full-length probe first is expected to cost less than the passes on the way.
  * The floor comes early: after the cap fails, a load at `minContext` tells at once whether the
  * model loads at all (a missing runtime fails everywhere) and gives the first successful load's
  * cost. A load that LM Studio fits upwards (reports more than asked) counts as loaded at the
@@ -74,12 +76,15 @@ export {
   climbStep,
   describeDecision,
   describePlan,
+  fullProbeFirst,
+  jumpSize,
   loadableAllowance,
   loadBudget,
   noCosts,
   planLoads,
   searchCap,
   splitPoint,
+  uncachedProbeCost,
 } from "./plan.ts";
 export { initialState, normaliseState } from "./state.ts";
 export { nextWorkingMove, type WorkingMove } from "./working_move.ts";

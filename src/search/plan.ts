@@ -198,3 +198,70 @@ export function planLoads(
   loadPlans.set(key, best);
   return best;
 }
+
+/**
+ * Prior chance that a model works at the full length of its largest healthy instance, when that
+ * instance is as large as memory or health allow (loads or `2+2=` fail just above it): the
+ * context a model was trained for usually lies above what a machine holds, so the limit a person
+ * meets is most often the memory's. One in two, as a neutral guess between "it works there" and
+ * "it stops somewhere below"; {@link fullProbeFirst} weighs it against the measured costs.
+ */
+const FULL_WORKS_AT_LIMIT = 0.5;
+
+/**
+ * The same chance when the instance is loaded at the declared size (or `--max-context`): long-
+ * context benchmarks (RULER and the like) find most models answering well only at a fraction of
+ * what they declare, so a full-length probe first would mostly be paid for nothing.
+ */
+const FULL_WORKS_AT_DECLARED = 0.25;
+
+/**
+ * Without a prompt cache the scan grows the prompt by this share of the last pass. Each probe
+ * pays for its whole prompt and prefill grows faster than linearly, so the failing probe past the
+ * limit costs up to (1 + g)^2 times one at it, while the passes below cost about 1/g of one: a
+ * growth of one half balances the two and leaves a short interval to bisect.
+ */
+const JUMP_GROWTH = 0.5;
+
+/**
+ * What a needle probe of `size` tokens costs when nothing of it is cached, in prompt tokens at
+ * the start of the context: its fixed cost, plus every position's prefill, the cost of a token at
+ * position p being `1 + p / ATTENTION_DOUBLING_TOKENS` (so `size + size^2 / 2a` in all).
+ */
+export function uncachedProbeCost(size: number): number {
+  return PROBE_COST_TOKENS + size + size * size / (2 * ATTENTION_DOUBLING_TOKENS);
+}
+
+/**
+ * Next size of the uncached scan growing from a pass at `from` on an instance of `top`: by
+ * {@link JUMP_GROWTH}, at least the precision, and the instance size itself once within a
+ * precision of it (a pass there needs no confirming reload).
+ */
+export function jumpSize(from: number, top: number, precision: number): number {
+  const x = from + Math.max(precision, Math.round(from * JUMP_GROWTH));
+  return x > top - precision ? top : x;
+}
+
+/**
+ * Whether an uncached scan above a pass at `from` should probe the instance's full length `top`
+ * next, instead of growing towards it. If the model works at `top`, the growing scan pays for
+ * each of its passes on the way ({@link jumpSize}, each {@link uncachedProbeCost}) and then for
+ * `top`; probing `top` first saves those passes. If it does not, the full-length probe is paid
+ * for nothing (the growing scan goes on as before, under a known failure). So: probe first when
+ * `chance * passesSaved > (1 - chance) * cost(top)`, the chance being {@link FULL_WORKS_AT_LIMIT}
+ * when `atLimit` (loads or `2+2=` fail just above the instance), else
+ * {@link FULL_WORKS_AT_DECLARED}.
+ */
+export function fullProbeFirst(
+  from: number,
+  top: number,
+  precision: number,
+  atLimit: boolean,
+): boolean {
+  const chance = atLimit ? FULL_WORKS_AT_LIMIT : FULL_WORKS_AT_DECLARED;
+  let saved = 0;
+  for (let x = jumpSize(from, top, precision); x < top; x = jumpSize(x, top, precision)) {
+    saved += uncachedProbeCost(x);
+  }
+  return chance * saved > (1 - chance) * uncachedProbeCost(top);
+}

@@ -115,7 +115,10 @@ export interface SearchPlan {
   loadCostRatio: number;
   /** "lean": aim above the middle, where loads are likely refused; "bisect": plain bisection. */
   refusals: "lean" | "bisect";
-  /** "climb": small steps on the prompt cache; "jump": grow by half, then bisect (no cache). */
+  /**
+   * "climb": small steps on the prompt cache; "jump" (no cache): grow by half (or the full length
+   * first, where that is expected to cost less), then bisect.
+   */
   prompts: "climb" | "jump";
   /** What was known of the prompt cache when the plan was made. */
   promptCache: boolean | null;

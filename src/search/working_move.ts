@@ -5,16 +5,8 @@
  * @module
  */
 
-import { climbStep, splitPoint } from "./plan.ts";
+import { climbStep, fullProbeFirst, jumpSize, splitPoint } from "./plan.ts";
 import type { NormalState, SearchConfig, SearchState, SearchTarget } from "./types.ts";
-
-/**
- * Without a prompt cache the scan grows the prompt by this share of the last pass. Each probe
- * pays for its whole prompt and prefill grows faster than linearly, so the failing probe past the
- * limit costs up to (1 + g)^2 times one at it, while the passes below cost about 1/g of one: a
- * growth of one half balances the two and leaves a short interval to bisect.
- */
-const JUMP_GROWTH = 0.5;
 
 /** Below a failure, an interval of at most this many precisions is walked down, not bisected. */
 const NARROW_STEPS = 4;
@@ -160,8 +152,10 @@ function sanitySize(s: SearchState, config: SearchConfig, hi: number | null): nu
  * The step balances a probe's fixed cost (question, answer, counting) against the overshoot past
  * the limit, which the failing probe prefills for nothing and the narrowing below it walks back:
  * see {@link climbStep}. Without a prompt cache every probe pays for its whole prompt: the scan
- * grows by {@link JUMP_GROWTH} instead. Close to the instance size it probes the instance size
- * itself, which needs no confirming reload.
+ * grows by half instead ({@link jumpSize}), unless one full-length probe is expected to cost less
+ * than the passes on the way ({@link fullProbeFirst}: likely where the instance is as large as
+ * loads or health allow, see {@link atLimit}). Close to the instance size it probes the instance
+ * size itself, which needs no confirming reload.
  */
 function climbSize(
   s: NormalState,
@@ -171,10 +165,12 @@ function climbSize(
 ): number {
   const { minContext, precision } = config;
   const from = pass ?? minContext;
-  const step = cacheUsable(s)
-    ? climbStep(from, precision)
-    : Math.max(precision, Math.round(from * JUMP_GROWTH));
-  const x = from + step;
+  if (!cacheUsable(s)) {
+    return fullProbeFirst(from, instance, precision, atLimit(s, config, instance))
+      ? instance
+      : jumpSize(from, instance, precision);
+  }
+  const x = from + climbStep(from, precision);
   return x > instance - precision ? instance : x;
 }
 
@@ -185,6 +181,17 @@ function climbSize(
  */
 function recheckIsCheap(s: NormalState): boolean {
   return cacheUsable(s) && s.costs.crashes === 0;
+}
+
+/**
+ * Whether the instance is as large as the model allows: loads were refused or fitted just above
+ * it, or `2+2=` failed there. Then its full length is the likely working limit.
+ */
+function atLimit(s: NormalState, config: SearchConfig, instance: number): boolean {
+  const { precision } = config;
+  const loadLimit = s.loadFail !== null && s.loadFail - instance <= precision;
+  const healthLimit = s.saneFail !== null && s.saneFail - instance <= precision;
+  return loadLimit || healthLimit;
 }
 
 /** Whether the plan builds on the prompt cache (it works, or it has not been seen yet). */
