@@ -444,6 +444,7 @@ Deno.test("a reader that goes away stops the run like an interrupt, quietly", as
       assert.deepEqual(emulator.stats().loaded, [], "nothing is left loaded");
       const shown = oneDocument(await lmstrix(emulator, home.path, ["status", "--json"]));
       assert.equal(shown.lock, null, "the lock is free");
+      assert.equal(shown.testing, 0, "the model does not stay 'testing'");
     });
   });
 });

@@ -240,3 +240,23 @@ Deno.test("a crash marker is judged by the evidence", async (t) => {
     assert.equal(at(old, { orphans: [], bootTime: 0 }).crash?.verdict, "crashed");
   });
 });
+
+Deno.test("a stopped test leaves the record as it was before, resumable, never 'testing'", async (t) => {
+  const { recordStopped } = await import("../src/engine/outcome.ts");
+  const search = { done: false };
+  await t.step("an untested model goes back to untested, keeping its search", () => {
+    const before = record("m");
+    const stopped = recordStopped({ ...before, status: "testing", search }, before);
+    assert.equal(stopped.status, "untested");
+    assert.deepEqual(stopped.search, search);
+  });
+  await t.step("a failed one stays failed with its reason, a tested one tested", () => {
+    const failed = record("m", { status: "failed", error: "boom" });
+    assert.equal(
+      recordStopped({ ...failed, status: "testing", error: null }, failed).error,
+      "boom",
+    );
+    const tested = record("m", { status: "tested", workingContext: 4096 });
+    assert.equal(recordStopped({ ...tested, status: "testing" }, tested).status, "tested");
+  });
+});

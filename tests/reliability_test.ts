@@ -103,7 +103,8 @@ Deno.test("SIGINT, SIGTERM, SIGHUP and SIGQUIT stop a run in a load or a predict
       assert.match(result.stderr, new RegExp(`Stopped by ${c.signal}`));
       assertNoStackTrace(result.stderr);
       assert.deepEqual(r.stopped.loaded, [], "nothing is left loaded");
-      assert.equal(r.saved.alpha?.status, "testing");
+      // The contract: `testing` only while a run tests it; stopped, it is untested and resumable.
+      assert.equal(r.saved.alpha?.status, "untested");
       assert.ok(r.saved.alpha?.search !== undefined, "the search state is saved");
       assert.equal(r.saved.alpha?.search?.pendingLoad, undefined, "an interrupt is not a crash");
       assert.equal(r.lock, null, "the lock is released");
@@ -168,7 +169,7 @@ Deno.test("SIGINT, SIGTERM, SIGHUP and SIGQUIT stop a run in a load or a predict
       assert.ok(r.took < 5_000, `stopped in ${Math.round(r.took)} ms`);
       assert.match(r.result.stderr, new RegExp(`Stopped by ${c.signal}`));
       assert.deepEqual(r.loaded, [], "nothing is left loaded");
-      assert.equal(r.saved.alpha?.status, "testing");
+      assert.equal(r.saved.alpha?.status, "untested"); // Stopped: no longer testing (contract).;
       assert.equal(r.saved.alpha?.search?.pendingLoad, undefined);
     },
   );
@@ -370,7 +371,7 @@ Deno.test("LM Studio going away mid-run exits 3 with progress saved, and a rerun
     assertNoStackTrace(result.stderr);
   });
   const saved = await readRegistry(home.path);
-  assert.equal(saved.alpha?.status, "testing");
+  assert.equal(saved.alpha?.status, "untested"); // Stopped: no longer testing (contract).;
   assert.ok(saved.alpha?.search !== undefined);
   assert.equal(saved.alpha?.search?.pendingLoad, undefined, "a lost connection is not a crash");
   await withEmulator(fleet(), async (emulator) => {

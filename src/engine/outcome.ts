@@ -85,6 +85,21 @@ export function recordAfterSearch(
 }
 
 /**
+ * The record after a run stopped during its test (an interrupt, a closed pipe, LM Studio gone):
+ * no longer `testing` (nothing is testing it now), back to the status it had before (`untested`
+ * for one never tested), keeping `search` (the point after the last finished attempt) so that
+ * the next run resumes there.
+ */
+export function recordStopped(record: ModelRecord, before: ModelRecord): ModelRecord {
+  const had = before.status === "tested" || before.status === "failed";
+  return {
+    ...record,
+    status: had ? before.status : "untested",
+    error: before.status === "failed" ? before.error : null,
+  };
+}
+
+/**
  * The record after a fault ended its test: `failed` with `message`, keeping `search` (the point
  * after the last finished attempt) so that a later run resumes there.
  */

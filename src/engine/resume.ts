@@ -87,7 +87,8 @@ export function judgeCrash(
 
 /**
  * The resume point of `record` under `config`: its saved search when the last run left one
- * unfinished (status `testing` or `failed`) with the same configuration, unless `force`;
+ * unfinished (status `untested` after a stop, `testing` after a kill, or `failed`) with the same
+ * configuration, unless `force`;
  * otherwise a new search. A saved crash marker is judged with `evidence` ({@link judgeCrash}).
  */
 export function resumePoint(
@@ -98,7 +99,7 @@ export function resumePoint(
 ): ResumePoint {
   const saved = record.search as SavedSearch | undefined;
   const resumable = !force && saved !== undefined &&
-    (record.status === "testing" || record.status === "failed") &&
+    (record.status === "testing" || record.status === "failed" || record.status === "untested") &&
     sameConfig(saved.config, config);
   if (!resumable || saved === undefined) {
     return { state: initialState(config), resumed: false, seed: undefined };

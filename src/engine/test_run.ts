@@ -27,6 +27,7 @@ import {
   recordAfterFault,
   recordAfterSearch,
   recordStarting,
+  recordStopped,
   resultOf,
 } from "./outcome.ts";
 import { type CrashEvidence, type ResumePoint, resumePoint, savedSearch } from "./resume.ts";
@@ -163,7 +164,7 @@ async function testModel(
     // Resume from the last finished attempt: the one cut short is repeated, and a load in
     // flight neither counts as failed (an interrupt or a fault is not a crash) nor as spent.
     current = { ...current, search: savedSearch(settled, config, probe.seed, died) };
-    current = await afterFault(context, current, error);
+    current = await afterFault(context, current, error, record);
   }
   return { result: resultOf(current, probe), attempts };
 }
@@ -178,10 +179,11 @@ async function afterFault(
   context: RunContext,
   record: ModelRecord,
   error: unknown,
+  before: ModelRecord,
 ): Promise<ModelRecord> {
   const { journal, options, lms } = context;
   if (options.signal?.aborted) {
-    await journal.put(record);
+    await journal.put(recordStopped(record, before));
     throw new InterruptedError(String(options.signal.reason ?? "SIGINT"));
   }
   const kind = classifyFailure(error);
@@ -190,7 +192,7 @@ async function afterFault(
   const gone = kind === "unreachable" ||
     ((kind === "connection-lost" || kind === "timeout") && !(await answers(lms)));
   if (gone || !(error instanceof LmStudioCallError)) {
-    await journal.put(record);
+    await journal.put(recordStopped(record, before));
     if (gone && kind === "timeout") {
       throw new LmStudioNotAnsweringError(lms.baseUrl, messageOf(error), { cause: error });
     }
