@@ -96,6 +96,46 @@ Deno.test("the working phase's next move is a pure function of the state", async
     const uncached = nextWorkingMove(working({ ...bounds, ...noCache() }), CONFIG);
     assert.equal(uncached.kind === "prompt" && uncached.size, 22000);
   });
+  await t.step(
+    "without one, a probe whose pass would end the scan is a load if loads cost less",
+    () => {
+      // Midpoint 21000 of [20000, 22000]: a pass there ends the scan, and a pass by a prompt would
+      // need a confirming load and a whole fresh prompt anyway.
+      const bounds = { hint: 20000, workFail: 22000, promptPassed: true };
+      const costs = (secondsPerToken: number) => ({
+        ...noCosts(),
+        promptCache: false,
+        loads: 2,
+        loadSeconds: 10,
+        coldSecondsPerToken: secondsPerToken,
+      });
+      const dearPrompts = costs(0.001); // 21 s of prefill against a 5 s load
+      const byLoad = nextWorkingMove(
+        working({ ...bounds, costs: dearPrompts, plan: choosePlan(dearPrompts) }),
+        CONFIG,
+      );
+      assert.deepEqual(byLoad, {
+        kind: "set-target",
+        target: { context: 21000, fresh: true },
+        hint: 20000,
+        instance: 131072,
+      });
+      const cheapPrompts = costs(0.0001); // 2.1 s of prefill against a 5 s load
+      const byPrompt = nextWorkingMove(
+        working({ ...bounds, costs: cheapPrompts, plan: choosePlan(cheapPrompts) }),
+        CONFIG,
+      );
+      assert.equal(byPrompt.kind === "prompt" && byPrompt.size, 21000);
+      // A probe whose pass would not end the scan stays a prompt however dear prompts are.
+      const wide = {
+        ...bounds,
+        workFail: 30000,
+        costs: dearPrompts,
+        plan: choosePlan(dearPrompts),
+      };
+      assert.equal(nextWorkingMove(working(wide), CONFIG).kind, "prompt");
+    },
+  );
   await t.step("a hint outside the bounds is dropped", () => {
     const move = nextWorkingMove(working({ hint: 30000, workFail: 25000 }), CONFIG);
     assert.ok(move.kind === "prompt" || move.kind === "set-target");

@@ -98,8 +98,10 @@ export function nextWorkingMove(state: NormalState, config: SearchConfig): Worki
     : narrowSize(s, config, pass, hi);
   // The full length of the loaded instance: a load-level test without a reload.
   if (x === instance) return target(x);
-  if (promptsUsable(s, config, x)) return prompt(x, false);
-  return target(x);
+  if (!promptsUsable(s, config, x)) return target(x);
+  // A pass that would end the scan, where a load costs less than the prompt: test it loaded.
+  if (finalByLoad(s, config, pass, x, hi)) return target(x, { fresh: true });
+  return prompt(x, false);
 }
 
 /** `2+2=` health at load size `x` implied by earlier answers (monotone), or null if unknown. */
@@ -181,6 +183,33 @@ function climbSize(
  */
 function recheckIsCheap(s: NormalState): boolean {
   return cacheUsable(s) && s.costs.crashes === 0;
+}
+
+/**
+ * Whether the uncached scan's probe at `x` is better made as a load-level test (load at `x`, the
+ * full-length needle with a new seed) than as a prompt on the larger instance. A pass at `x`
+ * would end the scan (the failure above is within the precision), and a pass found by a prompt
+ * is then confirmed by a load at `x` and a fresh full-length probe: the load-level test is that
+ * confirmation at once. It saves the load and the whole prompt when it passes, and costs one load
+ * more when it fails (the confirmation of the pass below follows either way). The limit is as
+ * likely above the probe as below it, so it pays when a load takes less than the prompt's
+ * prefill, both as measured on this model (mean successful load; seconds per cold prompt token).
+ * Not with a prompt cache, where the prompt costs only its question, nor before a prompt passed
+ * (a load-level pass would then contradict the prompts' failures, see the distrust rule).
+ */
+function finalByLoad(
+  s: NormalState,
+  config: SearchConfig,
+  pass: number | null,
+  x: number,
+  hi: number | null,
+): boolean {
+  const { costs } = s;
+  if (cacheUsable(s) || pass === null || !s.promptPassed) return false;
+  if (hi === null || hi - x > config.precision) return false;
+  if (costs.loads === 0 || costs.coldSecondsPerToken === null) return false;
+  const loadSeconds = costs.loadSeconds / costs.loads;
+  return loadSeconds < costs.coldSecondsPerToken * (x - config.reserve);
 }
 
 /**
