@@ -182,8 +182,19 @@ export async function main(args: string[]): Promise<number> {
   addGlobalOptions(program.command("test"))
     .description("find the loadable and working context of models (resumable)")
     .argument("[model...]", "model ids, or unique parts of ids")
-    .option("--all", "test every LLM not yet tested")
-    .option("--force", "test again models already tested")
+    .option("--all", "test every LLM not tested yet; models whose test failed are left out")
+    .option("--force", "test again models already tested (named or with --all)")
+    .option("--retry-failed", "with --all, test again models whose test failed")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "When results change: a tested model keeps its numbers unless --force is given,",
+        "whether it is named or picked by --all. --all leaves out models whose test",
+        "failed (their file unchanged) unless --retry-failed or --force. A test cut",
+        "short resumes where it stopped, also under --force: run the same command again.",
+      ].join("\n"),
+    )
     .option(
       "--precision <tokens>",
       "precision of the results (default max(256, 1% of declared))",

@@ -17,7 +17,14 @@ import { chooseModels, sortedRecords } from "./engine/choose_models.ts";
 import { type ConnectSettings, withLmStudio } from "./engine/connection.ts";
 import { bootTimeMs } from "./engine/boot_time.ts";
 import { Journal } from "./engine/journal.ts";
-import type { ContextLimits, TestReport, TestResult } from "./engine/test_events.ts";
+import { resultOf } from "./engine/outcome.ts";
+import type {
+  ContextLimits,
+  SkippedModel,
+  TestReport,
+  TestResult,
+  TestRun,
+} from "./engine/test_events.ts";
 import { type TestOptions, validateTestOptions } from "./engine/test_options.ts";
 import { timeoutsFromSeconds } from "./lmstudio/client.ts";
 import type { Timeouts } from "./lmstudio/client.ts";
@@ -49,8 +56,10 @@ export { DEFAULT_MIN_CONTEXT, defaultPrecision, type TestOptions } from "./engin
 export {
   type ContextLimits,
   reductionPercent,
+  type SkippedModel,
   type TestEvent,
   type TestResult,
+  type TestRun,
 } from "./engine/test_events.ts";
 export type { AttemptLogEntry } from "./registry/attempt_log.ts";
 
@@ -295,14 +304,16 @@ export class LMStrix {
 
   /**
    * Finds one model's loadable and working context and stores them, with the attempts it made.
-   * A model that was tested already is tested again; one whose test was interrupted resumes
-   * unless `force` is set. A model that cannot be tested comes back with `status: "failed"`,
-   * null limits and the reason.
+   * A tested model keeps its numbers unless `force` is set (it comes back as stored, with no
+   * attempts); a test that was cut short resumes. A model that cannot be tested comes back with
+   * `status: "failed"`, null limits and the reason.
    */
   async testContextLimits(query: string, options: TestOptions = {}): Promise<ContextLimits> {
-    const [report] = await this.#test([query], options);
-    if (!report) throw new UsageError(`Nothing was tested for "${query}"`);
-    const { result, attempts } = report;
+    const { reports, skipped } = await this.#test([query], options);
+    const [report] = reports;
+    const result = report?.result ??
+      (skipped.length > 0 ? resultOf(await this.show(query), { loads: 0, promptTokens: 0 }) : null);
+    if (!result) throw new UsageError(`Nothing was tested for "${query}"`);
     return {
       id: result.id,
       declared: result.declaredContext,
@@ -311,20 +322,31 @@ export class LMStrix {
       reductionPercent: result.reductionPercent,
       status: result.status,
       error: result.error,
-      attempts,
+      attempts: report?.attempts ?? [],
     };
   }
 
   /**
-   * Tests the models named in `queries`, or with `queries` = "all" every LLM not yet tested
-   * (all of them with `force`), smallest first. Goes on to the next model when one cannot be
-   * tested; stops at once (after unloading and saving) on an interrupt or when LM Studio is gone.
+   * Tests the models named in `queries`, or with `queries` = "all" every LLM present, smallest
+   * first, under one rule: a tested model keeps its numbers unless `force`; "all" leaves out
+   * models whose test failed unless `retryFailed` or `force`; a test cut short resumes (also a
+   * forced run). Goes on to the next model when one cannot be tested; stops at once (after
+   * unloading and saving) on an interrupt or when LM Studio is gone.
    */
-  async test(queries: string[] | "all", options: TestOptions = {}): Promise<TestResult[]> {
-    return (await this.#test(queries, options)).map((report) => report.result);
+  async testRun(queries: string[] | "all", options: TestOptions = {}): Promise<TestRun> {
+    const { reports, skipped } = await this.#test(queries, options);
+    return { results: reports.map((report) => report.result), skipped };
   }
 
-  #test(queries: string[] | "all", options: TestOptions): Promise<TestReport[]> {
+  /** The results of {@link testRun} alone. */
+  async test(queries: string[] | "all", options: TestOptions = {}): Promise<TestResult[]> {
+    return (await this.testRun(queries, options)).results;
+  }
+
+  #test(
+    queries: string[] | "all",
+    options: TestOptions,
+  ): Promise<{ reports: TestReport[]; skipped: SkippedModel[] }> {
     validateTestOptions(options);
     const settings = this.#connectSettings(this.#testTimeouts(options.timeoutSeconds));
     const backoffMs = this.#options.backoffMs ??
@@ -333,13 +355,22 @@ export class LMStrix {
     this.#requireWriter(settings);
     return this.#withLock(async () => {
       const registry = await this.#read();
-      const chosen = chooseModels(registry, queries, options.force ?? false);
-      if (chosen.length === 0) return [];
+      const { chosen, skipped } = chooseModels(registry, queries, {
+        force: options.force ?? false,
+        retryFailed: options.retryFailed ?? false,
+      });
+      if (chosen.length === 0) return { reports: [], skipped };
       // The search and the probe load only when a test runs: `list` and friends start faster.
       const { runTests, stopIfInterrupted } = await import("./engine/test_run.ts");
       stopIfInterrupted(signal);
       const journal = new Journal(this.paths, registry);
-      return await withLmStudio(settings, async (lms) => {
+      if (options.force && !chosen.some((r) => r.retestPending !== undefined)) {
+        // A new forced run: mark what it covers, so that a rerun after a stop resumes it.
+        const since = new Date().toISOString();
+        for (const record of chosen) record.retestPending = since;
+        await journal.save();
+      }
+      const reports = await withLmStudio(settings, async (lms) => {
         try {
           return await runTests({
             lms,
@@ -356,6 +387,7 @@ export class LMStrix {
           throw error;
         }
       });
+      return { reports, skipped };
     });
   }
 }

@@ -67,13 +67,13 @@ Deno.test("the search configuration follows the model and the options", () => {
   assert.equal(searchConfigFor(model, { maxContext: 4096 }).maxContext, 4096);
 });
 
-Deno.test("a test resumes a saved search only when it is the same search and not forced", async (t) => {
+Deno.test("a test resumes a saved search when it is the same search, forced or not", async (t) => {
   const config = searchConfigFor(record("m"), {});
   const state = { ...initialState(config), loadOk: 4096, pendingLoad: 6144 };
   const saved = savedSearch(state, config, 77);
 
   await t.step("an interrupted search resumes with its seed and its crash marker", () => {
-    const point = resumePoint(record("m", { status: "testing", search: saved }), config, false);
+    const point = resumePoint(record("m", { status: "testing", search: saved }), config);
     assert.equal(point.resumed, true);
     assert.equal(point.seed, 77);
     assert.equal(point.state.loadOk, 4096);
@@ -81,17 +81,20 @@ Deno.test("a test resumes a saved search only when it is the same search and not
     assert.equal("config" in point.state, false, "the engine's keys stay out of the search");
   });
   await t.step("a failed model's saved search resumes too", () => {
-    const point = resumePoint(record("m", { status: "failed", search: saved }), config, false);
+    const point = resumePoint(record("m", { status: "failed", search: saved }), config);
     assert.equal(point.resumed, true);
   });
-  await t.step("force, another configuration or a tested model start afresh", () => {
+  await t.step("a forced retest cut short (back to tested, search kept) resumes", () => {
+    const point = resumePoint(record("m", { status: "tested", search: saved }), config);
+    assert.equal(point.resumed, true);
+  });
+  await t.step("another configuration or no saved search start afresh", () => {
     const testing = record("m", { status: "testing", search: saved });
     for (
       const point of [
-        resumePoint(testing, config, true),
-        resumePoint(testing, { ...config, precision: config.precision + 1 }, false),
-        resumePoint(record("m", { status: "tested", search: saved }), config, false),
-        resumePoint(record("m", { status: "testing" }), config, false),
+        resumePoint(testing, { ...config, precision: config.precision + 1 }),
+        resumePoint(record("m", { status: "tested" }), config),
+        resumePoint(record("m", { status: "testing" }), config),
       ]
     ) {
       assert.equal(point.resumed, false);
@@ -157,32 +160,57 @@ Deno.test("the record after a result says what was found, and why not", async (t
   });
 });
 
-Deno.test("a run covers the named models, or every untested LLM smallest first", async (t) => {
+Deno.test("one rule picks the models of a run: tested ones keep their numbers unless forced", async (t) => {
   const registry = registryOf(
     record("big", { sizeBytes: 30 }),
     record("small", { sizeBytes: 10 }),
-    record("done", { sizeBytes: 5, status: "tested" }),
+    record("done", { sizeBytes: 5, status: "tested", testedAt: "2025-01-01T00:00:00.000Z" }),
     record("gone", { sizeBytes: 1, status: "missing" }),
     record("embed", { sizeBytes: 2, type: "embedding" }),
     record("also-small", { sizeBytes: 10 }),
+    record("dud", { sizeBytes: 3, status: "failed", error: "It did not load" }),
+    record("cut", { sizeBytes: 4, status: "failed", error: "timeout", search: { x: 1 } }),
   );
   const ids = (list: { id: string }[]) => list.map((r) => r.id);
-  await t.step("--all", () => {
-    assert.deepEqual(ids(chooseModels(registry, "all", false)), ["also-small", "small", "big"]);
-    assert.deepEqual(ids(chooseModels(registry, "all", true)), [
-      "done",
-      "also-small",
-      "small",
-      "big",
-    ]);
+  const plain = { force: false, retryFailed: false };
+  await t.step("--all: untested and cut-short ones, smallest first", () => {
+    const run = chooseModels(registry, "all", plain);
+    assert.deepEqual(ids(run.chosen), ["cut", "also-small", "small", "big"]);
+    assert.deepEqual(run.skipped.map((s) => `${s.id}:${s.status}`), ["dud:failed", "done:tested"]);
+    assert.match(run.skipped[0]!.reason, /--retry-failed/);
+    assert.match(run.skipped[1]!.reason, /--force/);
   });
-  await t.step("names, each once, in the order given", () => {
-    assert.deepEqual(ids(chooseModels(registry, ["big", "done", "big"], false)), ["big", "done"]);
+  await t.step("--all --retry-failed adds the failed ones, --force every one", () => {
+    const retry = chooseModels(registry, "all", { force: false, retryFailed: true });
+    assert.deepEqual(ids(retry.chosen), ["dud", "cut", "also-small", "small", "big"]);
+    const forced = chooseModels(registry, "all", { force: true, retryFailed: false });
+    assert.deepEqual(ids(forced.chosen), ["dud", "cut", "done", "also-small", "small", "big"]);
+    assert.deepEqual(forced.skipped, []);
+  });
+  await t.step("names, each once, in order; a named tested model needs --force", () => {
+    const run = chooseModels(registry, ["big", "done", "dud", "big"], plain);
+    assert.deepEqual(ids(run.chosen), ["big", "dud"], "naming a failed model retries it");
+    assert.deepEqual(ids(run.skipped), ["done"]);
+    const forced = chooseModels(registry, ["big", "done"], { force: true, retryFailed: false });
+    assert.deepEqual(ids(forced.chosen), ["big", "done"]);
+  });
+  await t.step("a forced run cut short resumes: what it retested since is left out", () => {
+    const since = "2025-06-01T00:00:00.000Z";
+    const resumed = registryOf(
+      record("a", { status: "tested", testedAt: "2025-06-01T00:05:00.000Z" }),
+      record("b", { status: "testing", retestPending: since, search: { x: 1 } }),
+      record("c", { status: "tested", testedAt: "2025-01-01T00:00:00.000Z", retestPending: since }),
+      record("d", { status: "tested", testedAt: "2025-01-01T00:00:00.000Z" }),
+    );
+    const run = chooseModels(resumed, "all", { force: true, retryFailed: false });
+    assert.deepEqual(ids(run.chosen), ["b", "c", "d"], "d was tested before the forced run");
+    assert.deepEqual(ids(run.skipped), ["a"]);
+    assert.match(run.skipped[0]!.reason, /resumes/);
   });
   await t.step("embedding, missing and unknown models are refused", () => {
-    assert.throws(() => chooseModels(registry, ["embed"], false), UsageError);
-    assert.throws(() => chooseModels(registry, ["gone"], false), UsageError);
-    assert.throws(() => chooseModels(registry, ["nothing-like-it"], false), ModelNotFoundError);
+    assert.throws(() => chooseModels(registry, ["embed"], plain), UsageError);
+    assert.throws(() => chooseModels(registry, ["gone"], plain), UsageError);
+    assert.throws(() => chooseModels(registry, ["nothing-like-it"], plain), ModelNotFoundError);
   });
 });
 
@@ -214,7 +242,7 @@ Deno.test("a crash marker is judged by the evidence", async (t) => {
   const sinceMs = Date.parse(since);
   const saved = savedSearch(marked, config, 7, { pendingSince: since, settled });
   const at = (search: unknown, evidence: { orphans: number[]; bootTime: number | undefined }) =>
-    resumePoint(record("m", { status: "testing", search }), config, false, evidence);
+    resumePoint(record("m", { status: "testing", search }), config, evidence);
 
   await t.step("the machine up since before the marker: retried from the settled state", () => {
     const point = at(saved, { orphans: [], bootTime: sinceMs - 3_600_000 });

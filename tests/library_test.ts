@@ -133,16 +133,28 @@ Deno.test({
         assert.equal(limits.loadable, 8192);
         assert.equal(limits.working, 8192);
         assert.equal(emulator.stats().loads.length - before, 1);
+        // The attempts of this run come back with it: one load, its health check, the needles.
+        assert.deepEqual(limits.attempts.map((a) => a.action).slice(0, 2), ["load", "sanity"]);
+        assert.ok(limits.attempts.slice(2).every((a) => a.action === "needle"));
+        assert.ok(limits.attempts.every((a) => a.model === "tiny-honest-8k"));
+      });
+
+      await t.step("a tested model keeps its numbers unless force is set", async () => {
+        const before = emulator.stats().loads.length;
+        const limits = await lmstrix.testContextLimits("tiny-honest-8k", { maxContext: 4096 });
+        assert.equal(limits.loadable, 8192);
+        assert.deepEqual(limits.attempts, []);
+        assert.equal(emulator.stats().loads.length, before);
       });
 
       await t.step(
         "a limit equal to --max-context is recorded as capped, and cleared when not",
         async () => {
-          await lmstrix.testContextLimits("tiny-honest-8k", { maxContext: 4096 });
+          await lmstrix.testContextLimits("tiny-honest-8k", { maxContext: 4096, force: true });
           const capped = await lmstrix.show("tiny-honest-8k");
           assert.equal(capped.loadableContext, 4096);
           assert.equal(capped.cappedAt, 4096);
-          await lmstrix.testContextLimits("tiny-honest-8k");
+          await lmstrix.testContextLimits("tiny-honest-8k", { force: true });
           const full = await lmstrix.show("tiny-honest-8k");
           assert.equal(full.loadableContext, 8192);
           assert.equal(full.cappedAt, undefined);

@@ -2,7 +2,14 @@
 
 import { UsageError } from "../errors.ts";
 import { ExitCode } from "../exit_codes.ts";
-import type { LMStrix, TestEvent, TestOptions, TestResult } from "../lmstrix.ts";
+import type {
+  LMStrix,
+  SkippedModel,
+  TestEvent,
+  TestOptions,
+  TestResult,
+  TestRun,
+} from "../lmstrix.ts";
 import { displayText, type Output } from "../output.ts";
 import type { AttemptLogEntry } from "../registry/attempt_log.ts";
 import { attemptParts, attemptShort } from "./attempt_line.ts";
@@ -13,6 +20,8 @@ import { atLeast } from "./list.ts";
 export interface TestCommandOptions {
   all?: boolean;
   force?: boolean;
+  /** With --all, test again models whose test failed. */
+  retryFailed?: boolean;
   precision?: number;
   minContext?: number;
   maxContext?: number;
@@ -176,6 +185,39 @@ export function renderResults(results: TestResult[], options: RenderResultsOptio
   return lines.join("\n");
 }
 
+/**
+ * What a run left out, one line per kind, with how to include them: models that keep their
+ * numbers (tested, no --force) and models whose failed test is not repeated.
+ */
+export function renderSkipped(skipped: SkippedModel[]): string {
+  const names = (list: SkippedModel[]) => {
+    const shown = list.slice(0, 5).map((m) => displayText(m.id)).join(", ");
+    return list.length > 5 ? `${shown} and ${list.length - 5} more` : shown;
+  };
+  const plural = (n: number) => `${n} model${n === 1 ? "" : "s"}`;
+  const kept = skipped.filter((m) => m.status === "tested");
+  const failed = skipped.filter((m) => m.status === "failed");
+  const resumed = kept.filter((m) => m.reason.includes("resumes"));
+  const lines: string[] = [];
+  if (resumed.length > 0) {
+    lines.push(`Resumed a forced run: ${plural(resumed.length)} already tested again by it.`);
+  }
+  const untouched = kept.filter((m) => !m.reason.includes("resumes"));
+  if (untouched.length > 0) {
+    lines.push(
+      `Kept the numbers of ${plural(untouched.length)} tested already: ${names(untouched)} ` +
+        "(--force tests them again).",
+    );
+  }
+  if (failed.length > 0) {
+    lines.push(
+      `Skipped ${plural(failed.length)} whose test failed and whose file did not change: ` +
+        `${names(failed)} (--retry-failed tests them again).`,
+    );
+  }
+  return lines.join("\n");
+}
+
 /** Runs `test`. Exit 1 when a model could not be tested. */
 export async function runTest(
   lmstrix: LMStrix,
@@ -197,6 +239,7 @@ export async function runTest(
   const reporter = progressReporter(output);
   const testOptions: TestOptions = {
     force: options.force ?? false,
+    retryFailed: options.retryFailed ?? false,
     precision: options.precision,
     minContext: options.minContext,
     maxContext: options.maxContext,
@@ -204,26 +247,26 @@ export async function runTest(
     signal,
     onEvent: reporter.onEvent,
   };
-  let results: TestResult[];
+  let run: TestRun;
   try {
-    results = await lmstrix.test(options.all ? "all" : models, testOptions);
+    run = await lmstrix.testRun(options.all ? "all" : models, testOptions);
   } finally {
     reporter.stop();
   }
+  const { results, skipped } = run;
   // Results print whatever --quiet says: it silences progress only, and a cron log keeps them.
   if (output.json) {
-    output.document({ results });
-  } else if (results.length === 0) {
-    const counts = await lmstrix.status();
-    output.data(
-      counts.total === 0
-        ? 'Nothing to test: the registry has no LLMs (run "lmstrix scan" first).'
-        : "Nothing to test: every LLM is tested already (pass --force to test them again).",
-    );
+    output.document({ results, skipped });
+  } else if (results.length === 0 && skipped.length === 0) {
+    output.data('Nothing to test: the registry has no LLMs (run "lmstrix scan" first).');
   } else {
-    output.data(
-      renderResults(results, { maxContext: options.maxContext, width: output.columns }),
-    );
+    if (results.length > 0) {
+      output.data(
+        renderResults(results, { maxContext: options.maxContext, width: output.columns }),
+      );
+    }
+    const summary = renderSkipped(skipped);
+    if (summary !== "") output.data(summary);
   }
   return results.some((r) => r.status === "failed") ? ExitCode.someFailed : ExitCode.ok;
 }

@@ -6,7 +6,11 @@
  */
 
 import type { LmstrixPaths } from "../paths.ts";
-import { appendAttempt, type AttemptLogEntry } from "../registry/attempt_log.ts";
+import {
+  appendAttempt,
+  type AttemptLogEntry,
+  type RunStartEntry,
+} from "../registry/attempt_log.ts";
 import type { ModelRecord } from "../registry/model_record.ts";
 import { type Registry, saveRegistry } from "../registry/registry.ts";
 
@@ -32,8 +36,8 @@ export class Journal {
     await saveRegistry(this.#paths, this.#registry);
   }
 
-  /** Appends `entry` to the attempt log of its model. */
-  async log(entry: AttemptLogEntry): Promise<void> {
+  /** Appends `entry` (an attempt, or the line that opens a run) to the log of its model. */
+  async log(entry: AttemptLogEntry | RunStartEntry): Promise<void> {
     await appendAttempt(this.#paths, entry.model, entry);
   }
 }

@@ -58,7 +58,7 @@ export function recordAfterSearch(
   config: SearchConfig,
   testedAt: string,
 ): ModelRecord {
-  const { search: _search, cappedAt: _cappedAt, ...rest } = record;
+  const { search: _search, cappedAt: _cappedAt, retestPending: _pending, ...rest } = record;
   const next: ModelRecord = {
     ...rest,
     loadableContext: found.loadable,
@@ -104,7 +104,8 @@ export function recordStopped(record: ModelRecord, before: ModelRecord): ModelRe
  * after the last finished attempt) so that a later run resumes there.
  */
 export function recordAfterFault(record: ModelRecord, message: string): ModelRecord {
-  return { ...record, status: "failed", error: message };
+  const { retestPending: _pending, ...rest } = record;
+  return { ...rest, status: "failed", error: message };
 }
 
 /** What a run reports for `record`, with the loads and prompt tokens it spent on it. */
@@ -130,6 +131,7 @@ export interface OperationFacts {
   durationMs: number;
   retries: number;
   promptTokens?: number;
+  expected?: string;
   error?: string;
 }
 
@@ -154,5 +156,6 @@ export function attemptEntry(
     retries: operation.retries,
     error: operation.error ?? null,
     ...(attempt.decision === undefined ? {} : { decision: attempt.decision }),
+    ...(attempt.action === "needle" ? { expected: operation.expected ?? null } : {}),
   };
 }

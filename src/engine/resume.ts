@@ -87,19 +87,20 @@ export function judgeCrash(
 
 /**
  * The resume point of `record` under `config`: its saved search when the last run left one
- * unfinished (status `untested` after a stop, `testing` after a kill, or `failed`) with the same
- * configuration, unless `force`;
- * otherwise a new search. A saved crash marker is judged with `evidence` ({@link judgeCrash}).
+ * unfinished (after a stop, a kill or a fault) with the same configuration, also under `--force`
+ * (which decides which models are tested, not whether a cut-short test starts over); otherwise a
+ * new search. A saved crash marker is judged with
+ * `evidence` ({@link judgeCrash}).
  */
 export function resumePoint(
   record: ModelRecord,
   config: SearchConfig,
-  force: boolean,
   evidence: CrashEvidence = { orphans: [], bootTime: undefined },
 ): ResumePoint {
   const saved = record.search as SavedSearch | undefined;
-  const resumable = !force && saved !== undefined &&
-    (record.status === "testing" || record.status === "failed" || record.status === "untested") &&
+  // A search is saved only while a test is unfinished (the finished record drops it): whatever
+  // the status went back to after the stop (`tested` for a cut-short retest), it resumes.
+  const resumable = saved !== undefined && record.status !== "missing" &&
     sameConfig(saved.config, config);
   if (!resumable || saved === undefined) {
     return { state: initialState(config), resumed: false, seed: undefined };

@@ -7,6 +7,9 @@
 import type { AttemptLogEntry } from "../registry/attempt_log.ts";
 import type { ModelStatus } from "../registry/model_record.ts";
 import type { Attempt } from "../search/context_search.ts";
+import type { SkippedModel } from "./choose_models.ts";
+
+export type { SkippedModel };
 
 /** What happens during a test run, as it happens. */
 export type TestEvent =
@@ -34,6 +37,12 @@ export interface TestResult {
   loads: number;
   promptTokens: number;
   error: string | null;
+}
+
+/** What a test run did: the models it tested, and those it left out and why. */
+export interface TestRun {
+  results: TestResult[];
+  skipped: SkippedModel[];
 }
 
 /** One model's outcome with the attempts this run made for it, oldest first. */

@@ -37,8 +37,10 @@ export interface TestOptions {
    * retried, then counts as an error of that attempt, never as a limit.
    */
   timeoutSeconds?: number | undefined;
-  /** Test again models already tested. */
+  /** Test again models already tested (and, with "all", failed ones). */
   force?: boolean | undefined;
+  /** With "all", test again models whose test failed (their file unchanged). */
+  retryFailed?: boolean | undefined;
   /** Aborts the run (a signal): unload, save, throw `InterruptedError`. */
   signal?: AbortSignal | undefined;
   /** Progress events, for the CLI's live lines. */

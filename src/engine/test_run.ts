@@ -13,10 +13,11 @@ import { fnv1a32 } from "../ids.ts";
 import { INSTANCE_PREFIX, type LmStudio } from "../lmstudio/client.ts";
 import { classifyFailure, LmStudioCallError, messageOf } from "../lmstudio/failures.ts";
 import { LmStudioProbe, newRunId } from "../probe/lmstudio_probe.ts";
-import type { AttemptLogEntry } from "../registry/attempt_log.ts";
+import type { AttemptLogEntry, RunStartEntry } from "../registry/attempt_log.ts";
 import type { ModelRecord } from "../registry/model_record.ts";
 import {
   type Probe,
+  type SearchConfig,
   searchContextLimits,
   type SearchHooks,
   type SearchState,
@@ -130,9 +131,11 @@ async function testModel(
     return { result: resultOf(failed, { loads: 0, promptTokens: 0 }), attempts: [] };
   }
   const config = searchConfigFor(record, options);
-  const start = resumePoint(record, config, options.force ?? false, evidence);
+  const start = resumePoint(record, config, evidence);
   announceStart(record, start, position, options.onEvent);
-  const probe = probeFor(context, record.id, start);
+  const runId = `${context.home}-${newRunId()}`;
+  const probe = probeFor(context, record.id, start, runId);
+  await journal.log(runStart(record.id, runId, start.resumed, config));
   const attempts: AttemptLogEntry[] = [];
   const died = start.diedLoading === undefined ? {} : { diedLoading: start.diedLoading };
   /** The state after the last finished attempt: where a stopped run resumes. */
@@ -203,6 +206,23 @@ async function afterFault(
   return failed;
 }
 
+/** The log line that opens this run's attempts of model `id`. */
+function runStart(
+  id: string,
+  run: string,
+  resumed: boolean,
+  config: SearchConfig,
+): RunStartEntry {
+  return {
+    time: new Date().toISOString(),
+    model: id,
+    event: "run-start",
+    run,
+    resumed,
+    config: { ...config },
+  };
+}
+
 function announceStart(
   record: ModelRecord,
   start: ResumePoint,
@@ -222,10 +242,15 @@ function announceStart(
   onEvent?.({ type: "model-start", id: record.id, ...position, resumed: start.resumed });
 }
 
-function probeFor(context: RunContext, id: string, start: ResumePoint): LmStudioProbe {
+function probeFor(
+  context: RunContext,
+  id: string,
+  start: ResumePoint,
+  runId: string,
+): LmStudioProbe {
   const { options, backoffMs, retries } = context;
   return new LmStudioProbe(context.lms, id, {
-    runId: `${context.home}-${newRunId()}`,
+    runId,
     // A resumed search goes on with the haystack it was using, so that its prompts, and the
     // answers of a model whose recall is noisy, are those of a run that was never stopped.
     seed: start.seed ?? fnv1a32(id),

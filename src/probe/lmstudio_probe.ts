@@ -27,6 +27,8 @@ const SANITY_MAX_TOKENS = 16;
 /** What the probe did last, for the attempt log. */
 export interface OperationRecord {
   durationMs: number;
+  /** The needle's value a needle probe asked for, so that its answer can be checked. */
+  expected?: string;
   /** Prompt tokens as built and counted by the model's tokenizer. */
   promptTokens?: number;
   /** Faults absorbed by retries during the operation. */
@@ -284,6 +286,7 @@ export class LmStudioProbe implements Probe {
         true,
       );
       record.promptTokens = built.promptTokens;
+      record.expected = built.value;
       const completion = await this.#ask(
         built.prompt,
         built.promptTokens,

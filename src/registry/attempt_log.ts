@@ -43,6 +43,27 @@ export interface AttemptLogEntry {
   error: string | null;
   /** The search's plan, when this attempt's measurements changed it (one sentence). */
   decision?: string;
+  /** For a needle probe: the value the needle held, which a passing answer contains. */
+  expected?: string | null;
+}
+
+/**
+ * The line that opens one run's attempts of a model: which run, whether it resumed, and with
+ * what settings, so that a log read later tells runs apart. Readers of attempts skip it.
+ */
+export interface RunStartEntry {
+  /** When the run started on this model (ISO 8601, UTC). */
+  time: string;
+  /** The model's id. */
+  model: string;
+  /** Always "run-start". */
+  event: "run-start";
+  /** The run's id, also in the names of the instances it loads. */
+  run: string;
+  /** Whether the run went on with a search an earlier run left. */
+  resumed: boolean;
+  /** The search's settings: declared, minContext, maxContext, precision, reserve. */
+  config: Record<string, number>;
 }
 
 const PHASES: readonly string[] = ["loadable", "working", "confirm"];
@@ -53,7 +74,7 @@ const OUTCOMES: readonly string[] = ["loaded", "fitted", "refused", "pass", "fai
 export async function appendAttempt(
   paths: Pick<LmstrixPaths, "logsDir">,
   modelId: string,
-  entry: AttemptLogEntry,
+  entry: AttemptLogEntry | RunStartEntry,
 ): Promise<void> {
   const file = logFileFor(paths, modelId);
   await Deno.mkdir(paths.logsDir, { recursive: true });
@@ -112,7 +133,8 @@ export function parseAttemptLine(line: string): AttemptLogEntry | undefined {
     !PHASES.includes(v.phase as string) || !ACTIONS.includes(v.action as string) ||
     !OUTCOMES.includes(v.outcome as string) || !count(v.askedContext) ||
     !countOrNull(v.actualContext) || !countOrNull(v.promptTokens) || !textOrNull(v.output) ||
-    !count(v.durationMs) || !count(v.retries) || !textOrNull(v.error)
+    !count(v.durationMs) || !count(v.retries) || !textOrNull(v.error) ||
+    !(v.expected === undefined || textOrNull(v.expected))
   ) return undefined;
   return value as unknown as AttemptLogEntry;
 }

@@ -104,6 +104,11 @@ export interface ModelRecord extends ContractModelRecord {
    * Q4_K_M -> Q5_K_M), so the model is `untested` again and these are shown as stale.
    */
   stale?: StaleResults;
+  /**
+   * Set when a forced run (`test --force`) chose the model, cleared when its test ends: a rerun
+   * of the forced run that was cut short tests only the models still marked (ISO 8601 start).
+   */
+  retestPending?: string;
 }
 
 /** Results a record had before its file changed. */
