@@ -95,9 +95,31 @@ Deno.test("test progress", async (t) => {
         assert.ok(lines.every((line) => !line.includes(LONG_ID)), "the long name is shortened");
       }
       assert.ok(lines.some((line) => /lmstudio-c\S*…\S*imatrix/.test(line)), "from the middle");
-      if (width >= 120) assert.ok(lines.some((line) => /on this model\)$/.test(line)));
     });
   }
+
+  await t.step("the timing goes before the name is shortened; a short name keeps both", () => {
+    const stderr = new MemorySink(true);
+    const output = new Output({
+      stdout: new MemorySink(false),
+      stderr,
+      color: false,
+      columns: 100,
+    });
+    const reporter = progressReporter(output, () => 0);
+    reporter.onEvent({ type: "attempt", id: "qwen3-8b", entry: entry({ model: "qwen3-8b" }) });
+    reporter.onEvent({
+      type: "attempt",
+      id: "qwen2.5-7b-instruct-1m-long-name",
+      entry: entry({ model: "qwen2.5-7b-instruct-1m-long-name" }),
+    });
+    const lines = screenLines(stderr.text);
+    assert.match(
+      lines[0]!,
+      /^ {2}qwen3-8b: working needle .*: pass \(83\.4 s, 0 ms on this model\)$/,
+    );
+    assert.match(lines[1]!, /^ {2}qwen2\.5-7b-instruct-1m-long-name: working needle .*: pass$/);
+  });
 
   await t.step("off a terminal, lines are whole", () => {
     const stderr = new MemorySink(false);

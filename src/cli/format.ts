@@ -37,10 +37,10 @@ const LAST_RESORT_NAME_WIDTH = 5;
 
 /**
  * One line of at most `width - 1` columns (a live line that fills the last column wraps on some
- * terminals) made of `before`, a model `name`, and `after`. In order, until it fits: the name is
- * shortened from the middle (to {@linkcode MIN_NAME_WIDTH}), the `optional` tail is left out, the
- * next, shorter form of `after` is used; at last the name shrinks further. What `after` says (the
- * verdict, the numbers) is never cut.
+ * terminals) made of `before`, a model `name`, and `after` (one form, or forms from the longest
+ * to the shortest). In order, until it fits: the `optional` tail is left out, a shorter form of
+ * `after` is used, the name is shortened from the middle (to {@linkcode MIN_NAME_WIDTH}); at last
+ * it shrinks further. What `after` says (the verdict, the numbers) is never cut.
  */
 export function fitLine(
   parts: { before?: string; name: string; after: string | string[]; optional?: string },
@@ -54,12 +54,18 @@ export function fitLine(
   const nameWidth = visibleWidth(parts.name);
   const roomFor = (after: string, tail: string) =>
     width - 1 - visibleWidth(before) - visibleWidth(after) - visibleWidth(tail);
+  // The whole name with the tail, the whole name in any form, then a shortened name: a person
+  // reads the name before the timing or the longer wording.
+  if (optional && roomFor(forms[0]!, optional) >= nameWidth) {
+    return line(parts.name, forms[0]!, optional);
+  }
   for (const after of forms) {
-    for (const tail of optional ? [optional, ""] : [""]) {
-      const room = roomFor(after, tail);
-      if (room >= Math.min(MIN_NAME_WIDTH, nameWidth)) {
-        return line(shortenMiddle(parts.name, room), after, tail);
-      }
+    if (roomFor(after, "") >= nameWidth) return line(parts.name, after, "");
+  }
+  for (const after of forms) {
+    const room = roomFor(after, "");
+    if (room >= Math.min(MIN_NAME_WIDTH, nameWidth)) {
+      return line(shortenMiddle(parts.name, room), after, "");
     }
   }
   const shortest = forms.at(-1)!;
