@@ -95,6 +95,9 @@ Deno.test("the working phase's next move is a pure function of the state", async
     assert.equal(cached.kind === "prompt" && cached.size, 24000 - 1311);
     const uncached = nextWorkingMove(working({ ...bounds, ...noCache() }), CONFIG);
     assert.equal(uncached.kind === "prompt" && uncached.size, 22000);
+    // Across more than a factor two, the middle on a log scale: sqrt(5000 * 40000).
+    const wide = nextWorkingMove(working({ hint: 5000, workFail: 40000, ...noCache() }), CONFIG);
+    assert.equal(wide.kind === "prompt" && wide.size, 14142);
   });
   await t.step(
     "without one, a probe whose pass would end the scan is a load if loads cost less",

@@ -234,14 +234,19 @@ function cacheUsable(s: NormalState): boolean {
  * the precision from the failure costs no prefill; a pass ends the search for the prompt-level
  * limit there. A wide interval is bisected instead, to keep the number of probes logarithmic.
  * Where every probe pays for its whole prompt (no cache, or a crash took the instance), the
- * midpoint, not the high split, as a shorter probe is also a cheaper one.
+ * midpoint, not the high split, as a shorter probe is also a cheaper one (on a log scale where the
+ * interval spans more than a factor two).
  */
 function narrowSize(s: NormalState, config: SearchConfig, pass: number | null, hi: number): number {
   const { minContext, precision } = config;
   if (pass === null && hi - minContext <= precision) return minContext;
   const lo = pass ?? minContext;
   if (!cacheUsable(s) || s.costs.crashes > 0) {
-    return Math.max(lo + 1, Math.min(hi - 1, Math.round((lo + hi) / 2)));
+    // Across more than a factor two, the middle on a log scale: a limit is as likely between 8k
+    // and 16k as between 16k and 32k, so that is where it splits the chances, and the lower
+    // probe is also the cheaper one.
+    const middle = hi > 2 * lo ? Math.sqrt(lo * hi) : (lo + hi) / 2;
+    return Math.max(lo + 1, Math.min(hi - 1, Math.round(middle)));
   }
   if (hi - lo <= NARROW_STEPS * precision) return Math.max(lo + 1, hi - precision);
   return splitPoint(lo, hi, precision);
