@@ -731,3 +731,40 @@ Deno.test("a server that is not LM Studio, or never answers, or wss://: exit 3 a
     await web.shutdown();
   }
 });
+
+Deno.test("scan names what changed; a changed file makes the results stale and the model untested", async () => {
+  await using home = await tempHome();
+  const before = testProfile("swap-model", { sizeBytes: 800_000_000, declaredContext: 8192 });
+  await withEmulator([before], async (emulator) => {
+    assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
+    assert.equal((await lmstrix(emulator, home.path, ["test", "swap", "-q"])).code, 0);
+  });
+  const after = {
+    ...before,
+    path: "test/swap-model/swap-model-Q5_K_M.gguf",
+    quantization: "Q5_K_M",
+    sizeBytes: 950_000_000,
+  };
+  await withEmulator([after], async (emulator) => {
+    const scan = await lmstrix(emulator, home.path, ["scan"]);
+    assert.equal(scan.code, 0, scan.stderr);
+    assert.match(scan.stdout, /: 0 new, 1 updated, 0 missing\./);
+    assert.match(
+      scan.stdout,
+      /^ {2}~ swap-model: path test\/swap-model\/swap-model-Q4_K_M\.gguf -> test\/swap-model\/swap-model-Q5_K_M\.gguf, size 800000000 -> 950000000 bytes, quantization Q4_K_M -> Q5_K_M$/m,
+    );
+    assert.match(scan.stdout, /its file changed: earlier results kept as stale/);
+    const list = await lmstrix(emulator, home.path, ["list"]);
+    assert.match(list.stdout, /^swap-model\s+8,192\s+\([\d,]+\)\s+\([\d,]+\)\s+-\s+stale\s/m);
+    const shown = await lmstrix(emulator, home.path, ["show", "swap"]);
+    assert.match(shown.stdout, /^status +untested \(stale results\)$/m);
+    assert.match(shown.stdout, /^stale +tested .*Z with another file: loadable \d+, working \d+/m);
+    const record = oneDocument(await lmstrix(emulator, home.path, ["show", "swap", "--json"]));
+    assert.equal(record.status, "untested");
+    assert.equal(record.workingContext, null);
+    const again = await lmstrix(emulator, home.path, ["test", "--all", "--json"]);
+    assert.deepEqual((oneDocument(again).results as { id: string }[]).map((r) => r.id), [
+      "swap-model",
+    ]);
+  });
+});
