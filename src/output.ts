@@ -259,7 +259,8 @@ export class Output {
   progress(message: string, options: { final?: boolean } = {}): void {
     if (this.quiet) return;
     const final = options.final ?? true;
-    const safe = guard(message);
+    // One line by definition: a newline in it would break the live line's rewriting.
+    const safe = guard(message).replaceAll("\n", "\\n");
     if (this.stderr.isTerminal) {
       const width = this.errColumns ?? 100;
       const line = [...safe].length >= width ? [...safe].slice(0, width - 1).join("") : safe;

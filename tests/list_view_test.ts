@@ -199,3 +199,20 @@ Deno.test("NO_COLOR turns colour off only when it has a value", () => {
   assert.equal(noColorRequested("1"), true);
   assert.equal(noColorRequested("0"), true, "any value, even 0, as no-color.org says");
 });
+
+Deno.test("errors, warnings and progress show text from a server escaped, one line each", () => {
+  const stderr = new MemorySink(true);
+  const output = new Output({ stdout: new MemorySink(false), stderr, color: true, columns: 200 });
+  const hostile = "Failed\u0000 to load\n\x1b]0;owned\x07\x1b[2J\u202edone";
+  output.error(hostile, "retry\nlater");
+  output.warn(hostile);
+  output.progress(`  model: ${hostile}`);
+  // Only our own colour codes (SGR) and the live line's erase-and-return remain.
+  // deno-lint-ignore no-control-regex
+  const rest = stderr.text.replace(/\x1b\[[0-9;]*m/g, "").replace(/\r\x1b\[2K/g, "");
+  // deno-lint-ignore no-control-regex
+  assert.doesNotMatch(rest, /[\u0000-\u0008\u000b-\u001f\u007f\u202e]/);
+  assert.match(rest, /^error: Failed\\x00 to load\\n\\x1b\]0;owned\\x07\\x1b\[2J\\u202edone$/m);
+  assert.match(rest, /^hint: retry\\nlater$/m);
+  assert.equal(rest.trimEnd().split("\n").length, 4, rest);
+});
