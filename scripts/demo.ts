@@ -90,7 +90,7 @@ try {
   };
   const stats = emulator.stats();
   console.log(
-    "Against the emulator's known truth (working may exceed truth by the 64-token reserve):",
+    "Against the emulator's truth (working may pass it by the 64-token reserve):",
   );
   const rows = [["model", "loadable", "truth", "working", "truth", "ok"]];
   let wrong = 0;
@@ -131,13 +131,15 @@ try {
   }
   console.log(
     `\n${stats.loads.length} loads, ${stats.predictions.length} predictions, ` +
-      `${(stats.virtualMs / 60_000).toFixed(1)} min of emulated LM Studio time; ` +
+      `${(stats.virtualMs / 60_000).toFixed(1)} min of emulated LM Studio time;\n` +
       `${stats.loaded.length} model(s) left loaded.`,
   );
   if (wrong > 0 || stats.loaded.length > 0) failed = true;
   console.log(
-    `\nTry more: LMSTRIX_LMSTUDIO_DIR=${home.pathname} deno task start show mistral-nemo\n` +
-      `(or "... start apply --all" to write the dry run's values, "apply --undo --all" to undo)`,
+    `\nTry more (with LMSTRIX_LMSTUDIO_DIR=${home.pathname}):\n` +
+      `  deno task start show mistral-nemo\n` +
+      `  deno task start apply --all      (writes the dry run's values)\n` +
+      `  deno task start apply --undo --all`,
   );
 } finally {
   await emulator.close();

@@ -161,8 +161,14 @@ Deno.test("test results", async (t) => {
 
   for (const width of [60, 80]) {
     await t.step(`fits ${width} columns`, () => {
-      const text = renderResults([result({})], { width });
+      const error = "It did not load at 2048 tokens or more: Failed to load model: failed to " +
+        "load model No LM Runtime found for model format safetensors!";
+      const text = renderResults([result({}), result({ id: "broken", error })], { width });
       for (const line of text.split("\n")) assert.ok([...line].length < width, line);
+      // LM Studio's words are wrapped, not cut: every word is still there, in order.
+      const errorLines = text.slice(text.indexOf("  error: ")).split("\n");
+      assert.ok(errorLines.length > 1);
+      assert.equal(errorLines.map((l) => l.trim()).join(" "), `error: ${error}`);
       assert.match(text, /: tested, working 98,304 of 131,072\b/);
       assert.match(text, /\(25\.0% less\)/);
     });

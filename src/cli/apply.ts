@@ -8,7 +8,7 @@ import type { ApplyEntry } from "../apply/apply.ts";
 import { UsageError } from "../errors.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { displayText, type Output, type Styles } from "../output.ts";
-import { formatTokens, shortenMiddle, visibleWidth } from "./format.ts";
+import { formatTokens, shortenMiddle, visibleWidth, wrapWords } from "./format.ts";
 
 /** Options of `apply` as the command line gives them. */
 export interface ApplyCommandOptions {
@@ -24,20 +24,6 @@ const WIDTH = 80;
 /** Pads `text` with spaces to `width` columns (characters, not UTF-16 units). */
 function padEnd(text: string, width: number): string {
   return text + " ".repeat(Math.max(0, width - visibleWidth(text)));
-}
-
-/** Wraps `text` at spaces so each line, after `indent`, fits `width`. */
-function wrap(text: string, indent: string, width: number): string {
-  const lines: string[] = [];
-  let line = "";
-  for (const word of text.split(" ")) {
-    if (line !== "" && visibleWidth(indent + line) + 1 + visibleWidth(word) > width) {
-      lines.push(line);
-      line = word;
-    } else line = line === "" ? word : `${line} ${word}`;
-  }
-  lines.push(line);
-  return lines.map((l) => indent + l).join("\n");
 }
 
 /**
@@ -87,7 +73,7 @@ export function renderApplyTable(
   const notes = entries.filter((e) => e.reason !== null);
   if (notes.length > 0) {
     text.push("");
-    for (const e of notes) text.push(wrap(displayText(`${e.id}: ${e.reason}`), "", WIDTH));
+    for (const e of notes) text.push(...wrapWords(displayText(`${e.id}: ${e.reason}`), "", WIDTH));
   }
   return text.join("\n");
 }

@@ -29,6 +29,25 @@ export function shortenMiddle(text: string, max: number): string {
   return chars.slice(0, head).join("") + "…" + chars.slice(chars.length - (keep - head)).join("");
 }
 
+/**
+ * Wraps `text` at spaces into lines of at most `width - 1` columns, `indent` included, as
+ * {@linkcode fitLine} (no limit when `width` is undefined). For messages of free length, such as LM Studio's error texts: a word
+ * longer than the line keeps a line of its own rather than being cut.
+ */
+export function wrapWords(text: string, indent: string, width: number | undefined): string[] {
+  if (width === undefined) return [indent + text];
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && visibleWidth(indent + line) + 1 + visibleWidth(word) > width - 1) {
+      lines.push(indent + line);
+      line = word;
+    } else line = line === "" ? word : `${line} ${word}`;
+  }
+  lines.push(indent + line);
+  return lines;
+}
+
 /** The narrowest a model name is shortened to before a line gives up something else. */
 export const MIN_NAME_WIDTH = 12;
 

@@ -13,7 +13,7 @@ import type {
 import { displayText, type Output } from "../output.ts";
 import type { AttemptLogEntry } from "../registry/attempt_log.ts";
 import { attemptParts, attemptShort } from "./attempt_line.ts";
-import { fitLine, formatDuration, formatPercent, formatTokens } from "./format.ts";
+import { fitLine, formatDuration, formatPercent, formatTokens, wrapWords } from "./format.ts";
 import { atLeast } from "./list.ts";
 
 /** Options of `test` as the command line gives them. */
@@ -107,7 +107,9 @@ export function progressReporter(output: Output, now: () => number = () => perfo
             `${formatTokens(r.workingContext)}`,
           optional: ` of ${formatTokens(r.declaredContext)} declared`,
         }, width()));
-        if (r.error) output.info(`    ${displayText(r.error)}`);
+        if (r.error) {
+          for (const line of wrapWords(displayText(r.error), "    ", width())) output.info(line);
+        }
         break;
       }
       case "warning":
@@ -164,7 +166,7 @@ export function renderResults(results: TestResult[], options: RenderResultsOptio
         `  ${r.loads} load${r.loads === 1 ? "" : "s"}, ` +
           `${formatTokens(r.promptTokens)} prompt tokens`,
       );
-      if (r.error) lines.push(`  error: ${displayText(r.error)}`);
+      if (r.error) lines.push(...wrapWords(`error: ${displayText(r.error)}`, "  ", options.width));
       continue;
     }
     lines.push(fitLine({
@@ -180,7 +182,7 @@ export function renderResults(results: TestResult[], options: RenderResultsOptio
         r.loads === 1 ? "" : "s"
       }, ${formatTokens(r.promptTokens)} prompt tokens`,
     );
-    if (r.error) lines.push(`  error: ${displayText(r.error)}`);
+    if (r.error) lines.push(...wrapWords(`error: ${displayText(r.error)}`, "  ", options.width));
   }
   return lines.join("\n");
 }
