@@ -1,14 +1,20 @@
 /**
  * `deno task soak [--runs N] [--seed S]`: a soak test of interrupts and faults. It starts the LM
- * Studio emulator with the demo fleet on a free loopback port, measures the fleet once with an
- * undisturbed `test --all`, then N times (default 20), in a fresh LM Studio home, runs the real
- * CLI's `test --all` while arming one-shot connection drops (`POST /__emulator/faults`) and sending
- * SIGINT at random moments, rerunning until a run finishes. Each time it checks that:
+ * Studio emulator with the demo fleet on a free loopback port, behind a proxy that can restart
+ * it, measures the fleet once with an undisturbed `test --all`, then N times (default 20), in a
+ * fresh LM Studio home, runs the real CLI's `test --all` while arming one-shot connection drops
+ * (`POST /__emulator/faults`) and, at random moments, one disturbance per attempt: SIGINT to the
+ * CLI; Ctrl-C as a terminal sends it under `deno task start` (SIGINT to the CLI and to `deno task`
+ * at once); SIGHUP; SIGKILL during a load (a hung load, so the kill lands in it); or LM Studio
+ * restarting (every connection dropped, the port refusing for 1.3 s). It reruns until a run
+ * finishes. A run gets at most one SIGKILL in a load: a second death in the same load counts as
+ * a crash by design. Each time it checks that:
  *
  * - the final registry's numbers equal the undisturbed run's,
  * - nothing is left loaded in LM Studio,
- * - no run took more extra loads than one per interruption plus one per dropped load (an
- *   interrupt repeats at most the attempt it stopped; a dropped load is retried once).
+ * - no run took more extra loads than one per signal or kill, two per restart, plus one per
+ *   dropped load (an interrupt repeats at most the attempt it stopped; a load the run died in is
+ *   loaded again once; a dropped load is retried once).
  *
  * It prints its figures (runs, attempts, interrupts, drops, extra loads, mismatches) and exits 1
  * when a check failed. Everything random comes from one seeded PRNG; every loop is bounded.
@@ -20,6 +26,7 @@ import { join } from "node:path";
 import { seededRandom } from "../src/random.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "./emulator/validation.ts";
 import { type Emulator, startEmulator } from "./emulator/server.ts";
+import { type Proxy, startProxy } from "../tests/support/proxy.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const FLAGS = (await Deno.readTextFile(new URL("scripts/permissions.flags", ROOT))).trim()
@@ -75,12 +82,17 @@ async function readNumbers(home: string): Promise<Numbers> {
   return numbers;
 }
 
-/** Spawns the CLI as users run it; returns the child and its collected stderr. */
-function spawnCli(emulator: Emulator, home: string, args: string[]) {
+/**
+ * Spawns the CLI as users run it (`deno run` with the product's flags, or `deno task start` as a
+ * person types it), against `server`; returns the child and its collected stderr.
+ */
+function spawnCli(server: string, home: string, args: string[], viaTask = false) {
   const child = new Deno.Command("deno", {
-    args: ["run", ...FLAGS, new URL("main.ts", ROOT).pathname, ...args],
+    args: viaTask
+      ? ["task", "--quiet", "start", ...args]
+      : ["run", ...FLAGS, new URL("main.ts", ROOT).pathname, ...args],
     cwd: ROOT.pathname,
-    env: { NO_COLOR: "1", LMSTRIX_SERVER: emulator.url, LMSTRIX_LMSTUDIO_DIR: home },
+    env: { NO_COLOR: "1", LMSTRIX_SERVER: server, LMSTRIX_LMSTUDIO_DIR: home },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -89,8 +101,108 @@ function spawnCli(emulator: Emulator, home: string, args: string[]) {
   return { child, done: Promise.all([child.status, stderr]) };
 }
 
-async function runToEnd(emulator: Emulator, home: string, args: string[]): Promise<number> {
-  const { done } = spawnCli(emulator, home, args);
+/** The pid of the CLI holding the lock of `home`, if one does. */
+function lockHolder(home: string): number | undefined {
+  try {
+    const pid = JSON.parse(Deno.readTextFileSync(join(home, "lmstrix", "lmstrix.lock"))).pid;
+    return typeof pid === "number" ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Sends `signal` to all of `pids` at once, as a terminal signals its process group. */
+async function signalGroup(pids: number[], signal: Deno.Signal): Promise<void> {
+  const code = pids.map((pid) => `try { Deno.kill(${pid}, "${signal}"); } catch {}`).join(" ");
+  await new Deno.Command("deno", { args: ["eval", code], stdout: "null", stderr: "null" })
+    .output();
+}
+
+/** What disturbs one attempt. */
+type Disturbance = "SIGINT" | "group SIGINT" | "SIGHUP" | "SIGKILL in a load" | "restart";
+
+/** Picks one attempt's disturbance, or none. */
+function pickDisturbance(random: () => number): Disturbance | null {
+  const r = random();
+  return r < 0.25
+    ? "SIGINT"
+    : r < 0.4
+    ? "group SIGINT"
+    : r < 0.5
+    ? "SIGHUP"
+    : r < 0.62
+    ? "SIGKILL in a load"
+    : r < 0.8
+    ? "restart"
+    : null;
+}
+
+/** Exit codes an attempt may end with under each disturbance (0: it finished first). */
+const EXPECTED_EXITS: Record<Disturbance, number[]> = {
+  "SIGINT": [0, 130],
+  "group SIGINT": [0, 130],
+  "SIGHUP": [0, 129],
+  "SIGKILL in a load": [0, 137],
+  "restart": [0],
+};
+
+/**
+ * Carries out `disturbance` on the attempt `child` (started `viaTask` or not) after `delayMs`,
+ * unless it has exited; returns whether it was carried out.
+ */
+async function disturb(
+  disturbance: Disturbance,
+  delayMs: number,
+  attempt: { child: Deno.ChildProcess; exited: () => boolean; home: string; loadsBefore: number },
+  emulator: Emulator,
+  proxy: Proxy,
+): Promise<boolean> {
+  await sleep(delayMs);
+  if (attempt.exited()) return false;
+  try {
+    switch (disturbance) {
+      case "SIGINT":
+      case "SIGHUP":
+        attempt.child.kill(disturbance);
+        return true;
+      case "group SIGINT": {
+        const cli = lockHolder(attempt.home);
+        await signalGroup(
+          cli === undefined ? [attempt.child.pid] : [cli, attempt.child.pid],
+          "SIGINT",
+        );
+        return true;
+      }
+      case "SIGKILL in a load": {
+        await armFault(emulator, "hangNextLoad", true);
+        const hung = () => emulator.stats().loads.some((l) => l.error === "fault: hang");
+        for (let waited = 0; !hung() && !attempt.exited() && waited < 30_000; waited += 10) {
+          await sleep(10);
+        }
+        await armFault(emulator, "hangNextLoad", false);
+        if (!hung() || attempt.exited()) return false;
+        attempt.child.kill("SIGKILL");
+        return true;
+      }
+      case "restart": {
+        // Mid-run: once the run has loaded something (before its first answer, a server that
+        // refuses is one that is not running, exit 3 by design).
+        const started = () => emulator.stats().loads.length > attempt.loadsBefore;
+        for (let waited = 0; !started() && !attempt.exited() && waited < 30_000; waited += 10) {
+          await sleep(10);
+        }
+        if (attempt.exited()) return false;
+        await proxy.restart(1_300);
+        return true;
+      }
+    }
+  } catch {
+    return false; // It ended just now.
+  }
+}
+
+async function runToEnd(server: string, home: string, args: string[]): Promise<number> {
+  const { done } = spawnCli(server, home, args);
   const [status, stderr] = await done;
   if (status.code !== 0) {
     throw new Error(`lmstrix ${args.join(" ")}: exit ${status.code}\n${stderr}`);
@@ -98,10 +210,14 @@ async function runToEnd(emulator: Emulator, home: string, args: string[]): Promi
   return status.code;
 }
 
-async function armDrop(emulator: Emulator, kind: "dropNextLoad" | "dropNextPredict") {
+async function armFault(
+  emulator: Emulator,
+  kind: "dropNextLoad" | "dropNextPredict" | "hangNextLoad",
+  on = true,
+) {
   const response = await fetch(`${emulator.httpUrl}/__emulator/faults`, {
     method: "POST",
-    body: JSON.stringify({ [kind]: true }),
+    body: JSON.stringify({ [kind]: on }),
   });
   await response.body?.cancel();
   if (!response.ok) throw new Error(`arming ${kind}: HTTP ${response.status}`);
@@ -116,6 +232,8 @@ interface Figures {
   runs: number;
   attempts: number;
   interrupts: number;
+  /** Disturbances carried out, by kind. */
+  disturbances: Record<Disturbance, number>;
   dropsArmed: number;
   dropsHit: number;
   extraLoads: number;
@@ -137,12 +255,20 @@ async function main(args: string[]): Promise<number> {
   // The fleet's model that loads nowhere fails every run by design (exit 1): nothing to soak.
   const profiles = (await readProfilesFile(DEMO_FLEET_URL)).filter((p) => p.noRuntime !== true);
   const emulator = await startEmulator({ profiles, port: 0 });
+  const proxy = startProxy(emulator.port);
   const base = await Deno.makeTempDir({ prefix: "lmstrix-soak-" });
   console.log(`LM Studio emulator with ${profiles.length} demo models on ${emulator.url}`);
   const figures: Figures = {
     runs,
     attempts: 0,
     interrupts: 0,
+    disturbances: {
+      "SIGINT": 0,
+      "group SIGINT": 0,
+      "SIGHUP": 0,
+      "SIGKILL in a load": 0,
+      "restart": 0,
+    },
     dropsArmed: 0,
     dropsHit: 0,
     extraLoads: 0,
@@ -157,10 +283,10 @@ async function main(args: string[]): Promise<number> {
     const cleanHome = join(base, "clean");
     // lmstrix refuses an LM Studio home that does not exist (it would be a misspelling).
     await Deno.mkdir(cleanHome);
-    await runToEnd(emulator, cleanHome, ["scan", "-q"]);
+    await runToEnd(proxy.url, cleanHome, ["scan", "-q"]);
     emulator.reset();
     const started = performance.now();
-    await runToEnd(emulator, cleanHome, ["test", "--all", "-q"]);
+    await runToEnd(proxy.url, cleanHome, ["test", "--all", "-q"]);
     const cleanMs = performance.now() - started;
     const cleanLoads = emulator.stats().loads.length;
     const clean = await readNumbers(cleanHome);
@@ -173,15 +299,22 @@ async function main(args: string[]): Promise<number> {
       const home = join(base, `run-${run}`);
       await Deno.mkdir(home);
       emulator.reset();
-      await runToEnd(emulator, home, ["scan", "-q"]);
+      await runToEnd(proxy.url, home, ["scan", "-q"]);
       let interrupts = 0;
+      let restarts = 0;
+      let killedInLoad = false;
       let finished = false;
       /** Where each attempt started in the load list, and how it ended: for the diagnosis. */
       const marks: { at: number; code: number; interruptAt: number | null }[] = [];
       for (let attempt = 1; attempt <= MAX_ATTEMPTS && !finished; attempt++) {
         figures.attempts++;
-        const { child, done } = spawnCli(emulator, home, ["test", "--all", "-q"]);
-        const interrupt = interrupts < MAX_INTERRUPTS && random() < 0.8;
+        let disturbance = interrupts + restarts < MAX_INTERRUPTS ? pickDisturbance(random) : null;
+        // A second death in the same load counts as a crash by design (the OOM killer can take
+        // the process while LM Studio loads), so a run gets at most one SIGKILL in a load.
+        if (disturbance === "SIGKILL in a load" && killedInLoad) disturbance = "SIGINT";
+        if (disturbance === "SIGKILL in a load") killedInLoad = true;
+        const viaTask = disturbance === "group SIGINT";
+        const { child, done } = spawnCli(proxy.url, home, ["test", "--all", "-q"], viaTask);
         // A moment anywhere in the run: during startup, a load, a prediction, a save.
         const interruptAt = random() * cleanMs * 1.2;
         const drops = Array.from({ length: Math.floor(random() * 3) }, () => ({
@@ -190,23 +323,25 @@ async function main(args: string[]): Promise<number> {
         }));
         let exited = false;
         const ended = done.finally(() => exited = true);
+        const attemptInfo = {
+          child,
+          exited: () => exited,
+          home,
+          loadsBefore: emulator.stats().loads.length,
+        };
         const disturbances = [
           ...drops.map(async (drop) => {
             await sleep(drop.at);
             if (exited) return;
-            await armDrop(emulator, drop.kind);
+            await armFault(emulator, drop.kind);
             figures.dropsArmed++;
           }),
           (async () => {
-            if (!interrupt) return;
-            await sleep(interruptAt);
-            if (exited) return;
-            try {
-              child.kill("SIGINT");
-              interrupts++;
-            } catch {
-              // It ended just now.
-            }
+            if (disturbance === null) return;
+            if (!(await disturb(disturbance, interruptAt, attemptInfo, emulator, proxy))) return;
+            figures.disturbances[disturbance]++;
+            if (disturbance === "restart") restarts++;
+            else interrupts++;
           })(),
         ];
         const loadsBefore = emulator.stats().loads.length;
@@ -215,10 +350,10 @@ async function main(args: string[]): Promise<number> {
         marks.push({
           at: loadsBefore,
           code: status.code,
-          interruptAt: interrupt ? Math.round(interruptAt) : null,
+          interruptAt: disturbance === null ? null : Math.round(interruptAt),
         });
         if (status.code === 0) finished = true;
-        else if (status.code !== 130) {
+        if (!(disturbance === null ? [0] : EXPECTED_EXITS[disturbance]).includes(status.code)) {
           figures.unexpectedExits.push(
             `run ${run} attempt ${attempt}: exit ${status.code}: ${
               stderr.trim().split("\n").slice(-2).join(" / ")
@@ -235,15 +370,16 @@ async function main(args: string[]): Promise<number> {
       const extra = stats.loads.length - cleanLoads;
       figures.extraLoads += Math.max(0, extra);
       figures.maxExtraLoadsPerRun = Math.max(figures.maxExtraLoadsPerRun, extra);
-      if (extra > interrupts + dropLoads) {
+      if (extra > interrupts + 2 * restarts + dropLoads) {
         figures.overBudget.push(
-          `run ${run}: ${extra} extra loads for ${interrupts} interrupts and ${dropLoads} dropped loads`,
+          `run ${run}: ${extra} extra loads for ${interrupts} interrupts, ${restarts} restarts ` +
+            `and ${dropLoads} dropped loads`,
         );
         // The load sequence with the attempt boundaries, to compare with the undisturbed one.
         const lines = stats.loads.map((l, i) => {
           const mark = marks.filter((m) => m.at === i).map((m) =>
             `--- attempt (exit ${m.code}${
-              m.interruptAt === null ? "" : `, SIGINT at ${m.interruptAt} ms`
+              m.interruptAt === null ? "" : `, disturbed at ${m.interruptAt} ms`
             })\n`
           ).join("");
           return `${mark}    ${l.modelKey} ${l.askedContext} ${
@@ -269,7 +405,7 @@ async function main(args: string[]): Promise<number> {
         }
       }
       console.log(
-        `run ${run}: ${interrupts} interrupts, ${dropLoads} dropped loads, ` +
+        `run ${run}: ${interrupts} interrupts, ${restarts} restarts, ${dropLoads} dropped loads, ` +
           `${stats.loads.length} loads (${extra >= 0 ? "+" : ""}${extra}), ` +
           `${stats.loaded.length} left loaded`,
       );
@@ -277,6 +413,7 @@ async function main(args: string[]): Promise<number> {
       emulator.reset();
     }
   } finally {
+    await proxy.close();
     await emulator.close();
     await Deno.remove(base, { recursive: true }).catch(() => {});
   }
@@ -290,7 +427,9 @@ function report(f: Figures): number {
       "",
       `runs:             ${f.runs}`,
       `attempts:         ${f.attempts}`,
-      `interrupts:       ${f.interrupts} (SIGINT at random moments)`,
+      `disturbances:     ${
+        Object.entries(f.disturbances).map(([kind, n]) => `${n} ${kind}`).join(", ")
+      }`,
       `drops:            ${f.dropsHit} hit of ${f.dropsArmed} armed`,
       `extra loads:      ${f.extraLoads} in all, at most ${f.maxExtraLoadsPerRun} in one run`,
       `mismatches:       ${f.mismatches.length}`,

@@ -12,7 +12,8 @@ import { LMStrix } from "../src/lmstrix.ts";
 import { fnv1a32 } from "../src/ids.ts";
 import { lmstrixPaths } from "../src/paths.ts";
 import { tempHome } from "./support/cli.ts";
-import { withEmulator } from "./support/emulator.ts";
+import { testProfile, withEmulator } from "./support/emulator.ts";
+import type { ModelProfile } from "../scripts/emulator/profile.ts";
 import {
   assertSameNumbers,
   cleanRun,
@@ -167,5 +168,42 @@ Deno.test("a death during a load: the size is loaded again unless the evidence s
       const crashed = limits.attempts.filter((a) => a.outcome === "crashed");
       assert.deepEqual(crashed.map((a) => a.askedContext), [pending]);
     });
+  });
+});
+
+Deno.test("a needle cut short resumes with the haystack it was using (a noisy model's numbers stay)", async () => {
+  // Mistral's noisy cliff: which needles pass near the limit depends on the haystack's seed.
+  const noisy = (extra: Partial<ModelProfile> = {}) => [
+    testProfile("noisy", {
+      declaredContext: 32768,
+      needleFailAbove: 13000,
+      needleFailMode: "wrong-number",
+      noisyBand: 2048,
+      ...extra,
+    }),
+  ];
+  await using cleanHome = await tempHome();
+  const clean = await withEmulator(noisy(), async (emulator) => {
+    assert.equal((await lmstrix(emulator, cleanHome.path, ["scan", "-q"])).code, 0);
+    assert.equal((await lmstrix(emulator, cleanHome.path, ["test", "noisy"])).code, 0);
+    return (await readRegistry(cleanHome.path)).noisy!;
+  });
+  await using home = await tempHome();
+  await withEmulator(noisy({ realDelayMs: { predict: 150 } }), async (emulator) => {
+    assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
+    const run = spawnCli(emulator, home.path, ["test", "noisy"]);
+    // The confirmation: a second load, then its needle with a fresh haystack, cut short.
+    await waitFor("the confirmation's needle in flight", () => {
+      const s = emulator.stats();
+      return s.loads.filter((l) => l.ok).length >= 2 && s.predictions.at(-1)?.stopReason === null &&
+        s.predictions.at(-1)?.error === null;
+    });
+    run.child.kill("SIGINT");
+    assert.equal((await run.done).code, 130);
+    const rerun = await lmstrix(emulator, home.path, ["test", "noisy"]);
+    assert.equal(rerun.code, 0, rerun.stderr);
+    const noisyRecord = (await readRegistry(home.path)).noisy!;
+    assert.equal(noisyRecord.workingContext, clean.workingContext);
+    assert.equal(noisyRecord.loadableContext, clean.loadableContext);
   });
 });

@@ -25,6 +25,11 @@ export class Journal {
     this.#registry = registry;
   }
 
+  /** The record of `id` as the journal last stored it. */
+  record(id: string): ModelRecord | undefined {
+    return Object.hasOwn(this.#registry.models, id) ? this.#registry.models[id] : undefined;
+  }
+
   /** Stores `record` in the registry (replacing the one with its id) and saves the registry. */
   async put(record: ModelRecord): Promise<void> {
     this.#registry.models[record.id] = record;

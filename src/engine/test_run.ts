@@ -62,15 +62,33 @@ export async function runTests(context: RunContext, models: ModelRecord[]): Prom
   const { options } = context;
   const orphans = await clearLeftovers(context.lms, context.home, options.onEvent);
   const reports: TestReport[] = [];
-  for (const [index, record] of models.entries()) {
-    stopIfInterrupted(options.signal);
-    const evidence = { orphans: orphans.get(record.id) ?? [], bootTime: context.bootTime() };
-    const report = await testModel(context, record, { index, total: models.length }, evidence);
-    reports.push(report);
-    options.onEvent?.({ type: "model-done", result: report.result });
+  for (const [index, chosen] of models.entries()) {
+    const position = { index, total: models.length };
+    for (let attempt = 0;; attempt++) {
+      stopIfInterrupted(options.signal);
+      const record = context.journal.record(chosen.id) ?? chosen;
+      const evidence = { orphans: orphans.get(record.id) ?? [], bootTime: context.bootTime() };
+      try {
+        const report = await testModel(context, record, position, evidence, attempt > 0);
+        reports.push(report);
+        options.onEvent?.({ type: "model-done", result: report.result });
+        break;
+      } catch (error) {
+        // LM Studio came back after losing the connection: go on with the model where it
+        // stopped, once; a second loss fails it.
+        if (!(error instanceof ServerReturned)) throw error;
+        options.onEvent?.({
+          type: "warning",
+          message: `${chosen.id}: LM Studio answers again after losing the connection; going on`,
+        });
+      }
+    }
   }
   return reports;
 }
+
+/** Thrown by {@link afterFault} when LM Studio answers again after a lost connection. */
+class ServerReturned extends Error {}
 
 /** Throws {@link InterruptedError} once `signal` has fired. */
 export function stopIfInterrupted(signal: AbortSignal | undefined): void {
@@ -121,6 +139,7 @@ async function testModel(
   record: ModelRecord,
   position: { index: number; total: number },
   evidence: CrashEvidence,
+  retried = false,
 ): Promise<TestReport> {
   const { journal, options } = context;
   const untestable = untestableReason(record);
@@ -138,8 +157,9 @@ async function testModel(
   await journal.log(runStart(record.id, runId, start.resumed, config));
   const attempts: AttemptLogEntry[] = [];
   const died = start.diedLoading === undefined ? {} : { diedLoading: start.diedLoading };
-  /** The state after the last finished attempt: where a stopped run resumes. */
+  /** The state after the last finished attempt, and its haystack seed: where a stop resumes. */
   let settled = start.state;
+  let settledSeed = probe.seed;
   const save = (state: SearchState, extra: Parameters<typeof savedSearch>[3] = {}) => {
     current = { ...current, search: savedSearch(state, config, probe.seed, { ...died, ...extra }) };
     return journal.put(current);
@@ -150,6 +170,7 @@ async function testModel(
     beforeLoad: (_context, next) => save(next, { pendingSince: new Date().toISOString(), settled }),
     afterAttempt: async (attempt, next) => {
       settled = next;
+      settledSeed = probe.seed;
       await save(next);
       const entry = attemptEntry(record.id, attempt, probe.last, new Date().toISOString());
       attempts.push(entry);
@@ -162,12 +183,15 @@ async function testModel(
     const found = await searchContextLimits(config, announced, { state: start.state, hooks });
     current = recordAfterSearch(current, found, config, new Date().toISOString());
     await journal.put(current);
+    // A load whose answer a dropped connection lost may have finished on the server since.
+    await probe.release();
   } catch (error) {
     await probe.release();
     // Resume from the last finished attempt: the one cut short is repeated, and a load in
     // flight neither counts as failed (an interrupt or a fault is not a crash) nor as spent.
-    current = { ...current, search: savedSearch(settled, config, probe.seed, died) };
-    current = await afterFault(context, current, error, record);
+    // The seed too: a needle cut short may have moved the probe to a fresh haystack already.
+    current = { ...current, search: savedSearch(settled, config, settledSeed, died) };
+    current = await afterFault(context, current, error, record, retried);
   }
   return { result: resultOf(current, probe), attempts };
 }
@@ -183,6 +207,7 @@ async function afterFault(
   record: ModelRecord,
   error: unknown,
   before: ModelRecord,
+  retried: boolean,
 ): Promise<ModelRecord> {
   const { journal, options, lms } = context;
   if (options.signal?.aborted) {
@@ -190,16 +215,21 @@ async function afterFault(
     throw new InterruptedError(String(options.signal.reason ?? "SIGINT"));
   }
   const kind = classifyFailure(error);
+  const lost = kind === "unreachable" || kind === "connection-lost";
   // A call that hung through every retry is the model's failure only if the server still
-  // answers a small call; otherwise LM Studio as a whole stopped (frozen, restarting too long).
-  const gone = kind === "unreachable" ||
-    ((kind === "connection-lost" || kind === "timeout") && !(await answers(lms)));
-  if (gone || !(error instanceof LmStudioCallError)) {
+  // answers a small call; a lost connection is LM Studio's, not the model's. Either way LM Studio
+  // gets the backoff to come back (a restart); if it does not, it stopped as a whole.
+  const back = lost || kind === "timeout" ? await answersWithin(context) : true;
+  if (!back || !(error instanceof LmStudioCallError)) {
     await journal.put(recordStopped(record, before));
-    if (gone && kind === "timeout") {
+    if (!back && kind === "timeout") {
       throw new LmStudioNotAnsweringError(lms.baseUrl, messageOf(error), { cause: error });
     }
     throw error;
+  }
+  if (lost && !retried) {
+    await journal.put(recordStopped(record, before));
+    throw new ServerReturned();
   }
   const failed = recordAfterFault(record, error.message);
   await journal.put(failed);
@@ -269,13 +299,32 @@ function probeFor(
 }
 
 /** Whether LM Studio answers a small call (within the usual deadline). */
-async function answers(lms: LmStudio): Promise<boolean> {
-  try {
-    await lms.listLoaded();
-    return true;
-  } catch {
-    return false;
+async function answersWithin(context: RunContext): Promise<boolean> {
+  const { lms, options } = context;
+  const first = context.backoffMs ?? 1_000;
+  for (let attempt = 0;; attempt++) {
+    try {
+      await lms.listLoaded();
+      return true;
+    } catch {
+      if (attempt >= (context.retries ?? 3)) return false;
+      await sleep(first * 2 ** attempt, options.signal);
+      stopIfInterrupted(options.signal);
+    }
   }
+}
+
+/** Waits `ms`, or less when `signal` fires. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
 }
 
 /** Wraps a probe so that each operation is announced before it runs. */
