@@ -21,10 +21,12 @@ export {
   type LMStrixOptions,
   type ModelHistory,
   type ScanResult,
+  type SkippedModel,
   type StatusReport,
   type TestEvent,
   type TestOptions,
   type TestResult,
+  type TestRun,
 } from "./src/lmstrix.ts";
 export {
   AmbiguousModelError,
