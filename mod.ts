@@ -44,5 +44,6 @@ export type {
   ModelStatus,
 } from "./src/registry/model_record.ts";
 export type { Timeouts } from "./src/lmstudio/client.ts";
-export type { ApplyEntry, ApplyOptions } from "./src/apply/apply.ts";
+export type { ApplyOptions } from "./src/apply/apply.ts";
+export type { ApplyEntry } from "./src/apply/step.ts";
 export type { Margin } from "./src/apply/margin.ts";

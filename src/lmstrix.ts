@@ -11,7 +11,8 @@
  * @module
  */
 
-import type { ApplyEntry, ApplyOptions } from "./apply/apply.ts";
+import type { ApplyOptions } from "./apply/apply.ts";
+import type { ApplyEntry } from "./apply/step.ts";
 import { InterruptedError, UsageError } from "./errors.ts";
 import { chooseModels, sortedRecords } from "./engine/choose_models.ts";
 import { type ConnectSettings, withLmStudio } from "./engine/connection.ts";

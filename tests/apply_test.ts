@@ -822,7 +822,7 @@ Deno.test("the apply table escapes control characters in model ids and fits 80 c
 });
 
 Deno.test("a model path that would leave LM Studio's config folder names no file", async () => {
-  const { configFileFor } = await import("../src/apply/apply.ts");
+  const { configFileFor } = await import("../src/apply/config_files.ts");
   const dir = "/home/me/.lmstudio/.internal/user-concrete-model-default-config";
   assert.equal(configFileFor(dir, "pub/Model-GGUF/m.gguf"), `${dir}/pub/Model-GGUF/m.gguf.json`);
   for (const bad of ["", "../x.gguf", "pub/../../x", "/etc/passwd", "C:\\x", "pub//x", "a\0b"]) {

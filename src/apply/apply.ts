@@ -19,8 +19,9 @@
  * @module
  */
 
-import { dirname, isAbsolute, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { UsageError } from "../errors.ts";
+import { compareIds } from "../ids.ts";
 import { fileSafeModelId, type LmstrixPaths } from "../paths.ts";
 import { writeFileAtomic } from "../registry/atomic_write.ts";
 import { acquireLock } from "../registry/lock.ts";
@@ -35,29 +36,20 @@ import {
   saveApplied,
   sha256,
 } from "./applied_store.ts";
+import { configFileFor, decode, errorText, missingDirs, pruneCreatedDirs } from "./config_files.ts";
 import { parseConfig, setContextLength, skeletonConfig } from "./lmstudio_config.ts";
 import { contextWithMargin, formatMargin, type Margin, NO_MARGIN, parseMargin } from "./margin.ts";
-
-/** What `apply` did (or, in a dry run, would do) to one model's config: the `apply --json` entry. */
-export interface ApplyEntry {
-  /** The model id. */
-  id: string;
-  /** The config file, or null when the model has no path to name one. */
-  file: string | null;
-  /** The context length the file set before, or null when it set none (or does not exist). */
-  previous: number | null;
-  /** The context length the file sets after, or null when it sets none. */
-  contextLength: number | null;
-  /** What happened. */
-  action: "set" | "unchanged" | "restored" | "skipped";
-  /** Why it was skipped or left unchanged, or null. */
-  reason: string | null;
-  /**
-   * True when the file could not be changed as asked because of the file itself (not valid
-   * JSON, unknown shape, unreadable, unwritable, changed since the apply): the run exits 1.
-   */
-  failed: boolean;
-}
+import {
+  type ApplyEntry,
+  changedSincePlan,
+  newStep,
+  readStepFile,
+  type Refusal,
+  refuse,
+  type Step,
+  undone,
+} from "./step.ts";
+import { executeUndo, planUndo } from "./undo.ts";
 
 /** Options of {@linkcode applyContextLimits}. */
 export interface ApplyOptions {
@@ -88,19 +80,6 @@ export class ApplyInterrupted extends Error {
     super("apply was interrupted");
     this.done = done;
   }
-}
-
-/** One model's planned step, with what executing it needs. */
-interface Step {
-  entry: ApplyEntry;
-  record: ModelRecord | null;
-  /** The file's bytes now, or null when it does not exist. */
-  current: Uint8Array | null;
-  /** The bytes to write (apply) or to restore (undo; null: remove the file). */
-  next: Uint8Array | null;
-  mode: number | null;
-  /** A warning to give when the step runs (not in a dry run, whose table says it already). */
-  warning?: string;
 }
 
 /**
@@ -140,7 +119,7 @@ export async function applyContextLimits(
     const done: ApplyEntry[] = [];
     for (const step of steps) {
       if (options.signal?.aborted) throw new ApplyInterrupted(done);
-      if (options.undo) await executeUndo(where, manifest, step, options);
+      if (options.undo) await executeUndo(where, manifest, step, options.onWarning);
       else await executeApply(where, manifest, step, margin, options);
       done.push(step.entry);
       options.onEntry?.(step.entry);
@@ -166,7 +145,7 @@ function toMargin(margin: ApplyOptions["margin"]): Margin {
 /** The records `queries` names (each once, in the order named), or every one for "all". */
 function choose(registry: Registry, queries: readonly string[] | "all"): ModelRecord[] {
   if (queries === "all") {
-    return Object.values(registry.models).sort((a, b) => compare(a.id, b.id));
+    return Object.values(registry.models).sort((a, b) => compareIds(a.id, b.id));
   }
   const chosen: ModelRecord[] = [];
   for (const query of queries) {
@@ -174,18 +153,6 @@ function choose(registry: Registry, queries: readonly string[] | "all"): ModelRe
     if (!chosen.includes(record)) chosen.push(record);
   }
   return chosen;
-}
-
-/** The config file of the model at `modelPath`, or null when the path would leave the directory. */
-export function configFileFor(configDir: string, modelPath: string): string | null {
-  const parts = modelPath.split(/[\\/]/);
-  if (
-    modelPath === "" || isAbsolute(modelPath) || modelPath.includes("\0") ||
-    parts.some((part) => part === ".." || part === "") || /^[A-Za-z]:/.test(modelPath)
-  ) {
-    return null;
-  }
-  return join(configDir, ...parts) + ".json";
 }
 
 /** Why a model cannot be applied, or null when it can. */
@@ -210,78 +177,81 @@ async function planApply(
 ): Promise<Step[]> {
   const steps: Step[] = [];
   for (const record of choose(registry, queries)) {
-    const file = configFileFor(where.configDir, record.path);
-    const entry: ApplyEntry = {
-      id: record.id,
-      file,
-      previous: null,
-      contextLength: null,
-      action: "skipped",
-      reason: null,
-      failed: false,
-    };
-    const step: Step = { entry, record, current: null, next: null, mode: null };
-    steps.push(step);
-    const why = notApplicable(record);
-    if (why !== null) {
-      entry.reason = why;
-      continue;
-    }
-    if (file === null) {
-      entry.reason = `its path "${record.path}" does not name a file in LM Studio's config folder`;
-      entry.failed = true;
-      continue;
-    }
-    const target = contextWithMargin(record.workingContext!, margin);
-    if (target < 1) {
-      entry.reason = `the margin ${
-        formatMargin(margin)
-      } leaves no context of ${record.workingContext} tokens`;
-      continue;
-    }
-    const earlier = manifest.entries[record.id];
-    if (earlier !== undefined && earlier.modelPath !== record.path) {
-      // Undo knows the file at the old path only; one model, one file at a time.
-      entry.reason = `its path changed since lmstrix applied "${earlier.modelPath}": ` +
-        `run "lmstrix apply --undo ${record.id}" first`;
-      entry.failed = true;
-      continue;
-    }
-    const read = await readConfig(file);
-    if ("problem" in read) {
-      entry.reason = read.problem;
-      entry.failed = true;
-      continue;
-    }
-    step.current = read.bytes;
-    step.mode = read.mode;
-    let text: string | null = null;
-    if (read.bytes !== null) {
-      text = decode(read.bytes);
-      const parsed = text === null
-        ? { ok: false as const, problem: "it is not UTF-8 text" }
-        : parseConfig(text);
-      if (!parsed.ok) {
-        entry.reason = `left as it is: ${parsed.problem}`;
-        entry.failed = true;
-        continue;
-      }
-      entry.previous = parsed.contextLength;
-    }
-    entry.contextLength = target;
-    if (entry.previous === target) {
-      entry.action = "unchanged";
-      entry.reason = manifest.entries[record.id] ? null : "LM Studio's config already has it";
-      continue;
-    }
-    entry.action = "set";
-    step.next = new TextEncoder().encode(
-      text === null ? skeletonConfig(target) : setContextLength(text, target),
-    );
+    steps.push(await planApplyStep(where, manifest, record, margin));
   }
   return steps;
 }
 
+/** Reads the model's config file and plans the bytes that set its context length. */
+async function planApplyStep(
+  where: ApplyPaths,
+  manifest: AppliedManifest,
+  record: ModelRecord,
+  margin: Margin,
+): Promise<Step> {
+  const step = newStep(record.id, configFileFor(where.configDir, record.path), record);
+  const refusal = refuseApply(record, step.entry.file, margin, manifest);
+  if (refusal !== null) return refuse(step, refusal);
+  if (!(await readStepFile(step, true))) return step;
+  const { entry } = step;
+  let text: string | null = null;
+  if (step.current !== null) {
+    text = decode(step.current);
+    const parsed = text === null
+      ? { ok: false as const, problem: "it is not UTF-8 text" }
+      : parseConfig(text);
+    if (!parsed.ok) {
+      return refuse(step, { reason: `left as it is: ${parsed.problem}`, failed: true });
+    }
+    entry.previous = parsed.contextLength;
+  }
+  const target = contextWithMargin(record.workingContext!, margin);
+  entry.contextLength = target;
+  if (entry.previous === target) {
+    entry.action = "unchanged";
+    entry.reason = manifest.entries[record.id] ? null : "LM Studio's config already has it";
+    return step;
+  }
+  entry.action = "set";
+  step.next = new TextEncoder().encode(
+    text === null ? skeletonConfig(target) : setContextLength(text, target),
+  );
+  return step;
+}
+
+/** Why the model's file is not to be written, known before reading it; null when it may be. */
+function refuseApply(
+  record: ModelRecord,
+  file: string | null,
+  margin: Margin,
+  manifest: AppliedManifest,
+): Refusal | null {
+  const why = notApplicable(record);
+  if (why !== null) return { reason: why, failed: false };
+  if (file === null) {
+    const reason = `its path "${record.path}" does not name a file in LM Studio's config folder`;
+    return { reason, failed: true };
+  }
+  if (contextWithMargin(record.workingContext!, margin) < 1) {
+    const reason = `the margin ${
+      formatMargin(margin)
+    } leaves no context of ${record.workingContext} tokens`;
+    return { reason, failed: false };
+  }
+  const earlier = manifest.entries[record.id];
+  if (earlier !== undefined && earlier.modelPath !== record.path) {
+    // Undo knows the file at the old path only; one model, one file at a time.
+    const reason = `its path changed since lmstrix applied "${earlier.modelPath}": ` +
+      `run "lmstrix apply --undo ${record.id}" first`;
+    return { reason, failed: true };
+  }
+  return null;
+}
+
+/**
+ * Writes the step's file, after recording in the manifest what undo needs; a write that fails
+ * takes the record back, so the manifest never names a change that did not happen.
+ */
 async function executeApply(
   where: ApplyPaths,
   manifest: AppliedManifest,
@@ -303,46 +273,14 @@ async function executeApply(
   if (entry.action !== "set" || step.next === null) return;
   const file = entry.file;
   if (await changedSincePlan(step)) return;
-  const currentSha = step.current === null ? null : await sha256(step.current);
-  const changedSince = before !== undefined && currentSha !== before.writtenSha256 &&
-    currentSha !== before.originalSha256;
-  let entryNow: AppliedEntry;
-  let newBackup: string | null = null;
-  if (before === undefined || changedSince) {
-    if (changedSince) {
-      options.onWarning?.(
-        `"${file}" changed since lmstrix last applied it; undo will now restore it as it is now`,
-      );
-    }
-    let backup: string | null = null;
-    if (step.current !== null) {
-      backup = `${fileSafeModelId(record.id)}.json`;
-      await Deno.mkdir(where.backupsDir, { recursive: true });
-      await writeFileAtomic(join(where.backupsDir, backup), step.current);
-      newBackup = backup;
-    }
-    entryNow = {
-      modelPath: record.path,
-      existed: step.current !== null,
-      backup,
-      mode: step.mode,
-      originalSha256: currentSha,
-      writtenSha256: "",
-      contextLength: 0,
-      workingContext: 0,
-      margin: "",
-      appliedAt: "",
-    };
-  } else {
-    entryNow = { ...before };
-  }
-  entryNow.writtenSha256 = await sha256(step.next);
-  entryNow.contextLength = entry.contextLength!;
-  entryNow.workingContext = record.workingContext!;
-  entryNow.margin = formatMargin(margin);
-  entryNow.appliedAt = (options.now ?? (() => new Date()))().toISOString();
+  const { applied, newBackup } = await startRecord(where, step, before, options.onWarning);
+  applied.writtenSha256 = await sha256(step.next);
+  applied.contextLength = entry.contextLength!;
+  applied.workingContext = record.workingContext!;
+  applied.margin = formatMargin(margin);
+  applied.appliedAt = (options.now ?? (() => new Date()))().toISOString();
   // The record first: a change undo does not know about must never reach the disk.
-  manifest.entries[record.id] = entryNow;
+  manifest.entries[record.id] = applied;
   const newDirs = missingDirs(where.configDir, dirname(file))
     .filter((dir) => !manifest.createdDirs.includes(dir));
   manifest.createdDirs.push(...newDirs);
@@ -358,242 +296,48 @@ async function executeApply(
     if (newBackup !== null && before === undefined) {
       await Deno.remove(join(where.backupsDir, newBackup)).catch(() => {});
     }
-    entry.action = "skipped";
-    entry.contextLength = entry.previous;
-    entry.reason = `cannot write it: ${errorText(error)}`;
-    entry.failed = true;
+    undone(step, `cannot write it: ${errorText(error)}`);
   }
 }
 
-async function planUndo(
+/**
+ * The manifest entry to complete for this write: a copy of the earlier one, or, on the first
+ * apply or when the file changed since the last one, a new one whose backup holds the file now
+ * (so that undo restores what the user had last, not what was there before).
+ */
+async function startRecord(
   where: ApplyPaths,
-  registry: Registry,
-  manifest: AppliedManifest,
-  queries: readonly string[] | "all",
-): Promise<Step[]> {
-  const ids: string[] = [];
-  if (queries === "all") ids.push(...Object.keys(manifest.entries).sort(compare));
-  else {
-    for (const query of queries) {
-      const id = manifest.entries[query] !== undefined ? query : findModel(registry, query).id;
-      if (!ids.includes(id)) ids.push(id);
-    }
-  }
-  const steps: Step[] = [];
-  for (const id of ids) {
-    const applied = manifest.entries[id];
-    const file = applied ? configFileFor(where.configDir, applied.modelPath) : null;
-    const entry: ApplyEntry = {
-      id,
-      file,
-      previous: null,
-      contextLength: null,
-      action: "skipped",
-      reason: null,
-      failed: false,
-    };
-    const step: Step = {
-      entry,
-      record: registry.models[id] ?? null,
-      current: null,
-      next: null,
-      mode: null,
-    };
-    steps.push(step);
-    if (applied === undefined) {
-      entry.file = registry.models[id]
-        ? configFileFor(where.configDir, registry.models[id]!.path)
-        : null;
-      entry.reason = "lmstrix has not applied anything to it";
-      continue;
-    }
-    if (file === null) {
-      entry.reason = `the recorded path "${applied.modelPath}" is not in LM Studio's config folder`;
-      entry.failed = true;
-      continue;
-    }
-    const read = await readConfig(file);
-    if ("problem" in read) {
-      entry.reason = read.problem;
-      entry.failed = true;
-      continue;
-    }
-    step.current = read.bytes;
-    const currentSha = read.bytes === null ? null : await sha256(read.bytes);
-    const currentText = read.bytes === null ? null : decode(read.bytes);
-    const currentParsed = currentText === null ? null : parseConfig(currentText);
-    entry.previous = currentParsed?.ok ? currentParsed.contextLength : null;
-    let original: Uint8Array | null = null;
-    if (applied.existed) {
-      try {
-        original = await Deno.readFile(join(where.backupsDir, applied.backup!));
-      } catch (error) {
-        entry.reason = `its backup cannot be read: ${errorText(error)}`;
-        entry.failed = true;
-        continue;
-      }
-      step.mode = applied.mode;
-    }
-    const originalParsed = original === null ? null : parseConfig(decode(original) ?? "");
-    const originalValue = originalParsed?.ok ? originalParsed.contextLength : null;
-    if (currentSha === applied.originalSha256) {
-      entry.action = "unchanged";
-      entry.contextLength = entry.previous;
-      entry.reason = "it is already as it was before apply";
-      continue;
-    }
-    if (currentSha !== applied.writtenSha256) {
-      entry.contextLength = entry.previous;
-      entry.reason = read.bytes === null
-        ? "it was removed since lmstrix applied it; left as it is"
-        : "it changed since lmstrix applied it; left as it is";
-      entry.failed = true;
-      step.warning = `"${file}" ${entry.reason}`;
-      continue;
-    }
-    entry.action = "restored";
-    entry.contextLength = originalValue;
-    step.next = original;
-  }
-  return steps;
-}
-
-async function executeUndo(
-  where: ApplyPaths,
-  manifest: AppliedManifest,
   step: Step,
-  options: ApplyOptions,
-): Promise<void> {
-  const { entry } = step;
-  const applied = manifest.entries[entry.id];
-  if (applied === undefined || entry.file === null) return;
-  if (step.warning !== undefined) {
-    options.onWarning?.(step.warning);
-    return;
+  before: AppliedEntry | undefined,
+  onWarning: ((message: string) => void) | undefined,
+): Promise<{ applied: AppliedEntry; newBackup: string | null }> {
+  const currentSha = step.current === null ? null : await sha256(step.current);
+  const changedSince = before !== undefined && currentSha !== before.writtenSha256 &&
+    currentSha !== before.originalSha256;
+  if (before !== undefined && !changedSince) return { applied: { ...before }, newBackup: null };
+  if (changedSince) {
+    onWarning?.(
+      `"${step.entry.file}" changed since lmstrix last applied it; ` +
+        "undo will now restore it as it is now",
+    );
   }
-  if (entry.action === "unchanged") {
-    await forget(where, manifest, entry.id, applied);
-    return;
+  let backup: string | null = null;
+  if (step.current !== null) {
+    backup = `${fileSafeModelId(step.entry.id)}.json`;
+    await Deno.mkdir(where.backupsDir, { recursive: true });
+    await writeFileAtomic(join(where.backupsDir, backup), step.current);
   }
-  if (entry.action !== "restored") return;
-  if (await changedSincePlan(step)) return;
-  try {
-    if (step.next === null) {
-      await Deno.remove(entry.file);
-    } else {
-      await writeFileAtomic(entry.file, step.next, { mode: step.mode ?? undefined });
-    }
-  } catch (error) {
-    entry.action = "skipped";
-    entry.contextLength = entry.previous;
-    entry.reason = `cannot restore it: ${errorText(error)}`;
-    entry.failed = true;
-    return;
-  }
-  await forget(where, manifest, entry.id, applied);
-}
-
-/** Drops a model's record and backup once its file is back as it was. */
-async function forget(
-  where: ApplyPaths,
-  manifest: AppliedManifest,
-  id: string,
-  applied: AppliedEntry,
-): Promise<void> {
-  delete manifest.entries[id];
-  await pruneCreatedDirs(where, manifest);
-  await saveApplied(where, manifest);
-  if (applied.backup !== null) {
-    await Deno.remove(join(where.backupsDir, applied.backup)).catch(() => {});
-  }
-}
-
-/**
- * Whether the file changed between the plan and now (LM Studio saving the model's settings, or
- * the user); if so the step is skipped and says why, since writing would throw that change away.
- */
-async function changedSincePlan(step: Step): Promise<boolean> {
-  const { entry } = step;
-  const read = await readConfig(entry.file!);
-  const now = "problem" in read ? undefined : read.bytes;
-  const same = now !== undefined &&
-    (now === null ? step.current === null : step.current !== null && equalBytes(now, step.current));
-  if (same) return false;
-  entry.action = "skipped";
-  entry.contextLength = entry.previous;
-  entry.reason = "it changed while lmstrix was working on it; left as it is (run again)";
-  entry.failed = true;
-  return true;
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-type ReadConfig = { bytes: Uint8Array | null; mode: number | null } | { problem: string };
-
-async function readConfig(file: string): Promise<ReadConfig> {
-  try {
-    const bytes = await Deno.readFile(file);
-    const mode = (await Deno.stat(file)).mode;
-    return { bytes, mode: mode === null ? null : mode & 0o7777 };
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return { bytes: null, mode: null };
-    return { problem: `cannot read it: ${errorText(error)}` };
-  }
-}
-
-/** The directories from `configDir` down to `dir` that do not exist, outermost first. */
-function missingDirs(configDir: string, dir: string): string[] {
-  const missing: string[] = [];
-  let current = dir;
-  for (;;) {
-    try {
-      Deno.statSync(current);
-      break;
-    } catch {
-      missing.unshift(relative(configDir, current));
-    }
-    const parent = dirname(current);
-    if (parent === current) break;
-    current = parent;
-  }
-  return missing;
-}
-
-/**
- * Removes the folders LMStrix created that are empty now, deepest first, and forgets them; a
- * folder that holds something (another model's config, a file of the user's) stays listed until
- * a later undo empties it.
- */
-async function pruneCreatedDirs(where: ApplyPaths, manifest: AppliedManifest): Promise<void> {
-  const depth = (dir: string) => join(where.configDir, dir).split(/[\\/]/).length;
-  const deepestFirst = [...manifest.createdDirs].sort((a, b) => depth(b) - depth(a));
-  for (const dir of deepestFirst) {
-    try {
-      await Deno.remove(join(where.configDir, dir));
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) continue;
-    }
-    manifest.createdDirs = manifest.createdDirs.filter((d) => d !== dir);
-  }
-}
-
-function decode(bytes: Uint8Array): string | null {
-  try {
-    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
-  } catch {
-    return null;
-  }
-}
-
-function errorText(error: unknown): string {
-  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-  return error instanceof Error ? error.message : String(error);
-}
-
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+  const applied: AppliedEntry = {
+    modelPath: step.record!.path,
+    existed: step.current !== null,
+    backup,
+    mode: step.mode,
+    originalSha256: currentSha,
+    writtenSha256: "",
+    contextLength: 0,
+    workingContext: 0,
+    margin: "",
+    appliedAt: "",
+  };
+  return { applied, newBackup: backup };
 }

@@ -4,7 +4,7 @@
  * is (or in a dry run would be) done, before doing it, and picks the exit code.
  */
 
-import type { ApplyEntry } from "../apply/apply.ts";
+import type { ApplyEntry } from "../apply/step.ts";
 import { UsageError } from "../errors.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { displayText, type Output, type Styles } from "../output.ts";

@@ -1,0 +1,98 @@
+/**
+ * Reading LM Studio's per-model config files and the folders around them, for `apply` and
+ * `apply --undo`: where a model's file lives, its bytes and permission bits, whether it changed,
+ * and the folders LMStrix made for it.
+ *
+ * @module
+ */
+
+import { dirname, isAbsolute, join, relative } from "node:path";
+import type { AppliedManifest, ApplyPaths } from "./applied_store.ts";
+
+/** The config file of the model at `modelPath`, or null when the path would leave the directory. */
+export function configFileFor(configDir: string, modelPath: string): string | null {
+  const parts = modelPath.split(/[\\/]/);
+  if (
+    modelPath === "" || isAbsolute(modelPath) || modelPath.includes("\0") ||
+    parts.some((part) => part === ".." || part === "") || /^[A-Za-z]:/.test(modelPath)
+  ) {
+    return null;
+  }
+  return join(configDir, ...parts) + ".json";
+}
+
+/** A config file as read: its bytes (null when it does not exist) and mode, or why it can't be. */
+export type ReadConfig = { bytes: Uint8Array | null; mode: number | null } | { problem: string };
+
+/** Reads a config file; a missing file is not a problem, an unreadable one is. */
+export async function readConfig(file: string): Promise<ReadConfig> {
+  try {
+    const bytes = await Deno.readFile(file);
+    const mode = (await Deno.stat(file)).mode;
+    return { bytes, mode: mode === null ? null : mode & 0o7777 };
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return { bytes: null, mode: null };
+    return { problem: `cannot read it: ${errorText(error)}` };
+  }
+}
+
+/** Whether two byte strings are the same. */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The bytes as strict UTF-8 text, or null when they are not. */
+export function decode(bytes: Uint8Array): string | null {
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
+/** The directories from `configDir` down to `dir` that do not exist, outermost first. */
+export function missingDirs(configDir: string, dir: string): string[] {
+  const missing: string[] = [];
+  let current = dir;
+  for (;;) {
+    try {
+      Deno.statSync(current);
+      break;
+    } catch {
+      missing.unshift(relative(configDir, current));
+    }
+    const parent = dirname(current);
+    if (parent === current) break;
+    current = parent;
+  }
+  return missing;
+}
+
+/**
+ * Removes the folders LMStrix created that are empty now, deepest first, and forgets them; a
+ * folder that holds something (another model's config, a file of the user's) stays listed until
+ * a later undo empties it.
+ */
+export async function pruneCreatedDirs(
+  where: ApplyPaths,
+  manifest: AppliedManifest,
+): Promise<void> {
+  const depth = (dir: string) => join(where.configDir, dir).split(/[\\/]/).length;
+  const deepestFirst = [...manifest.createdDirs].sort((a, b) => depth(b) - depth(a));
+  for (const dir of deepestFirst) {
+    try {
+      await Deno.remove(join(where.configDir, dir));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) continue;
+    }
+    manifest.createdDirs = manifest.createdDirs.filter((d) => d !== dir);
+  }
+}
+
+/** A file error as a short phrase for an entry's reason. */
+export function errorText(error: unknown): string {
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return error instanceof Error ? error.message : String(error);
+}
