@@ -32,17 +32,10 @@
  * @module
  */
 
-import {
-  choosePlan,
-  describeDecision,
-  EXTRA_LOADABLE_LOADS,
-  loadableAllowance,
-  planLoads,
-  searchCap,
-  splitPoint,
-} from "./plan.ts";
+import { nextLoadSize } from "./load_size.ts";
+import { measureLoad, measurePrefill } from "./measure.ts";
+import { choosePlan, describeDecision, searchCap } from "./plan.ts";
 import type {
-  Answer,
   Attempt,
   NormalState,
   Probe,
@@ -91,12 +84,6 @@ export { nextWorkingMove, type WorkingMove } from "./working_move.ts";
 
 /** Needle depths, used in turn, so that consecutive probes ask about different places. */
 const DEPTHS = [0.5, 0.25, 0.75, 0.1, 0.9, 0.4, 0.6] as const;
-
-/**
- * A prompt that extends the previous one by at least this share of its tokens tells whether the
- * cache works: with less shared, a cached and an uncached prefill cost about the same.
- */
-const CACHE_TEST_SHARED = 0.3;
 
 /** Safety net against a planning bug: no real search comes near this many steps. */
 const MAX_STEPS = 10_000;
@@ -188,7 +175,8 @@ class SearchRun {
     }
     if (lo === null && hi !== null && hi <= minContext) return this.#endLoadable(null);
 
-    const attempt = await this.#load(this.#nextLoadSize(lo, hi), "loadable");
+    const size = nextLoadSize(s, this.#config, this.#loaded !== null && this.#loaded === lo);
+    const attempt = await this.#load(size, "loadable");
     if (attempt.outcome === "loaded") {
       s.loadOk = Math.max(s.loadOk ?? 0, attempt.context);
       s.instance = attempt.context;
@@ -216,35 +204,6 @@ class SearchRun {
       attempt.decision = describeDecision(plan, costs);
     }
     s.plan = plan;
-  }
-
-  #nextLoadSize(lo: number | null, hi: number | null): number {
-    const { minContext, precision } = this.#config;
-    // The cap first: an honest model costs one load for everything.
-    if (hi === null) return this.#cap;
-    const hint = this.#state.fitHint;
-    if (hint !== null && hint < hi) {
-      if (lo === null && hint < minContext) return minContext;
-      // LM Studio fitted the context to what it can hold, so the limit is most likely `hint`.
-      // Proving it takes a failure within the precision above it and a load at it; the failure
-      // goes first so that the last load is the one that stays loaded for the working phase.
-      if (hint > (lo ?? minContext - 1)) return hint + precision < hi ? hint + precision : hint;
-    }
-    // The floor early: whether the model loads at all (a missing runtime or a broken file fails
-    // everywhere: two loads say so), and the first successful load's cost, before planning.
-    if (lo === null) return minContext;
-    const units = Math.ceil((hi - lo) / precision);
-    // A model broken at a loaded size needs its loads for the working phase's load bisection.
-    const extra = this.#state.saneFail === null ? EXTRA_LOADABLE_LOADS : 0;
-    // The floor load is spent on proving the model loads at all, not on the bisection.
-    const floor = this.#state.fitHint === null ? 1 : 0;
-    const left = loadableAllowance(this.#config) - EXTRA_LOADABLE_LOADS + extra + floor -
-      this.#state.loadableLoads;
-    const ratio = this.#state.plan.loadCostRatio;
-    const plan = planLoads(units, this.#loaded === lo, left, ratio);
-    const base = lo;
-    if (plan.cost === Infinity) return splitPoint(base, hi, precision);
-    return Math.min(hi - 1, base + plan.step * precision);
   }
 
   #endLoadable(loadable: number | null): void {
@@ -441,18 +400,10 @@ class SearchRun {
     this.loads++;
     const outcome = await this.#probe.load(context);
     delete s.pendingLoad;
-    const costs = s.costs;
+    measureLoad(s.costs, outcome);
     if (outcome.kind === "refused") {
-      if (outcome.seconds !== undefined) {
-        costs.refusals++;
-        costs.refusalSeconds += outcome.seconds;
-      }
       s.lastRefusal = outcome.message;
       return { phase, action: "load", context, outcome: "refused", excerpt: outcome.message };
-    }
-    if (outcome.seconds !== undefined) {
-      costs.loads++;
-      costs.loadSeconds += outcome.seconds;
     }
     if (outcome.actual >= context) {
       // Auto-fit raising a small request (reported more than asked) loaded the asked size too:
@@ -500,7 +451,7 @@ class SearchRun {
     this.#cached = fresh ? null : promptTokens;
     const context = this.#loaded ?? 0;
     const answer = await this.#probe.needle(promptTokens, { fresh, depth });
-    this.#measurePrefill(promptTokens, cached, answer);
+    measurePrefill(s.costs, promptTokens, cached, answer);
     if (answer.crashed === true) this.#instanceLost();
     return {
       phase,
@@ -521,36 +472,6 @@ class SearchRun {
     this.#state.instance = null;
     const costs = this.#state.costs;
     costs.crashes++;
-  }
-
-  /**
-   * Learns from a needle's prefill time: a cold prompt (nothing cached) gives the seconds per
-   * token; a prompt that extends the previous one by enough tells whether the server reused the
-   * shared prefix (its time is nearer what the new tokens cost than what the whole prompt costs).
-   */
-  #measurePrefill(promptTokens: number, cached: number, answer: Answer): void {
-    const seconds = answer.prefillSeconds;
-    const costs = this.#state.costs;
-    if (seconds === undefined || seconds <= 0 || answer.crashed === true) return;
-    if (cached === 0) {
-      costs.coldSecondsPerToken = seconds / promptTokens;
-      // The speed at the working size: the longest cold prompt that passed (the confirmation's
-      // fresh probe at the result, when there is one).
-      if (answer.pass && promptTokens >= (costs.prefillMeasuredAt ?? 0)) {
-        costs.prefillTokensPerSec = Math.round(promptTokens / seconds);
-        costs.prefillMeasuredAt = promptTokens;
-      }
-      return;
-    }
-    const perToken = costs.coldSecondsPerToken;
-    if (perToken === null || cached < CACHE_TEST_SHARED * promptTokens) return;
-    const whole = promptTokens * perToken;
-    const fresh = (promptTokens - cached) * perToken;
-    costs.promptCache = seconds < (whole + fresh) / 2;
-    if (!costs.promptCache) {
-      // Every prompt was cold after all: it measures the speed as well as a cold one.
-      costs.coldSecondsPerToken = seconds / promptTokens;
-    }
   }
 
   async #record(attempt: Attempt): Promise<void> {

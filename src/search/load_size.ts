@@ -1,0 +1,55 @@
+/**
+ * The loadable phase's next size to load: a pure function of the state, the settings and
+ * whether the last success is still loaded, so that a resumed search asks exactly what an
+ * uninterrupted one would.
+ *
+ * @module
+ */
+
+import {
+  EXTRA_LOADABLE_LOADS,
+  loadableAllowance,
+  planLoads,
+  searchCap,
+  splitPoint,
+} from "./plan.ts";
+import type { NormalState, SearchConfig } from "./types.ts";
+
+/**
+ * The next size the loadable bisection loads, between the largest success `state.loadOk` and
+ * the smallest failure `state.loadFail`: the cap first, then LM Studio's fitted size when it
+ * gave one, then the floor, then the cost-weighted plan ({@link planLoads}).
+ * `loadedAtLo`: the instance at the last success is still held (a pass there costs no load).
+ */
+export function nextLoadSize(
+  state: NormalState,
+  config: SearchConfig,
+  loadedAtLo: boolean,
+): number {
+  const { minContext, precision } = config;
+  const lo = state.loadOk;
+  const hi = state.loadFail;
+  // The cap first: an honest model costs one load for everything.
+  if (hi === null) return searchCap(config);
+  const hint = state.fitHint;
+  if (hint !== null && hint < hi) {
+    if (lo === null && hint < minContext) return minContext;
+    // LM Studio fitted the context to what it can hold, so the limit is most likely `hint`.
+    // Proving it takes a failure within the precision above it and a load at it; the failure
+    // goes first so that the last load is the one that stays loaded for the working phase.
+    if (hint > (lo ?? minContext - 1)) return hint + precision < hi ? hint + precision : hint;
+  }
+  // The floor early: whether the model loads at all (a missing runtime or a broken file fails
+  // everywhere: two loads say so), and the first successful load's cost, before planning.
+  if (lo === null) return minContext;
+  const units = Math.ceil((hi - lo) / precision);
+  // A model broken at a loaded size needs its loads for the working phase's load bisection.
+  const extra = state.saneFail === null ? EXTRA_LOADABLE_LOADS : 0;
+  // The floor load is spent on proving the model loads at all, not on the bisection.
+  const floor = state.fitHint === null ? 1 : 0;
+  const left = loadableAllowance(config) - EXTRA_LOADABLE_LOADS + extra + floor -
+    state.loadableLoads;
+  const plan = planLoads(units, loadedAtLo, left, state.plan.loadCostRatio);
+  if (plan.cost === Infinity) return splitPoint(lo, hi, precision);
+  return Math.min(hi - 1, lo + plan.step * precision);
+}
