@@ -44,11 +44,10 @@ import {
   loadRegistry,
   type Registry,
   saveRegistry,
-  type ScanMerge,
   type StatusCounts,
   statusCounts,
-  upsertScanned,
 } from "./registry/registry.ts";
+import { type ScanMerge, upsertScanned } from "./registry/scan_merge.ts";
 import { logFileFor } from "./paths.ts";
 
 export { InterruptedError };

@@ -20,8 +20,8 @@ import {
   saveRegistry,
   type ScannedModel,
   statusCounts,
-  upsertScanned,
 } from "../src/registry/registry.ts";
+import { upsertScanned } from "../src/registry/scan_merge.ts";
 import { RECORD_KEYS } from "./support/contract.ts";
 import { record, registryOf, withTempPaths } from "./support/records.ts";
 
