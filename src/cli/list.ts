@@ -5,7 +5,7 @@ import { UsageError } from "../errors.ts";
 import { compareIds } from "../ids.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { reductionPercent } from "../lmstrix.ts";
-import { displayText, type Output } from "../output.ts";
+import { displayText, type Output, type Styles } from "../output.ts";
 import { type ModelRecord, type StaleResults, toContractJson } from "../registry/model_record.ts";
 import {
   contextBar,
@@ -186,7 +186,46 @@ export async function renderList(
   // Loaded here, not at start-up: `list --json` and the other commands never need it.
   const { default: Table } = await import("cli-table3");
   const s = output.style;
-  const applied = options.applied ?? new Map<string, AppliedSummary>();
+  const columns = listColumns(s, fancy, options.applied ?? new Map<string, AppliedSummary>());
+  // Every cell once; widths from what the terminal shows.
+  const cells = records.map((r) => columns.map((c) => c.cell(r)));
+  const contentWidths = columns.map((c, i) =>
+    cells.reduce((max, row) => Math.max(max, visibleWidth(row[i]!)), visibleWidth(c.head))
+  );
+  const layout = fitLayout(columns, contentWidths, fancy, width);
+  const { kept, nameWidth } = layout;
+  const head = (i: number) =>
+    i === 0 ? shortenMiddle(columns[0]!.head, nameWidth) : columns[i]!.head;
+  const makeTable = (withHead: boolean) =>
+    new Table({
+      ...(withHead ? { head: kept.map((i) => s.bold(head(i))) } : {}),
+      colWidths: kept.map((i) =>
+        (i === 0 ? nameWidth : contentWidths[i]!) + layout.padLeft + layout.padRight
+      ),
+      style: {
+        head: [],
+        border: [],
+        compact: true,
+        "padding-left": layout.padLeft,
+        "padding-right": layout.padRight,
+      },
+      colAligns: kept.map((i) => columns[i]!.align),
+      ...(fancy ? {} : { chars: NO_BORDER }),
+    });
+  const lines = await renderBatches(cells, layout, fancy, makeTable, options.signal);
+  let text = lines.join("\n");
+  // The legend is for people; piped output stays one header and one line per model.
+  if (layout.dropped === 0 && fancy) text += `\n${s.dim(barLegend(true))}`;
+  // The plain table's rows carry trailing padding; scripts diff this text.
+  return fancy ? text : text.split("\n").map((line) => line.trimEnd()).join("\n");
+}
+
+/** The table's columns, in order; the "applied" column only once something is applied. */
+function listColumns(
+  s: Styles,
+  fancy: boolean,
+  applied: ReadonlyMap<string, AppliedSummary>,
+): Column[] {
   const statusColour = (status: string) =>
     status === "tested"
       ? s.green(status)
@@ -195,7 +234,7 @@ export async function renderList(
       : status === "testing"
       ? s.yellow(status)
       : s.dim(status);
-  const all: Column[] = [
+  return [
     { head: "model", align: "left", cell: (r) => displayText(r.id) },
     { head: "declared", align: "right", cell: (r) => formatTokens(r.declaredContext) },
     { head: "loadable", align: "right", cell: (r) => limitCell(r, "loadableContext") },
@@ -217,7 +256,7 @@ export async function renderList(
           ? s.yellow("stale")
           : statusColour(r.status),
     },
-    // Only once something is applied: whether LM Studio's default is still the tested value.
+    // Whether LM Studio's default is still the tested value.
     ...(applied.size === 0 ? [] : [{
       head: "applied",
       align: "left" as const,
@@ -237,72 +276,88 @@ export async function renderList(
           : contextBar(r.declaredContext, r.loadableContext, r.workingContext, BAR_WIDTH, fancy),
     },
   ];
-  // Every cell once; widths from what the terminal shows.
-  const cells = records.map((r) => all.map((c) => c.cell(r)));
-  const contentWidths = all.map((c, i) =>
-    cells.reduce((max, row) => Math.max(max, visibleWidth(row[i]!)), visibleWidth(c.head))
-  );
+}
+
+/** How the table fits its width. */
+interface Layout {
+  /** The indexes of the columns shown. */
+  kept: number[];
+  /** How many optional columns were left out (levels 1 to 3). */
+  dropped: number;
+  /** The model column's width, names shortened to it. */
+  nameWidth: number;
+  padLeft: number;
+  padRight: number;
+}
+
+/**
+ * Leaves out the optional columns and shortens the names until the table fits `width`: first at
+ * a comfortable name width, then at the minimum, then at the last resort, each time trying with
+ * fewer optional columns before a narrower name.
+ */
+function fitLayout(
+  columns: Column[],
+  contentWidths: number[],
+  fancy: boolean,
+  width: number | undefined,
+): Layout {
   const [padLeft, padRight] = fancy ? [1, 1] : [0, 2];
-  const tableWidth = (kept: number[], nameWidth: number) =>
+  const nameContent = contentWidths[0]!;
+  const keptAt = (level: number) =>
+    columns.flatMap((c, i) => (c.optional === undefined || c.optional > level ? [i] : []));
+  const layout = (dropped: number, nameWidth: number): Layout => ({
+    kept: keptAt(dropped),
+    dropped,
+    nameWidth,
+    padLeft,
+    padRight,
+  });
+  if (width === undefined) return layout(0, nameContent);
+  const othersWidth = (kept: number[]) =>
     kept.reduce(
-      (sum, i) => sum + (i === 0 ? nameWidth : contentWidths[i]!) + padLeft + padRight,
+      (sum, i) => sum + (i === 0 ? 0 : contentWidths[i]!) + padLeft + padRight,
       fancy ? kept.length + 1 : -padRight,
     );
-
-  let dropped = 0;
-  let nameWidth = contentWidths[0]!;
-  const keptAt = (level: number) =>
-    all.flatMap((c, i) => (c.optional === undefined || c.optional > level ? [i] : []));
-  if (width !== undefined) {
-    const fits = (level: number, floor: number) => {
-      const kept = keptAt(level);
-      const room = width - tableWidth(kept, 0);
-      return room >= Math.min(floor, contentWidths[0]!) ? Math.min(room, contentWidths[0]!) : null;
-    };
-    let chosen: { level: number; name: number } | undefined;
-    // A narrow terminal (60 columns, a million-token model) may leave less than the minimum:
-    // the name gives way before any number does.
-    for (const floor of [COMFORTABLE_NAME_WIDTH, MIN_NAME_WIDTH, LAST_RESORT_NAME_WIDTH]) {
-      for (let level = 0; level <= 3 && chosen === undefined; level++) {
-        const name = fits(level, floor);
-        if (name !== null) chosen = { level, name };
-      }
-      if (chosen !== undefined) break;
+  // A narrow terminal (60 columns, a million-token model) may leave less than the minimum:
+  // the name gives way before any number does.
+  for (const floor of [COMFORTABLE_NAME_WIDTH, MIN_NAME_WIDTH, LAST_RESORT_NAME_WIDTH]) {
+    for (let level = 0; level <= 3; level++) {
+      const room = width - othersWidth(keptAt(level));
+      if (room >= Math.min(floor, nameContent)) return layout(level, Math.min(room, nameContent));
     }
-    chosen ??= { level: 3, name: Math.min(LAST_RESORT_NAME_WIDTH, contentWidths[0]!) };
-    dropped = chosen.level;
-    nameWidth = chosen.name;
   }
-  const kept = keptAt(dropped);
-  const colWidths = kept.map((i) => (i === 0 ? nameWidth : contentWidths[i]!) + padLeft + padRight);
-  const head = (i: number) => i === 0 ? shortenMiddle(all[0]!.head, nameWidth) : all[i]!.head;
-  const makeTable = (withHead: boolean) =>
-    new Table({
-      ...(withHead ? { head: kept.map((i) => s.bold(head(i))) } : {}),
-      colWidths,
-      style: {
-        head: [],
-        border: [],
-        compact: true,
-        "padding-left": padLeft,
-        "padding-right": padRight,
-      },
-      colAligns: kept.map((i) => all[i]!.align),
-      ...(fancy ? {} : { chars: NO_BORDER }),
-    });
+  return layout(3, Math.min(LAST_RESORT_NAME_WIDTH, nameContent));
+}
 
+/** What the batches need of a cli-table3 table. */
+interface RowTable {
+  push(...rows: string[][]): unknown;
+  toString(): string;
+}
+
+/**
+ * The table's lines, rendered `BATCH_ROWS` rows at a time into tables of the same widths that
+ * join into one; a signal stops between batches.
+ */
+async function renderBatches(
+  cells: string[][],
+  layout: Layout,
+  fancy: boolean,
+  makeTable: (withHead: boolean) => RowTable,
+  signal: AbortSignal | undefined,
+): Promise<string[]> {
   const parts: string[] = [];
-  const batches = Math.max(1, Math.ceil(records.length / BATCH_ROWS));
+  const batches = Math.max(1, Math.ceil(cells.length / BATCH_ROWS));
   for (let batch = 0; batch < batches; batch++) {
     if (batch > 0) {
       // Let a signal through between batches: a listing of 100,000 models can be stopped.
       await new Promise((resolve) => setTimeout(resolve, 0));
-      if (options.signal?.aborted) break;
+      if (signal?.aborted) break;
     }
     const table = makeTable(batch === 0);
     for (const row of cells.slice(batch * BATCH_ROWS, (batch + 1) * BATCH_ROWS)) {
-      const shown = kept.map((i) => row[i]!);
-      shown[0] = shortenMiddle(shown[0]!, nameWidth);
+      const shown = layout.kept.map((i) => row[i]!);
+      shown[0] = shortenMiddle(shown[0]!, layout.nameWidth);
       table.push(shown);
     }
     let lines = table.toString().split("\n");
@@ -311,11 +366,7 @@ export async function renderList(
     if (fancy && batch < batches - 1) lines = lines.slice(0, -1);
     parts.push(...lines);
   }
-  let text = parts.join("\n");
-  // The legend is for people; piped output stays one header and one line per model.
-  if (dropped === 0 && fancy) text += `\n${s.dim(barLegend(true))}`;
-  // The plain table's rows carry trailing padding; scripts diff this text.
-  return fancy ? text : text.split("\n").map((line) => line.trimEnd()).join("\n");
+  return parts;
 }
 
 /** Runs `list`; `signal` (an interrupt) stops a long listing between batches of rows. */
