@@ -86,22 +86,7 @@ export async function runApply(
   options: ApplyCommandOptions,
   signal: AbortSignal,
 ): Promise<number> {
-  const verb = options.undo ? "apply --undo" : "apply";
-  if (options.all && models.length > 0) {
-    throw new UsageError("Pass model names or --all, not both", {
-      hint: `e.g. "lmstrix ${verb} --all" or "lmstrix ${verb} qwen"`,
-    });
-  }
-  if (!options.all && models.length === 0) {
-    throw new UsageError(`Name the models to ${options.undo ? "undo" : "apply"}, or pass --all`, {
-      hint: `e.g. "lmstrix ${verb} --all --dry-run"`,
-    });
-  }
-  if (options.undo && options.margin !== undefined) {
-    throw new UsageError("--margin has no meaning with --undo", {
-      hint: "undo restores the files as they were before apply",
-    });
-  }
+  checkOptions(models, options);
   const dryRun = options.dryRun ?? false;
   const undo = options.undo ?? false;
   // What the table already said; a failure found only while writing is reported apart.
@@ -131,33 +116,58 @@ export async function runApply(
       dryRun,
     });
   }
+  output.info(summary(entries, undo, dryRun));
   const failed = entries.filter((e) => e.failed);
-  const changed = entries.filter((e) => e.action === (undo ? "restored" : "set"));
-  if (entries.length === 0) {
-    output.info(
-      undo
-        ? "Nothing to undo: lmstrix has not applied anything."
-        : 'The registry is empty: run "lmstrix scan" and "lmstrix test --all" first.',
-    );
-  } else if (dryRun) {
-    output.info(
-      `Dry run: nothing was written; ${changed.length} config file${
-        changed.length === 1 ? "" : "s"
-      } would change.`,
-    );
-  } else if (changed.length === 0) {
-    output.info(undo ? "Nothing was restored." : "Nothing to change.");
-  } else {
-    output.info(
-      undo
-        ? `Restored ${changed.length} config file${changed.length === 1 ? "" : "s"}.`
-        : `Set the default context length of ${changed.length} model${
-          changed.length === 1 ? "" : "s"
-        } in LM Studio.\n` +
-          "A model LM Studio has loaded keeps its old context until it is reloaded.\n" +
-          '"lmstrix apply --undo" puts the files back as they were.',
-    );
+  reportFailures(output, failed, planned);
+  return failed.length > 0 ? 1 : 0;
+}
+
+/** Refuses model names with --all, neither of them, and --margin with --undo. */
+function checkOptions(models: string[], options: ApplyCommandOptions): void {
+  const verb = options.undo ? "apply --undo" : "apply";
+  if (options.all && models.length > 0) {
+    throw new UsageError("Pass model names or --all, not both", {
+      hint: `e.g. "lmstrix ${verb} --all" or "lmstrix ${verb} qwen"`,
+    });
   }
+  if (!options.all && models.length === 0) {
+    throw new UsageError(`Name the models to ${options.undo ? "undo" : "apply"}, or pass --all`, {
+      hint: `e.g. "lmstrix ${verb} --all --dry-run"`,
+    });
+  }
+  if (options.undo && options.margin !== undefined) {
+    throw new UsageError("--margin has no meaning with --undo", {
+      hint: "undo restores the files as they were before apply",
+    });
+  }
+}
+
+/** What the run did, in a sentence or three for stderr. */
+function summary(entries: readonly ApplyEntry[], undo: boolean, dryRun: boolean): string {
+  const changed = entries.filter((e) => e.action === (undo ? "restored" : "set")).length;
+  const s = changed === 1 ? "" : "s";
+  if (entries.length === 0) {
+    return undo
+      ? "Nothing to undo: lmstrix has not applied anything."
+      : 'The registry is empty: run "lmstrix scan" and "lmstrix test --all" first.';
+  }
+  if (dryRun) return `Dry run: nothing was written; ${changed} config file${s} would change.`;
+  if (changed === 0) return undo ? "Nothing was restored." : "Nothing to change.";
+  if (undo) return `Restored ${changed} config file${s}.`;
+  return `Set the default context length of ${changed} model${s} in LM Studio.\n` +
+    "A model LM Studio has loaded keeps its old context until it is reloaded.\n" +
+    '"lmstrix apply --undo" puts the files back as they were.';
+}
+
+/**
+ * Names each file left as it was, unless the table already gave that reason (with --json, which
+ * prints no table, every one), then counts them.
+ */
+function reportFailures(
+  output: Output,
+  failed: readonly ApplyEntry[],
+  planned: ReadonlyMap<string, string | null>,
+): void {
   for (const e of failed) {
     if (output.json || planned.get(e.id) !== e.reason) {
       output.error(`Left "${e.file ?? e.id}" as it is: ${e.reason}`);
@@ -169,5 +179,4 @@ export async function runApply(
         `${failed.length === 1 ? "it was" : "they were"} (see above)`,
     );
   }
-  return failed.length > 0 ? 1 : 0;
 }
