@@ -1,10 +1,10 @@
 /** `lmstrix show <model>`: one model's record and its latest attempts. */
 
-import { appliedSummaries } from "../apply/applied_store.ts";
+import { appliedSummaries, type AppliedSummary } from "../apply/applied_store.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { reductionPercent } from "../lmstrix.ts";
 import { displayText, type Output } from "../output.ts";
-import { type ModelCosts, toContractJson } from "../registry/model_record.ts";
+import { type ModelCosts, type ModelRecord, toContractJson } from "../registry/model_record.ts";
 import { formatAttempt, formatAttemptTime } from "./attempt_line.ts";
 import { formatBytes, formatPercent, formatTokens } from "./format.ts";
 import { shownReduction, staleResults } from "./list.ts";
@@ -42,32 +42,62 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
   const { record, attempts, logFile } = await lmstrix.history(query);
   const applied = appliedSummaries(lmstrix.paths, [record], (m) => output.warn(m)).get(record.id);
   if (output.json) {
-    output.document({
-      ...toContractJson(record),
-      type: record.type,
-      displayName: record.displayName ?? null,
-      format: record.format ?? null,
-      quantization: record.quantization ?? null,
-      reductionPercent: reductionPercent(record.declaredContext, record.workingContext),
-      precision: record.precision ?? null,
-      costs: record.costs ?? null,
-      attempts: attempts.length,
-      log: logFile,
-      applied: applied === undefined ? null : {
-        contextLength: applied.contextLength,
-        current: applied.state === "current",
-        workingContext: applied.workingContext,
-        margin: applied.margin,
-        appliedAt: applied.appliedAt,
-      },
-    });
+    output.document(showDocument(record, attempts.length, logFile, applied));
     return 0;
   }
+  const rows: [string, string][] = [
+    ...recordRows(record),
+    ["applied", appliedText(applied)],
+    ["log", `${displayText(logFile)} (${attempts.length} attempts)`],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  output.data(rows.map(([k, v]) => `${output.style.bold(k.padEnd(width))}  ${v}`).join("\n"));
+  const recent = attempts.slice(-SHOWN_ATTEMPTS);
+  if (recent.length > 0) {
+    output.data(`\nLatest attempts:`);
+    for (const entry of recent) {
+      output.data(`  ${formatAttemptTime(entry)}  ${formatAttempt(entry)}`);
+    }
+  }
+  return 0;
+}
+
+/** `show --json`: the contract's record with what `show` adds to it. */
+function showDocument(
+  record: ModelRecord,
+  attempts: number,
+  logFile: string,
+  applied: AppliedSummary | undefined,
+): Record<string, unknown> {
+  return {
+    ...toContractJson(record),
+    type: record.type,
+    displayName: record.displayName ?? null,
+    format: record.format ?? null,
+    quantization: record.quantization ?? null,
+    reductionPercent: reductionPercent(record.declaredContext, record.workingContext),
+    precision: record.precision ?? null,
+    costs: record.costs ?? null,
+    attempts,
+    log: logFile,
+    applied: applied === undefined ? null : {
+      contextLength: applied.contextLength,
+      current: applied.state === "current",
+      workingContext: applied.workingContext,
+      margin: applied.margin,
+      appliedAt: applied.appliedAt,
+    },
+  };
+}
+
+/** The record's rows: what the model is, what was measured, and what the last test learnt. */
+function recordRows(record: ModelRecord): [string, string][] {
   // Plain digits: this is where a user copies a number into LM Studio's context field.
   const exact = (n: number | null) =>
     n === null
       ? "-"
       : `${n} tokens${n === record.cappedAt ? " at least (the --max-context cap)" : ""}`;
+  const stale = staleResults(record);
   const rows: [string, string][] = [
     ["model", displayText(record.id)],
     ["name", displayText(record.displayName ?? "-")],
@@ -83,11 +113,10 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
     ["loadable", exact(record.loadableContext)],
     ["working", exact(record.workingContext)],
     ["reduction", formatPercent(shownReduction(record))],
-    ["status", staleResults(record) === undefined ? record.status : "untested (stale results)"],
+    ["status", stale === undefined ? record.status : "untested (stale results)"],
     ["tested at", record.testedAt === null ? "-" : formatTime(record.testedAt)],
     ["precision", record.precision === undefined ? "-" : `${record.precision} tokens`],
   ];
-  const stale = staleResults(record);
   if (stale !== undefined) {
     rows.push([
       "stale",
@@ -98,27 +127,16 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
   }
   if (record.error) rows.push(["error", displayText(record.error)]);
   if (record.costs !== undefined) rows.push(...costRows(record.costs));
-  // Whether LM Studio's default for this model is still the tested value (a retest may move it).
-  rows.push([
-    "applied",
-    applied === undefined
-      ? "-"
-      : `${applied.contextLength} in LM Studio's defaults, ${
-        applied.state === "current"
-          ? "the tested value"
-          : `from the earlier working ${formatTokens(applied.workingContext)}: ` +
-            `run "lmstrix apply" again`
-      }`,
-  ]);
-  rows.push(["log", `${displayText(logFile)} (${attempts.length} attempts)`]);
-  const width = Math.max(...rows.map(([k]) => k.length));
-  output.data(rows.map(([k, v]) => `${output.style.bold(k.padEnd(width))}  ${v}`).join("\n"));
-  const recent = attempts.slice(-SHOWN_ATTEMPTS);
-  if (recent.length > 0) {
-    output.data(`\nLatest attempts:`);
-    for (const entry of recent) {
-      output.data(`  ${formatAttemptTime(entry)}  ${formatAttempt(entry)}`);
-    }
-  }
-  return 0;
+  return rows;
+}
+
+/** Whether LM Studio's default for this model is still the tested value (a retest may move it). */
+function appliedText(applied: AppliedSummary | undefined): string {
+  if (applied === undefined) return "-";
+  return `${applied.contextLength} in LM Studio's defaults, ${
+    applied.state === "current"
+      ? "the tested value"
+      : `from the earlier working ${formatTokens(applied.workingContext)}: ` +
+        `run "lmstrix apply" again`
+  }`;
 }
