@@ -46,14 +46,7 @@ export function progressReporter(output: Output, now: () => number = () => perfo
   const width = () => output.errColumns;
   const tick = () => {
     if (current === undefined) return;
-    output.progress(
-      fitLine({
-        before: "  ",
-        name: displayText(current.id),
-        after: `: ${current.what}... ${formatDuration(now() - opStart)}`,
-      }, width()),
-      { final: false },
-    );
+    output.progress(liveLine(current.id, current.what, now() - opStart, width()), { final: false });
   };
   const stop = () => {
     if (ticker !== undefined) clearInterval(ticker);
@@ -63,61 +56,90 @@ export function progressReporter(output: Output, now: () => number = () => perfo
     switch (event.type) {
       case "model-start":
         modelStart = now();
-        output.progress(fitLine({
-          before: `[${event.index + 1}/${event.total}] `,
-          name: displayText(event.id),
-          after: event.resumed ? " (resuming)" : "",
-        }, width()));
+        output.progress(modelStartLine(event, width()));
         break;
-      case "attempt-start": {
+      case "attempt-start":
         opStart = now();
-        const what = event.action === "load"
-          ? `loading at ${formatTokens(event.context)}`
-          : event.action === "needle"
-          ? `needle probe, ${formatTokens(event.promptTokens)} tokens`
-          : "sanity check 2+2=";
-        current = { id: event.id, what };
+        current = { id: event.id, what: underWay(event) };
         if (output.stderr.isTerminal && !output.quiet) {
           tick();
           ticker ??= setInterval(tick, 1000);
         }
         break;
-      }
-      case "attempt": {
-        const { what, verdict } = attemptParts(event.entry);
-        output.progress(fitLine({
-          before: "  ",
-          name: displayText(event.id),
-          after: [`: ${what}: ${verdict}`, `: ${attemptShort(event.entry)}: ${verdict}`],
-          optional: ` (${formatDuration(event.entry.durationMs)}, ${
-            formatDuration(now() - modelStart)
-          } on this model)`,
-        }, width()));
+      case "attempt":
+        output.progress(attemptLine(event.id, event.entry, now() - modelStart, width()));
         for (const line of attemptDetail(event.entry)) output.debug(`    ${line}`);
         break;
-      }
-      case "model-done": {
+      case "model-done":
         stop();
         current = undefined;
-        const r = event.result;
-        output.progress(fitLine({
-          before: "  ",
-          name: displayText(r.id),
-          after: `: ${r.status}: loadable ${formatTokens(r.loadableContext)}, working ` +
-            `${formatTokens(r.workingContext)}`,
-          optional: ` of ${formatTokens(r.declaredContext)} declared`,
-        }, width()));
-        if (r.error) {
-          for (const line of wrapWords(displayText(r.error), "    ", width())) output.info(line);
+        output.progress(modelDoneLine(event.result, width()));
+        if (event.result.error) {
+          const error = displayText(event.result.error);
+          for (const line of wrapWords(error, "    ", width())) output.info(line);
         }
         break;
-      }
       case "warning":
         output.warn(event.message);
         break;
     }
   };
   return { onEvent, stop };
+}
+
+/** The line that starts a model: its place in the run, and whether it resumes. */
+function modelStartLine(
+  event: Extract<TestEvent, { type: "model-start" }>,
+  width: number | undefined,
+): string {
+  return fitLine({
+    before: `[${event.index + 1}/${event.total}] `,
+    name: displayText(event.id),
+    after: event.resumed ? " (resuming)" : "",
+  }, width);
+}
+
+/** The live line of an attempt under way, redrawn each second with its time so far. */
+function liveLine(id: string, what: string, ms: number, width: number | undefined): string {
+  return fitLine({
+    before: "  ",
+    name: displayText(id),
+    after: `: ${what}... ${formatDuration(ms)}`,
+  }, width);
+}
+
+/** What an attempt under way is doing, for the live line. */
+function underWay(event: Extract<TestEvent, { type: "attempt-start" }>): string {
+  if (event.action === "load") return `loading at ${formatTokens(event.context)}`;
+  if (event.action === "needle") return `needle probe, ${formatTokens(event.promptTokens)} tokens`;
+  return "sanity check 2+2=";
+}
+
+/** A finished attempt: what was tried and the verdict, then its time and the model's so far. */
+function attemptLine(
+  id: string,
+  entry: AttemptLogEntry,
+  modelMs: number,
+  width: number | undefined,
+): string {
+  const { what, verdict } = attemptParts(entry);
+  return fitLine({
+    before: "  ",
+    name: displayText(id),
+    after: [`: ${what}: ${verdict}`, `: ${attemptShort(entry)}: ${verdict}`],
+    optional: ` (${formatDuration(entry.durationMs)}, ${formatDuration(modelMs)} on this model)`,
+  }, width);
+}
+
+/** A finished model: its status and limits, then the declared context when there is room. */
+function modelDoneLine(r: TestResult, width: number | undefined): string {
+  return fitLine({
+    before: "  ",
+    name: displayText(r.id),
+    after: `: ${r.status}: loadable ${formatTokens(r.loadableContext)}, working ` +
+      `${formatTokens(r.workingContext)}`,
+    optional: ` of ${formatTokens(r.declaredContext)} declared`,
+  }, width);
 }
 
 /** The detail `--verbose` adds under an attempt: what came back, retries, the error. */
