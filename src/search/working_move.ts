@@ -45,16 +45,10 @@ export function nextWorkingMove(state: NormalState, config: SearchConfig): Worki
   const top = state.loadable ?? minContext;
   const lo = state.workOk;
   const hi = state.workFail;
-  if (lo !== null && (lo >= top || (hi !== null && hi - lo <= precision))) {
-    return { kind: "done", working: lo };
-  }
-  if (lo === null && state.workFailLoaded !== null && state.workFailLoaded <= minContext) {
-    return { kind: "done", working: null };
-  }
+  const done = doneMove(state, config);
+  if (done !== null) return done;
   if (state.target !== null) return { kind: "run-target", target: state.target };
-  const outside = state.hint !== null &&
-    (state.hint <= (lo ?? minContext - 1) || (hi !== null && state.hint >= hi));
-  const hint = outside ? null : state.hint;
+  const hint = hintWithin(state, config);
   const s: NormalState = { ...state, hint };
   const target = (context: number, extra: Partial<SearchTarget> = {}): WorkingMove => ({
     kind: "set-target",
@@ -102,6 +96,31 @@ export function nextWorkingMove(state: NormalState, config: SearchConfig): Worki
   // A pass that would end the scan, where a load costs less than the prompt: test it loaded.
   if (finalByLoad(s, config, pass, x, hi)) return target(x, { fresh: true });
   return prompt(x, false);
+}
+
+/**
+ * The end of the working phase, or null: the bounds meet (within the precision, or at the
+ * loadable context), or nothing works even loaded at `minContext`.
+ */
+function doneMove(state: NormalState, config: SearchConfig): WorkingMove | null {
+  const lo = state.workOk;
+  const hi = state.workFail;
+  const top = state.loadable ?? config.minContext;
+  if (lo !== null && (lo >= top || (hi !== null && hi - lo <= config.precision))) {
+    return { kind: "done", working: lo };
+  }
+  if (lo === null && state.workFailLoaded !== null && state.workFailLoaded <= config.minContext) {
+    return { kind: "done", working: null };
+  }
+  return null;
+}
+
+/** The prompt-level pass still strictly between the bounds, or null (a hint outside is dropped). */
+function hintWithin(state: NormalState, config: SearchConfig): number | null {
+  const { hint, workOk: lo, workFail: hi } = state;
+  if (hint === null) return null;
+  const outside = hint <= (lo ?? config.minContext - 1) || (hi !== null && hint >= hi);
+  return outside ? null : hint;
 }
 
 /** `2+2=` health at load size `x` implied by earlier answers (monotone), or null if unknown. */
