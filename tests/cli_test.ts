@@ -26,6 +26,7 @@ import {
 } from "./support/cli.ts";
 import { RECORD_KEYS, RECORD_STATUSES, RESULT_KEYS, STATUS_KEYS } from "./support/contract.ts";
 import { testProfile, withEmulator } from "./support/emulator.ts";
+import { record } from "./support/records.ts";
 
 /** Four small LLMs, each limited in its own irregular way, and an embedding model. */
 const FLEET: ModelProfile[] = [
@@ -392,19 +393,7 @@ Deno.test("a reader that goes away stops the run like an interrupt, quietly", as
     const models: Record<string, unknown> = {};
     for (let i = 0; i < 3000; i++) {
       const id = `model-${String(i).padStart(4, "0")}`;
-      models[id] = {
-        id,
-        path: `x/${id}.gguf`,
-        sizeBytes: 1e9,
-        architecture: "llama",
-        declaredContext: 8192,
-        loadableContext: null,
-        workingContext: null,
-        status: "untested",
-        testedAt: null,
-        error: null,
-        type: "llm",
-      };
+      models[id] = record(id, { path: `x/${id}.gguf`, sizeBytes: 1e9 });
     }
     await Deno.mkdir(join(home.path, "lmstrix"), { recursive: true });
     await Deno.writeTextFile(
