@@ -141,63 +141,66 @@ export async function connectLmStudio(
 }
 
 /**
- * Runs `work` with a deadline. On timeout or on `outer` aborting, the inner signal aborts so the
- * SDK cancels its channel, and the caller gets a classified error at once, even if the SDK's own
- * promise never settles.
+ * One adapter's connection, shared by its loaded models: every call goes through it with a
+ * deadline, and it remembers whether LM Studio has answered one (a refusal after an answer is a
+ * restart, not a server that was never started).
  */
-async function withDeadline<T>(
-  call: string,
-  ms: number,
-  outer: AbortSignal | undefined,
-  work: (signal: AbortSignal) => Promise<T>,
-  link: Link = { answered: false },
-): Promise<T> {
-  const controller = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let onAbort: (() => void) | undefined;
-  const stop = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      controller.abort();
-      reject(
-        new LmStudioCallError(
-          call,
-          "timeout",
-          `LM Studio did not answer "${call}" within ${formatSeconds(ms)}`,
-        ),
-      );
-    }, ms);
-    onAbort = () => {
-      controller.abort();
-      reject(new LmStudioCallError(call, "aborted", `"${call}" was interrupted`));
-    };
-    if (outer?.aborted) onAbort();
-    else outer?.addEventListener("abort", onAbort, { once: true });
-  });
-  const running = work(controller.signal);
-  // The loser of the race must not surface as an unhandled rejection.
-  running.catch(() => {});
-  stop.catch(() => {});
-  try {
-    const result = await Promise.race([running, stop]);
-    link.answered = true;
-    return result;
-  } catch (error) {
-    if (error instanceof LmStudioCallError) throw error;
-    let kind = controller.signal.aborted && outer?.aborted ? "aborted" : classifyFailure(error);
-    // A server that answered before and now refuses connections is restarting (or gone): worth
-    // retrying with backoff like a dropped connection, not the "start the server" failure.
-    if (kind === "unreachable" && link.answered) kind = "connection-lost";
-    throw new LmStudioCallError(call, kind, messageOf(error), { cause: error });
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) outer?.removeEventListener("abort", onAbort);
-  }
-}
-
-/** What the calls of one adapter know about the connection. */
-interface Link {
+class Link {
   /** Whether LM Studio has answered a call on this adapter. */
-  answered: boolean;
+  answered = false;
+
+  /**
+   * Runs `work` with a deadline. On timeout or on `outer` aborting, the inner signal aborts so the
+   * SDK cancels its channel, and the caller gets a classified error at once, even if the SDK's own
+   * promise never settles.
+   */
+  async call<T>(
+    call: string,
+    ms: number,
+    outer: AbortSignal | undefined,
+    work: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const controller = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let onAbort: (() => void) | undefined;
+    const stop = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        controller.abort();
+        reject(
+          new LmStudioCallError(
+            call,
+            "timeout",
+            `LM Studio did not answer "${call}" within ${formatSeconds(ms)}`,
+          ),
+        );
+      }, ms);
+      onAbort = () => {
+        controller.abort();
+        reject(new LmStudioCallError(call, "aborted", `"${call}" was interrupted`));
+      };
+      if (outer?.aborted) onAbort();
+      else outer?.addEventListener("abort", onAbort, { once: true });
+    });
+    const running = work(controller.signal);
+    // The loser of the race must not surface as an unhandled rejection.
+    running.catch(() => {});
+    stop.catch(() => {});
+    try {
+      const result = await Promise.race([running, stop]);
+      this.answered = true;
+      return result;
+    } catch (error) {
+      if (error instanceof LmStudioCallError) throw error;
+      let kind = controller.signal.aborted && outer?.aborted ? "aborted" : classifyFailure(error);
+      // A server that answered before and now refuses connections is restarting (or gone): worth
+      // retrying with backoff like a dropped connection, not the "start the server" failure.
+      if (kind === "unreachable" && this.answered) kind = "connection-lost";
+      throw new LmStudioCallError(call, kind, messageOf(error), { cause: error });
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) outer?.removeEventListener("abort", onAbort);
+    }
+  }
 }
 
 /** How long closing the connection may take before LMStrix moves on. */
@@ -210,7 +213,7 @@ function formatSeconds(ms: number): string {
 class SdkLmStudio implements LmStudio {
   readonly #client: LMStudioClient;
   readonly #timeouts: Timeouts;
-  readonly #link: Link = { answered: false };
+  readonly #link = new Link();
   readonly baseUrl: string;
 
   constructor(client: LMStudioClient, baseUrl: string, timeouts: Timeouts) {
@@ -219,17 +222,8 @@ class SdkLmStudio implements LmStudio {
     this.#timeouts = timeouts;
   }
 
-  #call<T>(
-    call: string,
-    ms: number,
-    outer: AbortSignal | undefined,
-    work: (signal: AbortSignal) => Promise<T>,
-  ): Promise<T> {
-    return withDeadline(call, ms, outer, work, this.#link);
-  }
-
   listModels(): Promise<ModelListing[]> {
-    return this.#call("listDownloadedModels", this.#timeouts.rpcMs, undefined, async () => {
+    return this.#link.call("listDownloadedModels", this.#timeouts.rpcMs, undefined, async () => {
       const models = await this.#client.system.listDownloadedModels();
       return models.map((m): ModelListing => {
         const listing: ModelListing = {
@@ -250,7 +244,7 @@ class SdkLmStudio implements LmStudio {
   }
 
   listLoaded(): Promise<LoadedInstance[]> {
-    return this.#call("listLoaded", this.#timeouts.rpcMs, undefined, async () => {
+    return this.#link.call("listLoaded", this.#timeouts.rpcMs, undefined, async () => {
       const loaded = await this.#client.llm.listLoaded();
       const infos = await Promise.all(loaded.map((model) => model.getModelInfo()));
       return infos.map((info) => ({
@@ -268,7 +262,7 @@ class SdkLmStudio implements LmStudio {
   ): Promise<LoadResult> {
     let model: LLM;
     try {
-      model = await this.#call(
+      model = await this.#link.call(
         "load",
         this.#timeouts.loadMs,
         options.signal,
@@ -289,7 +283,7 @@ class SdkLmStudio implements LmStudio {
       throw error;
     }
     // The load config is the truth: a fitted load reports less than was asked.
-    const actual = await this.#call(
+    const actual = await this.#link.call(
       "getContextLength",
       this.#timeouts.rpcMs,
       options.signal,
@@ -310,7 +304,7 @@ class SdkLmStudio implements LmStudio {
   }
 
   unload(identifier: string): Promise<void> {
-    return this.#call(
+    return this.#link.call(
       "unload",
       this.#timeouts.rpcMs,
       undefined,
@@ -322,7 +316,12 @@ class SdkLmStudio implements LmStudio {
     try {
       // The SDK waits for every open channel before it lets go, and a call the server never
       // answered (a hung load, even after cancel) never closes: give up on it quickly.
-      await this.#call("close", CLOSE_MS, undefined, () => this.#client[Symbol.asyncDispose]());
+      await this.#link.call(
+        "close",
+        CLOSE_MS,
+        undefined,
+        () => this.#client[Symbol.asyncDispose](),
+      );
     } catch {
       // Closing is best effort: the process is about to end anyway.
     }
@@ -353,17 +352,8 @@ class SdkLoadedModel implements LoadedModel {
     this.#timeouts = timeouts;
   }
 
-  #call<T>(
-    call: string,
-    ms: number,
-    outer: AbortSignal | undefined,
-    work: (signal: AbortSignal) => Promise<T>,
-  ): Promise<T> {
-    return withDeadline(call, ms, outer, work, this.#link);
-  }
-
   countTokens(text: string, signal?: AbortSignal): Promise<number> {
-    return this.#call(
+    return this.#link.call(
       "countTokens",
       this.#timeouts.rpcMs,
       signal,
@@ -377,7 +367,7 @@ class SdkLoadedModel implements LoadedModel {
   ): Promise<Completion> {
     const ms = this.#timeouts.predictBaseMs +
       options.promptTokens * this.#timeouts.predictPerTokenMs;
-    return this.#call("complete", ms, options.signal, async (signal) => {
+    return this.#link.call("complete", ms, options.signal, async (signal) => {
       const result = await this.#model.complete(prompt, {
         maxTokens: options.maxTokens,
         temperature: 0,
@@ -393,6 +383,6 @@ class SdkLoadedModel implements LoadedModel {
   }
 
   unload(): Promise<void> {
-    return this.#call("unload", this.#timeouts.rpcMs, undefined, () => this.#model.unload());
+    return this.#link.call("unload", this.#timeouts.rpcMs, undefined, () => this.#model.unload());
   }
 }
