@@ -46,11 +46,15 @@ function isPermissionFlag(word: string): boolean {
     /^-[ARWINESP](=|$)/.test(word);
 }
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Runs `deno args` in the repository, with no colour and `env`, to completion. */
+async function run(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const output = await new Deno.Command("deno", {
     args,
     cwd: ROOT,
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -119,14 +123,8 @@ Deno.test("deno task start --version prints the version in deno.json and exits 0
 });
 
 Deno.test("the library is ready for JSR: deno publish --dry-run passes", async () => {
-  const output = await new Deno.Command("deno", {
-    args: ["publish", "--dry-run", "--allow-dirty"],
-    cwd: new URL("..", import.meta.url).pathname,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(output.stdout) + new TextDecoder().decode(output.stderr);
+  const output = await run(["publish", "--dry-run", "--allow-dirty"]);
+  const text = output.stdout + output.stderr;
   assert.equal(output.code, 0, text);
   assert.match(text, /Dry run complete/);
   assert.doesNotMatch(text, /warning/i, "publishing would warn");
@@ -145,34 +143,19 @@ Deno.test("the test task fetches every dependency from the lock file before anyt
   const denoDir = await Deno.makeTempDir({ prefix: "lmstrix-empty-deno-dir-" });
   const home = await Deno.makeTempDir({ prefix: "lmstrix-home-" });
   try {
-    const env = { NO_COLOR: "1", DENO_DIR: denoDir, LMSTRIX_LMSTUDIO_DIR: home };
+    const env = { DENO_DIR: denoDir, LMSTRIX_LMSTUDIO_DIR: home };
     for (const step of fetches) {
       const [program, ...args] = step.split(/\s+/);
       assert.equal(program, "deno", step);
-      const fetched = await new Deno.Command("deno", {
-        args,
-        cwd: ROOT,
-        env,
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert.equal(fetched.code, 0, new TextDecoder().decode(fetched.stderr));
+      const fetched = await run(args, env);
+      assert.equal(fetched.code, 0, fetched.stderr);
     }
     // What the CLI tests then see: no "Download ..." line on the CLI's stderr.
     const flags = await readFlags();
-    const cli = await new Deno.Command("deno", {
-      args: ["run", ...flags, "main.ts", "list", "--json"],
-      cwd: ROOT,
-      env,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(cli.stderr);
-    assert.equal(cli.code, 0, stderr);
-    assert.equal(stderr, "");
-    assert.deepEqual(JSON.parse(new TextDecoder().decode(cli.stdout)), { models: [] });
+    const cli = await run(["run", ...flags, "main.ts", "list", "--json"], env);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.equal(cli.stderr, "");
+    assert.deepEqual(JSON.parse(cli.stdout), { models: [] });
   } finally {
     await Deno.remove(denoDir, { recursive: true }).catch(() => {});
     await Deno.remove(home, { recursive: true }).catch(() => {});
