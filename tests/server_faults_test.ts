@@ -27,7 +27,7 @@ import {
 Deno.test("a model unloaded by someone else mid-test is loaded again once and the test goes on", async () => {
   const clean = await cleanRun();
   await using home = await tempHome();
-  await withEmulator(fleet({ alpha: { realDelayMs: { predict: 150 } } }), async (emulator) => {
+  await withEmulator(fleet({ alpha: { realDelayMs: { predict: 60 } } }), async (emulator) => {
     assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
     const run = spawnCli(emulator, home.path, ["test", "--all"]);
     // A needle probe of the working phase: more follow on the same instance.
