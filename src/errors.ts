@@ -169,3 +169,8 @@ function formatCandidates(candidates: string[]): string {
   const rest = candidates.length - MAX_NAMED_CANDIDATES;
   return rest > 0 ? `${named} and ${rest} more` : named;
 }
+
+/** The message of anything thrown: an error's own message, anything else as text. */
+export function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -16,7 +16,7 @@
  */
 
 import { join } from "node:path";
-import { RegistryError } from "../errors.ts";
+import { errorText, RegistryError } from "../errors.ts";
 import type { LmstrixPaths } from "../paths.ts";
 import { writeFileAtomic } from "../registry/atomic_write.ts";
 
@@ -90,7 +90,7 @@ export function loadApplied(paths: Pick<ApplyPaths, "manifest">): AppliedManifes
     if (error instanceof Deno.errors.NotFound) {
       return { entries: Object.create(null), createdDirs: [] };
     }
-    throw damaged(paths.manifest, error instanceof Error ? error.message : String(error), error);
+    throw damaged(paths.manifest, errorText(error), error);
   }
   let data: unknown;
   try {
@@ -205,7 +205,7 @@ export function appliedSummaries(
   try {
     manifest = loadApplied(applyPaths(paths));
   } catch (error) {
-    onProblem(error instanceof Error ? error.message : String(error));
+    onProblem(errorText(error));
     return new Map();
   }
   const summaries = new Map<string, AppliedSummary>();

@@ -36,7 +36,13 @@ import {
   saveApplied,
   sha256,
 } from "./applied_store.ts";
-import { configFileFor, decode, errorText, missingDirs, pruneCreatedDirs } from "./config_files.ts";
+import {
+  configFileFor,
+  decode,
+  fileErrorText,
+  missingDirs,
+  pruneCreatedDirs,
+} from "./config_files.ts";
 import { parseConfig, setContextLength, skeletonConfig } from "./lmstudio_config.ts";
 import { contextWithMargin, formatMargin, type Margin, NO_MARGIN, parseMargin } from "./margin.ts";
 import {
@@ -296,7 +302,7 @@ async function executeApply(
     if (newBackup !== null && before === undefined) {
       await Deno.remove(join(where.backupsDir, newBackup)).catch(() => {});
     }
-    undone(step, `cannot write it: ${errorText(error)}`);
+    undone(step, `cannot write it: ${fileErrorText(error)}`);
   }
 }
 

@@ -7,6 +7,7 @@
  */
 
 import { dirname, isAbsolute, join, relative } from "node:path";
+import { errorText } from "../errors.ts";
 import type { AppliedManifest, ApplyPaths } from "./applied_store.ts";
 
 /** The config file of the model at `modelPath`, or null when the path would leave the directory. */
@@ -32,7 +33,7 @@ export async function readConfig(file: string): Promise<ReadConfig> {
     return { bytes, mode: mode === null ? null : mode & 0o7777 };
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { bytes: null, mode: null };
-    return { problem: `cannot read it: ${errorText(error)}` };
+    return { problem: `cannot read it: ${fileErrorText(error)}` };
   }
 }
 
@@ -92,7 +93,7 @@ export async function pruneCreatedDirs(
 }
 
 /** A file error as a short phrase for an entry's reason. */
-export function errorText(error: unknown): string {
+export function fileErrorText(error: unknown): string {
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-  return error instanceof Error ? error.message : String(error);
+  return errorText(error);
 }

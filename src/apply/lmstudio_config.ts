@@ -22,6 +22,7 @@
  */
 
 import { type Node, parseTree } from "jsonc-parser";
+import { errorText } from "../errors.ts";
 
 /** The key of the context length among the `load` fields. */
 export const CONTEXT_LENGTH_KEY = "llm.load.contextLength";
@@ -110,7 +111,7 @@ function locate(text: string): Located {
     // Strict JSON first: the tree parser below also takes comments and trailing commas.
     JSON.parse(text);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorText(error);
     return { ok: false, problem: `it is not valid JSON (${reason})` };
   }
   const root = parseTree(text);

@@ -17,7 +17,7 @@ import {
   saveApplied,
   sha256,
 } from "./applied_store.ts";
-import { configFileFor, decode, errorText, pruneCreatedDirs } from "./config_files.ts";
+import { configFileFor, decode, fileErrorText, pruneCreatedDirs } from "./config_files.ts";
 import { parseConfig } from "./lmstudio_config.ts";
 import { changedSincePlan, newStep, readStepFile, refuse, type Step, undone } from "./step.ts";
 
@@ -113,7 +113,7 @@ async function readBackup(
   try {
     return { bytes: await Deno.readFile(join(where.backupsDir, applied.backup!)) };
   } catch (error) {
-    return { problem: `its backup cannot be read: ${errorText(error)}` };
+    return { problem: `its backup cannot be read: ${fileErrorText(error)}` };
   }
 }
 
@@ -144,7 +144,7 @@ export async function executeUndo(
       await writeFileAtomic(entry.file, step.next, { mode: step.mode ?? undefined });
     }
   } catch (error) {
-    undone(step, `cannot restore it: ${errorText(error)}`);
+    undone(step, `cannot restore it: ${fileErrorText(error)}`);
     return;
   }
   await forget(where, manifest, entry.id, applied);

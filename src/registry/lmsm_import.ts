@@ -17,7 +17,7 @@
  * @module
  */
 
-import { RegistryError } from "../errors.ts";
+import { errorText, RegistryError } from "../errors.ts";
 import { isObject, jsonSyntaxProblem } from "../json.ts";
 import { type ModelRecord, newModelRecord } from "./model_record.ts";
 
@@ -122,8 +122,4 @@ function positive(value: unknown): number | null {
 /** Keeps the stored date when it parses (Python wrote ISO 8601, often without an offset). */
 function isoDate(value: unknown): string | null {
   return typeof value === "string" && !Number.isNaN(Date.parse(value)) ? value : null;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -18,7 +18,13 @@
  */
 
 import { dirname } from "node:path";
-import { AmbiguousModelError, ModelNotFoundError, RegistryError, UsageError } from "../errors.ts";
+import {
+  AmbiguousModelError,
+  errorText,
+  ModelNotFoundError,
+  RegistryError,
+  UsageError,
+} from "../errors.ts";
 import { compareIds } from "../ids.ts";
 import { dictionary, isObject, jsonSyntaxProblem } from "../json.ts";
 import type { LmstrixPaths } from "../paths.ts";
@@ -333,8 +339,4 @@ function damaged(file: string, reason: string, cause?: unknown): RegistryError {
 
 function isCount(value: unknown): boolean {
   return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
