@@ -17,6 +17,7 @@
 
 import { join } from "node:path";
 import { errorText, RegistryError } from "../errors.ts";
+import { isObject } from "../json.ts";
 import type { LmstrixPaths } from "../paths.ts";
 import { writeFileAtomic } from "../registry/atomic_write.ts";
 
@@ -171,10 +172,6 @@ function damaged(file: string, reason: string, cause?: unknown): RegistryError {
     hint: "lmstrix leaves it untouched: fix it or move it aside (undo then cannot restore)",
     ...(cause === undefined ? {} : { cause }),
   });
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** What `list`, `show` and `status` say about a model's applied value. */
