@@ -16,6 +16,10 @@
  *
  * LM Studio need not be running: only files are read and written.
  *
+ * Each run plans every model's step first (`step.ts`), reading each file once, then carries the
+ * steps out; this file plans and writes an apply, `undo.ts` an undo, and `config_files.ts` reads
+ * the config files and the folders around them.
+ *
  * @module
  */
 
