@@ -14,6 +14,7 @@ import { runShow } from "./src/cli/show.ts";
 import { runStatus } from "./src/cli/status.ts";
 import { runTest, type TestCommandOptions } from "./src/cli/test.ts";
 import {
+  errorText,
   InterruptedError,
   LmstrixError,
   LmStudioUnreachableError,
@@ -336,10 +337,9 @@ function report(error: unknown, output: Output, commanderText: string): number {
     if (output.verbose && error instanceof Error && error.stack) output.debug(error.stack);
     return code;
   }
-  const message = error instanceof Error ? error.message : String(error);
   const code = fail(
     ExitCode.someFailed,
-    `Unexpected failure: ${message}`,
+    `Unexpected failure: ${errorText(error)}`,
     output.verbose ? undefined : "run again with --verbose for details",
   );
   if (output.verbose && error instanceof Error && error.stack) output.debug(error.stack);
