@@ -116,6 +116,22 @@ export class LmStudioNotAnsweringError extends LmStudioUnreachableError {
   }
 }
 
+/**
+ * LM Studio answered, but with a reply the SDK rejects and drops whole (exit code 3: the list
+ * cannot be had). Seen when one model entry has a field of the wrong type.
+ */
+export class LmStudioReplyUnreadableError extends LmStudioUnreachableError {
+  /** Creates the error for `server`; `reason` says which part of the reply is wrong. */
+  constructor(server: string, reason: string, options: LmstrixErrorOptions = {}) {
+    super(server, reason, {
+      hint: 'find that model with "lms ls --json" (or in LM Studio\'s model list) and fix, ' +
+        "re-download or remove it; an LM Studio update may also cure it",
+      ...options,
+    });
+    this.message = `LM Studio's reply could not be read: ${reason}`;
+  }
+}
+
 /** Another lmstrix run holds the lock on the registry (exit code 4). */
 export class LockHeldError extends LmstrixError {
   /** Process id of the holder, or null when it could not be read. */

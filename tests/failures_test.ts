@@ -120,3 +120,29 @@ Deno.test("an SDK error's title, suggestion and cause read as one plain line", a
     await t.step(expected, () => assert.equal(messageOf(new Error(raw)), expected));
   }
 });
+
+Deno.test("a reply the SDK drops is explained by entry and field", async (t) => {
+  const { droppedReplyReason } = await import("../src/lmstudio/failures.ts");
+  const warning = (result: string) =>
+    "Produced communication warning: Received invalid result for rpc, endpointName = " +
+    `listDownloadedModels, result = ${result}. Zod error:\n\n` +
+    "- result.1.maxContextLength: Expected number, received null\n\nThis is usually caused by…";
+  await t.step("the entry is named by its model key when the reply can be read", () => {
+    const reply = JSON.stringify([{ modelKey: "a" }, { modelKey: "b-odd" }]);
+    assert.equal(
+      droppedReplyReason(warning(reply), "listDownloadedModels"),
+      'model "b-odd", maxContextLength: Expected number, received null ' +
+        "(the SDK drops the whole listDownloadedModels reply)",
+    );
+  });
+  await t.step("by its position when it cannot", () => {
+    assert.match(
+      droppedReplyReason(warning("[object Object],[object Object]"), "listDownloadedModels")!,
+      /^entry 2, maxContextLength: Expected number/,
+    );
+  });
+  await t.step("a warning about another call is not this one's", () => {
+    assert.equal(droppedReplyReason(warning("[]"), "listLoaded"), null);
+    assert.equal(droppedReplyReason("Received rpcResult for unknown rpc", "listLoaded"), null);
+  });
+});

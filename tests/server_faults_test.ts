@@ -122,3 +122,22 @@ Deno.test("scan against a server that never answers exits 3 and says so", async 
     assertNoStackTrace(run.stderr);
   });
 });
+
+Deno.test("scan of a model list with one unreadable entry exits 3 at once and names the model", async () => {
+  await using home = await tempHome();
+  await withEmulator(fleet(), async (emulator) => {
+    emulator.injectFaults({ malformNextListing: true });
+    const started = Date.now();
+    // A deadline far above the run: the failure must come from the dropped reply, not the clock.
+    const run = await lmstrix(emulator, home.path, ["scan"], { LMSTRIX_TIMEOUT: "60" });
+    assert.equal(run.code, 3, run.stderr);
+    assert.ok(Date.now() - started < 30_000, "it did not wait for the deadline");
+    const last = fleet().at(-1)!.modelKey;
+    assert.match(
+      run.stderr,
+      new RegExp(`reply could not be read: model "${last}", sizeBytes: Expected number`),
+    );
+    assert.match(run.stderr, /lms ls --json/);
+    assertNoStackTrace(run.stderr);
+  });
+});

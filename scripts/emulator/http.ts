@@ -65,6 +65,7 @@ export async function handleHttp(core: EmulatorCore, request: Request): Promise<
           "hangNextLoad",
           "hangNextPredict",
           "hangNextCountTokens",
+          "malformNextListing",
         ] as const;
         for (const key of Object.keys(body)) {
           if (!(allowed as readonly string[]).includes(key)) {

@@ -83,8 +83,14 @@ function handleRpc(
   const param = isRecord(parameter) ? parameter : {};
   if (namespace === "system") {
     switch (endpoint) {
-      case "listDownloadedModels":
-        return core.profiles.map((profile) => core.modelInfo(profile));
+      case "listDownloadedModels": {
+        const listing = core.profiles.map((profile) => core.modelInfo(profile));
+        const odd = listing.length - 1;
+        if (odd >= 0 && takeOneShot(core, "malformNextListing")) {
+          return listing.map((info, i) => (i === odd ? { ...info, sizeBytes: "large" } : info));
+        }
+        return listing;
+      }
       case "version":
         return { version: "0.3.30", build: 1 };
       case "getExperimentFlags":

@@ -89,4 +89,10 @@ export interface OneShotFaults {
   hangNextPredict?: boolean;
   /** Never answer the next `countTokens`. */
   hangNextCountTokens?: boolean;
+  /**
+   * Send the next model list with one entry the SDK's schema rejects (a size in words): the SDK
+   * then drops the whole reply with only a logged warning, as it does with a real LM Studio
+   * whose list holds one odd entry.
+   */
+  malformNextListing?: boolean;
 }

@@ -8,7 +8,14 @@
  */
 
 import type { LLM, LMStudioClient } from "@lmstudio/sdk";
-import { classifyFailure, isLoadRefusal, LmStudioCallError, messageOf } from "./failures.ts";
+import { LmStudioReplyUnreadableError } from "../errors.ts";
+import {
+  classifyFailure,
+  droppedReplyReason,
+  isLoadRefusal,
+  LmStudioCallError,
+  messageOf,
+} from "./failures.ts";
 
 /** Every instance LMStrix loads has an identifier starting with this. */
 export const INSTANCE_PREFIX = "lmstrix-";
@@ -118,12 +125,33 @@ export interface ConnectOptions {
   timeouts?: Partial<Timeouts>;
 }
 
-const quietLogger = {
-  info() {},
-  warn() {},
-  error() {},
-  debug() {},
-};
+/**
+ * The SDK's logger, kept quiet but listened to: when a reply fails the SDK's schema, the SDK
+ * drops it with only a logged warning and the call never settles. Listening lets a caller fail
+ * at once, saying what was wrong, instead of waiting for its deadline.
+ */
+class SdkWarnings {
+  readonly #listeners = new Set<(text: string) => void>();
+  readonly logger = {
+    info() {},
+    error() {},
+    debug() {},
+    warn: (...parts: unknown[]) => {
+      const text = parts.map(String).join(" ");
+      for (const listener of this.#listeners) listener(text);
+    },
+  };
+
+  /** Calls `onDropped` with the reason when the SDK drops a reply of `endpoint`, until `stop`. */
+  watch(endpoint: string, onDropped: (reason: string) => void): { stop(): void } {
+    const listener = (text: string) => {
+      const reason = droppedReplyReason(text, endpoint);
+      if (reason !== null) onDropped(reason);
+    };
+    this.#listeners.add(listener);
+    return { stop: () => this.#listeners.delete(listener) };
+  }
+}
 
 /**
  * Creates the adapter for `baseUrl` (a `ws://host:port` address, already discovered). Nothing
@@ -136,8 +164,9 @@ export async function connectLmStudio(
   // Plain-text errors: the SDK otherwise draws boxes with colour codes into error messages.
   if (Deno.env.get("LMS_NO_FANCY_ERRORS") === undefined) Deno.env.set("LMS_NO_FANCY_ERRORS", "1");
   const sdk = await import("@lmstudio/sdk");
-  const client = new sdk.LMStudioClient({ baseUrl, logger: quietLogger });
-  return new SdkLmStudio(client, baseUrl, { ...DEFAULT_TIMEOUTS, ...options.timeouts });
+  const warnings = new SdkWarnings();
+  const client = new sdk.LMStudioClient({ baseUrl, logger: warnings.logger });
+  return new SdkLmStudio(client, baseUrl, { ...DEFAULT_TIMEOUTS, ...options.timeouts }, warnings);
 }
 
 /**
@@ -214,16 +243,37 @@ class SdkLmStudio implements LmStudio {
   readonly #client: LMStudioClient;
   readonly #timeouts: Timeouts;
   readonly #link = new Link();
+  readonly #warnings: SdkWarnings;
   readonly baseUrl: string;
 
-  constructor(client: LMStudioClient, baseUrl: string, timeouts: Timeouts) {
+  constructor(client: LMStudioClient, baseUrl: string, timeouts: Timeouts, warnings: SdkWarnings) {
     this.#client = client;
     this.baseUrl = baseUrl;
     this.#timeouts = timeouts;
+    this.#warnings = warnings;
   }
 
-  listModels(): Promise<ModelListing[]> {
-    return this.#link.call("listDownloadedModels", this.#timeouts.rpcMs, undefined, async () => {
+  /** The model list; a list the SDK drops as unreadable fails at once, naming the bad entry. */
+  async listModels(): Promise<ModelListing[]> {
+    const endpoint = "listDownloadedModels";
+    const dropped = new AbortController();
+    let reason = "";
+    const watch = this.#warnings.watch(endpoint, (why) => {
+      reason = why;
+      dropped.abort();
+    });
+    try {
+      return await this.#listModels(dropped.signal);
+    } catch (error) {
+      if (reason !== "") throw new LmStudioReplyUnreadableError(this.baseUrl, reason);
+      throw error;
+    } finally {
+      watch.stop();
+    }
+  }
+
+  #listModels(signal: AbortSignal): Promise<ModelListing[]> {
+    return this.#link.call("listDownloadedModels", this.#timeouts.rpcMs, signal, async () => {
       const models = await this.#client.system.listDownloadedModels();
       return models.map((m): ModelListing => {
         const listing: ModelListing = {

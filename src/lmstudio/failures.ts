@@ -141,3 +141,35 @@ export function messageOf(error: unknown): string {
 /** The SDK's banner labels in a server error's message (`deserializeOtherError`). */
 const CAUSE_LABEL = "(X) CAUSE";
 const SUGGESTION_LABEL = "(!) SUGGESTION";
+
+/**
+ * What the SDK's "Received invalid result for rpc" warning says is wrong with a reply of
+ * `endpoint`, in one line: the Zod issues, each naming the entry by its `modelKey` where the
+ * reply (printed in the warning) can be read; null when the warning is about something else.
+ */
+export function droppedReplyReason(warning: string, endpoint: string): string | null {
+  // deno-lint-ignore no-control-regex
+  const text = warning.replace(/\x1b\[[0-9;]*m/g, "");
+  if (!text.includes(`endpointName = ${endpoint}`)) return null;
+  let reply: unknown;
+  const start = text.indexOf("result = ");
+  const end = text.lastIndexOf(". Zod error:");
+  if (start >= 0 && end > start) {
+    try {
+      reply = JSON.parse(text.slice(start + "result = ".length, end));
+    } catch {
+      reply = undefined; // The printed reply may be cut or not JSON: name entries by position.
+    }
+  }
+  const issues = [...text.matchAll(/^\s*-\s*result\.(\S+?):\s*(.+)$/gm)].map(
+    ([, path, problem]) => {
+      const [index, ...field] = path!.split(".");
+      const entry = Array.isArray(reply) ? reply[Number(index)] : undefined;
+      const key = (entry as { modelKey?: unknown } | undefined)?.modelKey;
+      const which = typeof key === "string" ? `model "${key}"` : `entry ${Number(index) + 1}`;
+      return `${which}, ${field.join(".") || "the entry"}: ${problem!.trim()}`;
+    },
+  );
+  const what = issues.length > 0 ? issues.join("; ") : "it does not match the SDK's schema";
+  return `${what} (the SDK drops the whole ${endpoint} reply)`;
+}
