@@ -60,15 +60,33 @@ const REGIMES: Regime[] = [
   { key: "c", name: "mixed shelf (the demo fleet as described)", apply: (p) => ({ ...p }) },
 ];
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    regime: { type: "string", default: "all" },
-    profiles: { type: "string" },
-    precision: { type: "string" },
-    trace: { type: "boolean", default: false },
-  },
-});
+const USAGE = "usage: deno task bench [--regime a|b|c|all] [--profiles FILE] [--precision N] " +
+  "[--trace]";
+
+/** The options, or the usage and exit 2 (0 for --help) on anything else: no stack trace. */
+function options() {
+  try {
+    const { values } = parseArgs({
+      args: Deno.args,
+      options: {
+        regime: { type: "string", default: "all" },
+        profiles: { type: "string" },
+        precision: { type: "string" },
+        trace: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+    if (values.help) {
+      console.log(USAGE);
+      Deno.exit(0);
+    }
+    return values;
+  } catch (error) {
+    console.error(`error: ${error instanceof Error ? error.message : error}\n${USAGE}`);
+    Deno.exit(2);
+  }
+}
+const values = options();
 const fleet = (await readProfilesFile(values.profiles ?? DEMO_FLEET_URL)).filter((p) =>
   p.type === "llm"
 );
