@@ -26,6 +26,24 @@ export interface SearchConfig {
  */
 export type LoadOutcome =
   | { kind: "loaded"; actual: number; seconds?: number }
+  | {
+    kind: "refused";
+    message: string;
+    seconds?: number;
+    /**
+     * Whether LM Studio refused before it started loading (no load progress was reported): its
+     * guardrail's way, quick and decided by the memory estimate. `false`: it refused after the
+     * load was under way (the engine failed to allocate, or crashed). Unset: not observed.
+     */
+    early?: boolean;
+  };
+
+/**
+ * Result of a check ({@link Probe.check}): LM Studio started loading at that size (the probe
+ * stopped it at once; nothing stays loaded), or refused before it started.
+ */
+export type CheckOutcome =
+  | { kind: "started"; seconds?: number }
   | { kind: "refused"; message: string; seconds?: number };
 
 /** A graded answer of the loaded model. */
@@ -57,6 +75,12 @@ export interface Probe {
   needle(promptTokens: number, opts: { fresh: boolean; depth: number }): Promise<Answer>;
   /** Unloads whatever this probe loaded. */
   unload(): Promise<void>;
+  /**
+   * Optional: asks for a load at `context` and cancels it as soon as LM Studio reports load
+   * progress, i.e. once its guardrail let the load start; leaves nothing loaded (any instance the
+   * cancel came too late for is unloaded), and unloads any instance loaded before, like `load`.
+   */
+  check?(context: number): Promise<CheckOutcome>;
 }
 
 /** One step of the search, as traced and logged. */
@@ -64,7 +88,7 @@ export interface Attempt {
   /** Which limit the attempt was about; "confirm" re-checks a working limit at a fresh load. */
   phase: "loadable" | "working" | "confirm";
   /** What was done. */
-  action: "load" | "sanity" | "needle";
+  action: "load" | "check" | "sanity" | "needle";
   /** Asked load size, or the loaded size for sanity and needle. */
   context: number;
   /** Context length reported after a load. */
@@ -76,7 +100,7 @@ export interface Attempt {
   /** Whether a needle probe asked for a new haystack seed. */
   fresh?: boolean;
   /** What happened; "crashed": the process died during this load (it counts as failed). */
-  outcome: "loaded" | "fitted" | "refused" | "pass" | "fail" | "crashed";
+  outcome: "loaded" | "fitted" | "refused" | "started" | "pass" | "fail" | "crashed";
   /** Completion excerpt or refusal message. */
   excerpt?: string;
   /** The plan chosen after this attempt, when its measurements changed it (one sentence). */
