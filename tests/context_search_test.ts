@@ -60,7 +60,8 @@ function checkRun(
   assert.equal(probe.calls.at(-1)?.method, "unload", `the search unloads last (${where})`);
   assert.equal(result.state.phase, "done", where);
   assert.equal(result.loads, probe.loads, `loads are counted (${where})`);
-  for (const call of probe.calls.filter((c) => c.method === "load")) {
+  assert.equal(result.checks, probe.checks, `checks are counted (${where})`);
+  for (const call of probe.calls.filter((c) => c.method === "load" || c.method === "check")) {
     assert.ok(call.context <= cap, `no load above the cap ${cap}: ${call.context} (${where})`);
     assert.ok(call.context >= config.minContext, `no load below minContext (${where})`);
   }
@@ -298,6 +299,15 @@ Deno.test("the search is precise and within budget for hundreds of random models
     if (random() < 0.25) model.brokenAbove = between(1000, declared);
     if (random() < 0.4) model.needleFailAbove = between(500, declared);
     if (random() < 0.1) model.garbledAbove = between(1000, declared);
+    // A third of the shelf refuses by its guardrail, before loading: the search checks there,
+    // and some of those guardrails let through loads the engine then fails.
+    if (random() < 0.35) {
+      model.refusalEarly = true;
+      model.checks = true;
+      if (random() < 0.3 && model.loadFailAbove !== undefined) {
+        model.guardrailAbove = between(model.loadFailAbove, declared * 1.1);
+      }
+    }
     const { result } = await search(model, config, `random #${i}`);
     const budget = loadBudget(config);
     // A model garbling every prompt at large loads needs a second bisection by loads: the budget
@@ -307,7 +317,8 @@ Deno.test("the search is precise and within budget for hundreds of random models
       worst = Math.max(worst, result.loads / budget);
     }
     const bound = lowerBound(truthOf(model, config), config);
-    assert.ok(result.loads >= bound.loads, `random #${i}: below the lower bound`);
+    const requests = result.loads + result.checks;
+    assert.ok(requests >= bound.loads, `random #${i}: below the lower bound`);
   }
   assert.ok(worst > 0.5 && worst <= 1, `the cases reach the budget (worst ${worst})`);
 });
@@ -356,6 +367,9 @@ Deno.test("an interrupted search resumes from its last saved state", async (t) =
     "blind depth": { needleFailAbove: 8_000, blindDepth: { depth: 0.6, above: 7_997 } },
     "noisy band": { noisy: { floor: 20_000, hard: 40_000 } },
     garbled: { garbledAbove: 30_000 },
+    "guardrail checks": { loadFailAbove: 50_000, refusalEarly: true, checks: true },
+    "checks contradicted": { loadFailAbove: 40_000, guardrailAbove: 90_000, checks: true },
+    "nowhere, checked": { loadsNowhere: "No LM Runtime found", checks: true },
   };
   for (const [name, model] of Object.entries(models)) {
     await t.step(

@@ -193,3 +193,64 @@ Deno.test("a state saved before costs were measured resumes, made whole once", a
   assert.equal(typeof resumed.state.costs?.loads, "number");
   assert.ok(resumed.state.plan !== undefined);
 });
+
+Deno.test("where LM Studio refuses before loading, checks find the loadable size", async (t) => {
+  const shape: FakeModel = { loadFailAbove: 59392, loadSeconds: 6.5, refusalSeconds: 0.3 };
+  const checked = await searched({ ...shape, refusalEarly: true, checks: true, checkSeconds: 0.8 });
+  const loaded = await searched({ ...shape, refusalEarly: true });
+  const loadsOf = (r: typeof checked, phase: string) =>
+    r.result.attempts.filter((a) => a.action === "load" && a.phase === phase);
+  await t.step("one refused load at the cap, checks, then one load that proves it", () => {
+    const loads = loadsOf(checked, "loadable");
+    assert.deepEqual(loads.map((a) => a.outcome), ["refused", "loaded"]);
+    assert.equal(loads[1]!.context, checked.result.loadable);
+    assert.ok(checked.result.checks >= 5, `${checked.result.checks} checks`);
+    const checks = checked.probe.calls.filter((c) => c.method === "check");
+    assert.equal(checks[0]!.context, CONFIG.minContext, "the floor is checked first");
+  });
+  await t.step("fewer loads succeed than without checks", () => {
+    const successes = (r: typeof checked) =>
+      loadsOf(r, "loadable").filter((a) => a.outcome === "loaded").length;
+    assert.ok(successes(checked) < successes(loaded), `${successes(loaded)} without checks`);
+  });
+  await t.step("the decision is in the trace and the plan", () => {
+    assert.equal(checked.result.plan.checks, true);
+    const decision = checked.result.attempts.find((a) => a.decision)?.decision ?? "";
+    assert.match(decision, /bisect with checks/);
+    assert.equal(loaded.result.plan.checks, false, "no checks where the probe has none");
+  });
+});
+
+Deno.test("refusals after the load started (engine failures): no checks", async () => {
+  const { probe, result } = await searched({
+    loadFailAbove: 59392,
+    refusalEarly: false,
+    checks: true,
+  });
+  assert.equal(probe.checks, 0);
+  assert.equal(result.plan.checks, false);
+});
+
+Deno.test("a load failing where a check started ends the checks: loads decide", async () => {
+  // The guardrail lets 90k start, the engine fails above 40k: checks alone would say 90k.
+  const model: FakeModel = { loadFailAbove: 40000, guardrailAbove: 90000, checks: true };
+  const { probe, result } = await searched(model);
+  const lastCheck = probe.calls.findLastIndex((c) => c.method === "check");
+  assert.ok(lastCheck > 0, "checks were used first");
+  const after = probe.calls.slice(lastCheck + 1).filter((c) => c.method === "load");
+  assert.ok(after.length >= 3, "then loads bisected below the failed load");
+  assert.equal(result.plan.checks, false);
+  assert.ok(
+    result.attempts.some((a) => /plain load bisection|lean on refusals/.test(a.decision ?? "")),
+  );
+});
+
+Deno.test("a model that loads nowhere is failed by one load and one check", async () => {
+  const text = "failed to load model No LM Runtime found for model format gguf!";
+  const { probe, result } = await searched({ loadsNowhere: text, checks: true });
+  assert.deepEqual(probe.calls.filter((c) => c.method !== "unload").map((c) => c.method), [
+    "load",
+    "check",
+  ]);
+  assert.equal(result.lastRefusal, text);
+});

@@ -100,6 +100,7 @@ export async function referenceSearch(
     attempts,
     state,
     loads,
+    checks: 0,
     promptTokens: 0,
     prefillTokens: 0,
     costs: noCosts(),

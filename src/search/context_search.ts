@@ -11,10 +11,14 @@
  * Where the time goes, and so the order of the tests, is measured per model as the run goes
  * ({@link MeasuredCosts}, from the durations and the server's own prefill times the probe
  * reports), and the plan follows ({@link choosePlan}):
- * - A guardrail refusal takes a fraction of a second and a load that succeeds seconds, so the
- *   loadable bisection leans towards sizes likely to be refused ({@link planLoads}, weighted by the
- *   measured ratio). An engine failure reads the weights first and costs about a full load: then
- *   the measured ratio is near 1 and the plan is a plain bisection.
+ * - A guardrail refusal takes a fraction of a second and comes before LM Studio starts loading;
+ *   a load that succeeds takes seconds. Where the probe can stop a load as it starts
+ *   ({@link Probe.check}) and the refusals came before loading, the loadable bisection runs on
+ *   such checks, each priced like a refusal, and one real load proves the result; a real load
+ *   that then fails (the engine, not the guardrail, is the limit) ends the checks. Without
+ *   checks the bisection leans towards sizes likely to be refused ({@link planLoads}, weighted
+ *   by the measured ratio). An engine failure reads the weights first and costs about a full
+ *   load: then the measured ratio is near 1 and the plan is a plain bisection.
  * - Prefill dominates a needle probe. Where the server keeps the prompt prefix of the last probe
  *   on an instance (standard attention), the working search climbs from a short prompt: each
  *   probe pays only for its new tokens, nothing past the first failure is ever prefilled
@@ -24,7 +28,7 @@
  *   and bisects at the midpoint below the first failure instead ({@link nextWorkingMove}); where
  *   the instance is as large as memory or health allow, the model most likely works at its full
  *   length, and one full-length probe first is expected to cost less than the passes on the way.
- * The floor comes early: after the cap fails, a load at `minContext` tells at once whether the
+ * The floor comes early: after the cap fails, a load (or a check) at `minContext` tells at once whether the
  * model loads at all (a missing runtime fails everywhere) and gives the first successful load's
  * cost. A load that LM Studio fits upwards (reports more than asked) counts as loaded at the
  * asked size; a prediction that crashes the engine is a failed probe at that length.
@@ -34,7 +38,7 @@
 
 import { nextLoadSize } from "./load_size.ts";
 import { measureLoad, measurePrefill } from "./measure.ts";
-import { choosePlan, describeDecision, searchCap } from "./plan.ts";
+import { choosePlan, describeDecision, searchCap, splitPoint } from "./plan.ts";
 import type {
   Attempt,
   NormalState,
@@ -52,6 +56,7 @@ import { nextWorkingMove, saneAt } from "./working_move.ts";
 export type {
   Answer,
   Attempt,
+  CheckOutcome,
   LoadOutcome,
   MeasuredCosts,
   NormalState,
@@ -111,6 +116,7 @@ export async function searchContextLimits(
     attempts: run.attempts,
     state: structuredClone(state),
     loads: run.loads,
+    checks: run.checks,
     promptTokens: run.promptTokens,
     prefillTokens: run.prefillTokens,
     costs: structuredClone(state.costs),
@@ -125,6 +131,7 @@ type Phase = Attempt["phase"];
 class SearchRun {
   readonly attempts: Attempt[] = [];
   loads = 0;
+  checks = 0;
   promptTokens = 0;
   prefillTokens = 0;
   readonly #config: SearchConfig;
@@ -174,8 +181,17 @@ class SearchRun {
       return this.#endLoadable(lo);
     }
     if (lo === null && hi !== null && hi <= minContext) return this.#endLoadable(null);
+    if (hi !== null && s.checks === true && s.fitHint === null && this.#probe.check) {
+      return await this.#checkStep(hi);
+    }
 
     const size = nextLoadSize(s, this.#config, this.#loaded !== null && this.#loaded === lo);
+    await this.#loadableLoad(size);
+  }
+
+  /** A real load of the loadable phase, and what it proves. */
+  async #loadableLoad(size: number): Promise<void> {
+    const s = this.#state;
     const attempt = await this.#load(size, "loadable");
     if (attempt.outcome === "loaded") {
       s.loadOk = Math.max(s.loadOk ?? 0, attempt.context);
@@ -185,7 +201,51 @@ class SearchRun {
       if (attempt.actual !== undefined && attempt.actual < attempt.context) {
         s.fitHint = attempt.actual;
       }
+      if (s.checkOk !== null && s.checkOk >= attempt.context) {
+        // A check started here, yet the load failed: the guardrail is not what limits this
+        // model (the engine is), so only full loads can tell from now on.
+        s.checks = false;
+        s.checkOk = null;
+      }
     }
+    await this.#record(attempt);
+  }
+
+  /**
+   * The loadable bisection on checks, below the failure `hi`: the floor first (whether the model
+   * loads at all), then the split point between the largest size known to start and `hi`, and
+   * once those are within the precision one real load at the size that started proves it.
+   */
+  async #checkStep(hi: number): Promise<void> {
+    const s = this.#state;
+    const { minContext, precision } = this.#config;
+    const lo = Math.max(s.loadOk ?? 0, s.checkOk ?? 0);
+    if (lo < minContext) return await this.#check(minContext);
+    if (hi - lo > precision) return await this.#check(splitPoint(lo, hi, precision));
+    await this.#loadableLoad(lo);
+  }
+
+  /** A check at `context`: a refusal bounds the loadable size like a refused load does. */
+  async #check(context: number): Promise<void> {
+    const s = this.#state;
+    const check = this.#probe.check;
+    if (check === undefined) throw new Error("The probe has no checks");
+    s.pendingLoad = context;
+    await this.#hooks.beforeLoad?.(context, structuredClone(s));
+    // The probe unloads whatever was loaded before, whatever the outcome.
+    this.#loaded = null;
+    this.#cached = null;
+    this.checks++;
+    const outcome = await check.call(this.#probe, context);
+    delete s.pendingLoad;
+    const attempt: Attempt = { phase: "loadable", action: "check", context, outcome: "started" };
+    if (outcome.kind === "refused") {
+      measureLoad(s.costs, outcome);
+      s.lastRefusal = outcome.message;
+      s.loadFail = Math.min(s.loadFail ?? Infinity, context);
+      attempt.outcome = "refused";
+      attempt.excerpt = outcome.message;
+    } else s.checkOk = Math.max(s.checkOk ?? 0, context);
     await this.#record(attempt);
   }
 
@@ -193,11 +253,12 @@ class SearchRun {
   #replan(attempt: Attempt): void {
     const s = this.#state;
     const costs = s.costs;
-    const plan = choosePlan(costs);
+    const plan = choosePlan(costs, s.checks === true);
     const before = s.plan;
     const timed = costs.loads > 0 && costs.refusals > 0;
     if (
       before.refusals !== plan.refusals || before.prompts !== plan.prompts ||
+      (before.checks ?? false) !== plan.checks ||
       before.promptCache !== plan.promptCache || (timed && !this.#announcedTimes)
     ) {
       this.#announcedTimes = timed;
@@ -402,6 +463,10 @@ class SearchRun {
     delete s.pendingLoad;
     measureLoad(s.costs, outcome);
     if (outcome.kind === "refused") {
+      // When LM Studio refuses tells whether a check can stand in for a load: before any load
+      // progress (its guardrail) it can; after (the engine failed on the weights) only a load can.
+      if (outcome.early === false) s.checks = false;
+      else if (outcome.early === true && s.checks === null && this.#probe.check) s.checks = true;
       s.lastRefusal = outcome.message;
       return { phase, action: "load", context, outcome: "refused", excerpt: outcome.message };
     }

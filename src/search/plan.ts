@@ -80,9 +80,10 @@ export function noCosts(): MeasuredCosts {
 /**
  * The plan the measured costs call for: the load planner weighs a success by the measured ratio
  * of a successful load's seconds to a refused one's (the prior until both were timed), and
- * prompts climb on the cache unless the cache was seen not to work.
+ * prompts climb on the cache unless the cache was seen not to work. `checks`: the loadable
+ * bisection runs on checks (refusals came before loading and the probe has checks).
  */
-export function choosePlan(costs: MeasuredCosts): SearchPlan {
+export function choosePlan(costs: MeasuredCosts, checks = false): SearchPlan {
   const measured = costs.loads > 0 && costs.refusals > 0 && costs.refusalSeconds > 0;
   const mean = (total: number, n: number) => Math.max(MIN_TIMED_SECONDS, total / n);
   const raw = measured
@@ -95,12 +96,15 @@ export function choosePlan(costs: MeasuredCosts): SearchPlan {
     refusals: ratio < LEAN_RATIO ? "bisect" : "lean",
     prompts: costs.promptCache === false ? "jump" : "climb",
     promptCache: costs.promptCache,
+    checks,
   };
 }
 
 /** A plan in a few words, for `show`: `lean on refusals (a load costs 16x); climb prompts`. */
 export function describePlan(plan: SearchPlan): string {
-  const loads = plan.refusals === "lean"
+  const loads = plan.checks === true
+    ? "bisect with checks (loads stopped as they start)"
+    : plan.refusals === "lean"
     ? `lean on refusals (a load costs ${plan.loadCostRatio}x)`
     : "plain load bisection";
   const prompts = plan.prompts === "climb"

@@ -24,6 +24,8 @@ export function normaliseState(saved: SearchState): NormalState {
     costs,
     plan: state.plan ?? choosePlan(costs),
     lastRefusal: state.lastRefusal ?? null,
+    checks: state.checks ?? null,
+    checkOk: state.checkOk ?? null,
   };
 }
 
@@ -57,6 +59,8 @@ export function initialState(config: SearchConfig): NormalState {
     costs: noCosts(),
     plan: choosePlan(noCosts()),
     lastRefusal: null,
+    checks: null,
+    checkOk: null,
   };
 }
 

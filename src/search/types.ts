@@ -146,6 +146,13 @@ export interface SearchPlan {
   prompts: "climb" | "jump";
   /** What was known of the prompt cache when the plan was made. */
   promptCache: boolean | null;
+  /**
+   * Whether the loadable bisection runs on checks ({@link Probe.check}): LM Studio refuses
+   * before it starts loading (its guardrail), so a load stopped as it starts tells the same as a
+   * full one, for the price of a refusal; one real load then proves the result. Absent in plans
+   * saved before checks existed.
+   */
+  checks?: boolean;
 }
 
 /** A load-level test in progress: load at `context`, check health, probe at full length. */
@@ -219,6 +226,15 @@ export interface SearchState {
   plan?: SearchPlan;
   /** LM Studio's text for the latest refused load: the reason when nothing loads. */
   lastRefusal?: string | null;
+  /**
+   * Whether the loadable bisection uses checks: null until a refusal shows when LM Studio
+   * refuses (or where the probe has no checks); true once a refusal came before any load
+   * progress (the guardrail's way); false once one came after it (an engine failure: only a
+   * full load can tell), or once a real load failed where a check had started.
+   */
+  checks?: boolean | null;
+  /** Largest size a check saw start loading, not yet proven by a real load. */
+  checkOk?: number | null;
 }
 
 /**
@@ -237,6 +253,8 @@ export type NormalState =
       | "costs"
       | "plan"
       | "lastRefusal"
+      | "checks"
+      | "checkOk"
     >
   >;
 
@@ -261,8 +279,10 @@ export interface SearchResult {
   attempts: Attempt[];
   /** Final state (phase "done"). */
   state: SearchState;
-  /** Loads in this run. */
+  /** Loads in this run (checks not included). */
   loads: number;
+  /** Checks in this run: loads stopped as LM Studio started them ({@link Probe.check}). */
+  checks: number;
   /** Needle prompt tokens sent in this run (the sum of prompt lengths; `2+2=` not counted). */
   promptTokens: number;
   /**

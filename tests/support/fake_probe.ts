@@ -7,7 +7,13 @@
  * @module
  */
 
-import type { Answer, LoadOutcome, Probe, SearchConfig } from "../../src/search/context_search.ts";
+import type {
+  Answer,
+  CheckOutcome,
+  LoadOutcome,
+  Probe,
+  SearchConfig,
+} from "../../src/search/context_search.ts";
 import { searchCap } from "../../src/search/context_search.ts";
 
 /** The seeded PRNG the fake tests draw their random cases from (mulberry32). */
@@ -54,12 +60,26 @@ export interface FakeModel {
   prefillSecondsPerToken?: number;
   /** Whether a prompt extending the previous one on the instance pays only its new tokens. */
   promptCache?: boolean;
+  /**
+   * When refusals come: true before any load progress (a guardrail), false after it (the engine
+   * failed on the weights); none: the probe does not say (`early` unset).
+   */
+  refusalEarly?: boolean;
+  /** Whether the probe offers checks (loads stopped as they start). */
+  checks?: boolean;
+  /**
+   * A guardrail above the engine's limit: loads above this size are refused before they start
+   * (a check sees the refusal), while loads between `loadFailAbove` and it start, then fail late.
+   */
+  guardrailAbove?: number;
+  /** Seconds a check that started reports taking. */
+  checkSeconds?: number;
 }
 
 /** One recorded call. */
 export interface FakeCall {
   /** Called method. */
-  method: "load" | "sanity" | "needle" | "unload";
+  method: "load" | "check" | "sanity" | "needle" | "unload";
   /** Asked size for a load, loaded size otherwise (0 when nothing was loaded). */
   context: number;
   /** Prompt length of a needle. */
@@ -96,9 +116,47 @@ export class FakeProbe implements Probe {
   /** Prompt tokens the model had to prefill, cache taken into account. */
   prefilled = 0;
 
+  /** Present when the model offers checks ({@link FakeModel.checks}). */
+  readonly check?: (context: number) => Promise<CheckOutcome>;
+
   constructor(model: FakeModel, reserve = 64) {
     this.#model = model;
     this.#reserve = reserve;
+    if (model.checks === true) this.check = (context) => this.#check(context);
+  }
+
+  /** Number of checks asked. */
+  get checks(): number {
+    return this.calls.filter((c) => c.method === "check").length;
+  }
+
+  /** Whether a load at `context` is refused before it starts, and with which text. */
+  #refusedEarly(context: number): string | null {
+    const m = this.#model;
+    if (m.loadsNowhere !== undefined) return m.loadsNowhere;
+    if (m.guardrailAbove !== undefined && context > m.guardrailAbove) {
+      return "Model loading was stopped due to insufficient system resources.";
+    }
+    if (m.fitAbove !== undefined && context > m.fitAbove) return null;
+    if (m.refusalEarly === true && m.loadFailAbove !== undefined && context > m.loadFailAbove) {
+      return m.refusalText ?? "insufficient system resources";
+    }
+    return null;
+  }
+
+  #check(context: number): Promise<CheckOutcome> {
+    this.calls.push({ method: "check", context });
+    this.#count("check");
+    this.loaded = null;
+    this.#lastPrompt = null;
+    const m = this.#model;
+    const refused = this.#refusedEarly(context);
+    if (refused !== null) {
+      const seconds = m.refusalSeconds === undefined ? {} : { seconds: m.refusalSeconds };
+      return Promise.resolve({ kind: "refused", message: refused, ...seconds });
+    }
+    const seconds = m.checkSeconds === undefined ? {} : { seconds: m.checkSeconds };
+    return Promise.resolve({ kind: "started", ...seconds });
   }
 
   /** Number of loads asked. */
@@ -118,10 +176,12 @@ export class FakeProbe implements Probe {
     this.#lastPrompt = null;
     const m = this.#model;
     const timed = (seconds: number | undefined) => seconds === undefined ? {} : { seconds };
-    if (m.loadsNowhere !== undefined) {
+    const early = this.#refusedEarly(context);
+    if (early !== null) {
       return Promise.resolve({
         kind: "refused",
-        message: m.loadsNowhere,
+        message: early,
+        early: true,
         ...timed(m.refusalSeconds),
       });
     }
@@ -130,9 +190,14 @@ export class FakeProbe implements Probe {
       return Promise.resolve({ kind: "loaded", actual: this.loaded, ...timed(m.loadSeconds) });
     }
     if (m.loadFailAbove !== undefined && context > m.loadFailAbove) {
+      // Past the guardrail (or with none), the engine fails once the load is under way.
+      const late = m.refusalEarly === false || m.guardrailAbove !== undefined
+        ? { early: false }
+        : {};
       return Promise.resolve({
         kind: "refused",
         message: m.refusalText ?? "insufficient system resources",
+        ...late,
         ...timed(m.refusalSeconds),
       });
     }
