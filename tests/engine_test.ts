@@ -11,6 +11,7 @@ import { chooseModels } from "../src/engine/choose_models.ts";
 import { Journal } from "../src/engine/journal.ts";
 import {
   attemptEntry,
+  costsOf,
   recordAfterFault,
   recordAfterSearch,
   recordStarting,
@@ -25,7 +26,7 @@ import {
 } from "../src/engine/test_options.ts";
 import { readAttempts } from "../src/registry/attempt_log.ts";
 import { loadRegistry } from "../src/registry/registry.ts";
-import { initialState } from "../src/search/context_search.ts";
+import { choosePlan, initialState, noCosts } from "../src/search/context_search.ts";
 import { record, registryOf, withTempPaths } from "./support/records.ts";
 
 Deno.test("test options are checked before anything is touched", async (t) => {
@@ -287,4 +288,15 @@ Deno.test("a stopped test leaves the record as it was before, resumable, never '
     const tested = record("m", { status: "tested", workingContext: 4096 });
     assert.equal(recordStopped({ ...tested, status: "testing" }, tested).status, "tested");
   });
+});
+
+Deno.test("the record keeps mean costs, checks included, and the plan in words", () => {
+  const costs = { ...noCosts(), refusals: 2, refusalSeconds: 0.6, checks: 4, checkSeconds: 3 };
+  const kept = costsOf(costs, choosePlan(costs, true));
+  assert.equal(kept.refusalSeconds, 0.3);
+  assert.equal(kept.checkSeconds, 0.75);
+  assert.equal(kept.loadSeconds, null);
+  assert.match(kept.plan, /^bisect with checks/);
+  const unchecked = costsOf(noCosts(), choosePlan(noCosts()));
+  assert.equal(unchecked.checkSeconds, null);
 });

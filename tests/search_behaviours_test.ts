@@ -254,3 +254,19 @@ Deno.test("a model that loads nowhere is failed by one load and one check", asyn
   ]);
   assert.equal(result.lastRefusal, text);
 });
+
+Deno.test("checks that cost about a load (the cancel ignored) stop after the first", async () => {
+  const { probe, result } = await searched({
+    loadFailAbove: 59392,
+    refusalEarly: true,
+    checks: true,
+    loadSeconds: 6.5,
+    refusalSeconds: 0.3,
+    checkSeconds: 6.5,
+  });
+  assert.equal(probe.checks, 1, "the floor check, then loads");
+  assert.equal(result.plan.checks, false);
+  assert.equal(result.costs.checks, 1);
+  assert.ok(Math.abs((result.costs.checkSeconds ?? 0) - 6.5) < 1e-9);
+  assert.ok(result.attempts.some((a) => /lean on refusals/.test(a.decision ?? "")));
+});

@@ -27,7 +27,11 @@ function costRows(costs: ModelCosts): [string, string][] {
     } tokens`;
   const cache = costs.promptCache === null ? "not seen" : costs.promptCache ? "works" : "none";
   return [
-    ["load", `${seconds(costs.loadSeconds)}, refused ${seconds(costs.refusalSeconds)}`],
+    [
+      "load",
+      `${seconds(costs.loadSeconds)}, refused ${seconds(costs.refusalSeconds)}` +
+      (costs.checkSeconds == null ? "" : `, check ${seconds(costs.checkSeconds)}`),
+    ],
     ["prefill", prefill],
     ["prompt cache", cache],
     ["plan", displayText(costs.plan)],

@@ -35,6 +35,7 @@ export function costsOf(costs: MeasuredCosts, plan: SearchPlan): ModelCosts {
   return {
     loadSeconds: mean(costs.loadSeconds, costs.loads),
     refusalSeconds: mean(costs.refusalSeconds, costs.refusals),
+    checkSeconds: mean(costs.checkSeconds ?? 0, costs.checks ?? 0),
     prefillTokensPerSec: costs.prefillTokensPerSec,
     prefillMeasuredAt: costs.prefillMeasuredAt,
     promptCache: costs.promptCache,

@@ -57,6 +57,8 @@ export interface ModelCosts {
   loadSeconds: number | null;
   /** Mean seconds of a refused load, or null when none was timed. */
   refusalSeconds: number | null;
+  /** Mean seconds of a check (a load stopped as it started), or null when none was timed. */
+  checkSeconds?: number | null;
   /** Prompt tokens per second at the working size (longest passing cold prompt), or null. */
   prefillTokensPerSec: number | null;
   /** The prompt length that speed was measured at, or null. */

@@ -181,7 +181,7 @@ class SearchRun {
       return this.#endLoadable(lo);
     }
     if (lo === null && hi !== null && hi <= minContext) return this.#endLoadable(null);
-    if (hi !== null && s.checks === true && s.fitHint === null && this.#probe.check) {
+    if (hi !== null && s.plan.checks === true && s.fitHint === null && this.#probe.check) {
       return await this.#checkStep(hi);
     }
 
@@ -245,7 +245,13 @@ class SearchRun {
       s.loadFail = Math.min(s.loadFail ?? Infinity, context);
       attempt.outcome = "refused";
       attempt.excerpt = outcome.message;
-    } else s.checkOk = Math.max(s.checkOk ?? 0, context);
+    } else {
+      s.checkOk = Math.max(s.checkOk ?? 0, context);
+      if (outcome.seconds !== undefined) {
+        s.costs.checks = (s.costs.checks ?? 0) + 1;
+        s.costs.checkSeconds = (s.costs.checkSeconds ?? 0) + outcome.seconds;
+      }
+    }
     await this.#record(attempt);
   }
 

@@ -74,6 +74,8 @@ export function noCosts(): MeasuredCosts {
     prefillTokensPerSec: null,
     prefillMeasuredAt: null,
     crashes: 0,
+    checks: 0,
+    checkSeconds: 0,
   };
 }
 
@@ -84,6 +86,7 @@ export function noCosts(): MeasuredCosts {
  * bisection runs on checks (refusals came before loading and the probe has checks).
  */
 export function choosePlan(costs: MeasuredCosts, checks = false): SearchPlan {
+  const pay = checks && checksPay(costs);
   const measured = costs.loads > 0 && costs.refusals > 0 && costs.refusalSeconds > 0;
   const mean = (total: number, n: number) => Math.max(MIN_TIMED_SECONDS, total / n);
   const raw = measured
@@ -96,8 +99,31 @@ export function choosePlan(costs: MeasuredCosts, checks = false): SearchPlan {
     refusals: ratio < LEAN_RATIO ? "bisect" : "lean",
     prompts: costs.promptCache === false ? "jump" : "climb",
     promptCache: costs.promptCache,
-    checks,
+    checks: pay,
   };
+}
+
+/**
+ * A started check should cost about what a refusal costs, plus the wait for LM Studio's first
+ * progress report: far less than a load. Where it costs more than this many refusals (a server
+ * that finishes the load despite the cancel, a first report that comes late), checks stop.
+ */
+const CHECK_COST_REFUSALS = 8;
+
+/**
+ * Whether checks are worth their price, from what was measured: a started check against a load
+ * that succeeded when one was timed (it must cost less than half), else against a refusal.
+ */
+export function checksPay(costs: MeasuredCosts): boolean {
+  const checks = costs.checks ?? 0;
+  if (checks === 0) return true;
+  const check = Math.max(MIN_TIMED_SECONDS, (costs.checkSeconds ?? 0) / checks);
+  if (costs.loads > 0) {
+    return check * 2 < Math.max(MIN_TIMED_SECONDS, costs.loadSeconds / costs.loads);
+  }
+  if (costs.refusals === 0) return true;
+  const refusal = Math.max(MIN_TIMED_SECONDS, costs.refusalSeconds / costs.refusals);
+  return check <= CHECK_COST_REFUSALS * refusal;
 }
 
 /** A plan in a few words, for `show`: `lean on refusals (a load costs 16x); climb prompts`. */

@@ -131,6 +131,10 @@ export interface MeasuredCosts {
   prefillMeasuredAt: number | null;
   /** Predictions that killed the engine (each costs a reload). */
   crashes: number;
+  /** Checks that started and were timed (absent in costs saved before checks existed). */
+  checks?: number;
+  /** Their total seconds: the wait for LM Studio's first progress report, and the cancel. */
+  checkSeconds?: number;
 }
 
 /** How the search spends its loads and prompts, chosen from {@link MeasuredCosts}. */
