@@ -31,12 +31,12 @@ import {
   searchContextLimits,
   type SearchResult,
 } from "../src/search/context_search.ts";
-import { lowerBound, type LowerBoundStep, lowerBoundSteps } from "./bench/lower_bound.ts";
+import { lowerBound, lowerBoundMs, lowerBoundSteps, profileLimits } from "./bench/lower_bound.ts";
+import { minimaxMs } from "./bench/minimax.ts";
 import { referenceSearch } from "./bench/reference_search.ts";
 import { DEFAULT_MIN_CONTEXT, defaultPrecision, RESERVE_TOKENS } from "../src/lmstrix.ts";
 import { type ModelProfile, profileTruth } from "./emulator/profile.ts";
 import { type Emulator, startEmulator } from "./emulator/server.ts";
-import { loadMs, prefillMs, refusalMs, TIMING } from "./emulator/timing.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "./emulator/validation.ts";
 
 /** A regime: a name, what it stands for, and how it rewrites each profile. */
@@ -100,7 +100,10 @@ if (regimes.length === 0) {
 interface Run {
   loadable: number | null;
   working: number | null;
+  /** Load requests, checks (loads cancelled once they start) included. */
   loads: number;
+  /** Checks. */
+  checks: number;
   /** Loads that ended with the model loaded (the expensive ones). */
   loadsOk: number;
   promptTokens: number;
@@ -152,7 +155,8 @@ async function run(
     return {
       loadable: result.loadable,
       working: result.working,
-      loads: stats.loads.length,
+      loads: result.attempts.filter((a) => a.action === "load" || a.action === "check").length,
+      checks: result.attempts.filter((a) => a.action === "check").length,
       loadsOk: stats.loads.filter((load) => load.ok).length,
       promptTokens: stats.predictions.reduce((sum, x) => sum + x.promptTokens, 0),
       prefilledTokens: stats.predictions.reduce((sum, x) => sum + x.prefilledTokens, 0),
@@ -168,28 +172,6 @@ async function run(
   } finally {
     await lms.close();
   }
-}
-
-/**
- * Virtual time of the lower bound's steps under the emulator's cost model and the regime: loads
- * (a failing one costs the regime's refusal, or for a fitting model a load at the fitted size; a
- * raised one loads at the raised size), unloads and prefill (without a prompt cache every needle
- * is prefilled whole). Generation, prediction overhead and token counting are left out, so it
- * stays a bound.
- */
-function lowerBoundMs(profile: ModelProfile, steps: LowerBoundStep[]): number {
-  let ms = 0;
-  for (const step of steps) {
-    if (step.kind === "needle") {
-      const cached = profile.promptCache === false ? 0 : step.cachedTokens;
-      ms += prefillMs(profile, cached, step.promptTokens);
-    } else if (step.ok) {
-      ms += loadMs(profile, Math.max(step.context, profile.fitUpTo ?? 0)) + TIMING.unloadMs;
-    } else if (profile.fitAbove !== undefined && step.context > profile.fitAbove) {
-      ms += loadMs(profile, profile.fitAbove) + TIMING.unloadMs;
-    } else ms += refusalMs(profile, step.context);
-  }
-  return ms;
 }
 
 const fmtK = (n: number) => n >= 10_000 ? `${(n / 1000).toFixed(0)}k` : String(n);
@@ -219,20 +201,25 @@ function table(head: string[], body: string[][]): void {
 
 /** Totals of one regime. */
 interface Totals {
-  ours: { loads: number; ms: number; right: number };
+  ours: { loads: number; checks: number; ms: number; right: number };
   ref: { loads: number; ms: number; right: number };
   lb: { loads: number; ms: number };
+  minimax: { ms: number };
   numbers: number;
 }
+
+const ratio = (ms: number, bound: number) => `${(ms / Math.max(1, bound)).toFixed(2)}x`;
 
 async function runRegime(regime: Regime): Promise<Totals> {
   const profiles = fleet.map(regime.apply);
   const emulator = await startEmulator({ profiles, port: 0 });
   const rows: string[][] = [];
+  const easy: string[] = [];
   const totals: Totals = {
-    ours: { loads: 0, ms: 0, right: 0 },
+    ours: { loads: 0, checks: 0, ms: 0, right: 0 },
     ref: { loads: 0, ms: 0, right: 0 },
     lb: { loads: 0, ms: 0 },
+    minimax: { ms: 0 },
     numbers: 0,
   };
   try {
@@ -248,13 +235,13 @@ async function runRegime(regime: Regime): Promise<Totals> {
       };
       const ours = await run(emulator, profile, config, (c, p) => searchContextLimits(c, p));
       const ref = await run(emulator, profile, config, referenceSearch);
-      const limits = truth.loadable === 0
-        ? { loadable: null, working: null }
-        : { loadable: truth.loadable, working: truth.working };
+      const limits = profileLimits(profile, config);
       const lb = {
         ...lowerBound(limits, config),
         ms: lowerBoundMs(profile, lowerBoundSteps(limits, config)),
       };
+      const minimax = minimaxMs(profile, config);
+      if (ours.virtualMs < minimax) easy.push(profile.modelKey);
       if (values.trace) {
         console.log(`${profile.modelKey} (truth ${truth.loadable} / ${truth.working}):`);
         for (const attempt of ours.attempts) console.log(traceLine(attempt));
@@ -265,8 +252,10 @@ async function runRegime(regime: Regime): Promise<Totals> {
         totals[key].ms += r.virtualMs;
         totals[key].right += Number(r.loadableOk) + Number(r.workingOk);
       }
+      totals.ours.checks += ours.checks;
       totals.lb.loads += lb.loads;
       totals.lb.ms += lb.ms;
+      totals.minimax.ms += minimax;
       rows.push([
         profile.modelKey,
         truth.loadable === 0
@@ -277,6 +266,7 @@ async function runRegime(regime: Regime): Promise<Totals> {
               : `${fmtK(truth.workingFloor)}-${fmtK(truth.working)}`
           }`,
         `${ours.loads}`,
+        `${ours.checks}`,
         fmtK(ours.prefilledTokens),
         fmtMin(ours.virtualMs),
         `${err(ours.loadable, ours.loadableOk, truth.loadable)} / ${
@@ -289,7 +279,9 @@ async function runRegime(regime: Regime): Promise<Totals> {
         }`,
         `${lb.loads}`,
         fmtMin(lb.ms),
-        `${(ours.virtualMs / Math.max(1, lb.ms)).toFixed(2)}x`,
+        ratio(ours.virtualMs, lb.ms),
+        fmtMin(minimax),
+        ratio(ours.virtualMs, minimax),
       ]);
     }
   } finally {
@@ -299,6 +291,7 @@ async function runRegime(regime: Regime): Promise<Totals> {
     "TOTAL",
     "",
     `${totals.ours.loads}`,
+    `${totals.ours.checks}`,
     "",
     fmtMin(totals.ours.ms),
     `${totals.ours.right}/${totals.numbers} right`,
@@ -307,13 +300,16 @@ async function runRegime(regime: Regime): Promise<Totals> {
     `${totals.ref.right}/${totals.numbers} right`,
     `${totals.lb.loads}`,
     fmtMin(totals.lb.ms),
-    `${(totals.ours.ms / totals.lb.ms).toFixed(2)}x`,
+    ratio(totals.ours.ms, totals.lb.ms),
+    fmtMin(totals.minimax.ms),
+    ratio(totals.ours.ms, totals.minimax.ms),
   ]);
   console.log(`\nRegime ${regime.key}: ${regime.name}\n`);
   table([
     "model",
     "truth L / W",
     "loads",
+    "checks",
     "prefilled tok",
     "min",
     "error L / W",
@@ -323,17 +319,29 @@ async function runRegime(regime: Regime): Promise<Totals> {
     "LB loads",
     "LB min",
     "vs LB",
+    "minimax min",
+    "vs minimax",
   ], rows);
+  if (easy.length > 0) {
+    console.log(`\nBelow the minimax (truths easier than the worst case): ${easy.join(", ")}.`);
+  }
   return totals;
 }
 
-console.log(
-  "Context search vs the reference (two plain midpoint bisections over [minContext, declared],",
-);
-console.log("reloading each step, the second judged by 2+2= alone) on the demo fleet, in emulated");
-console.log("LM Studio minutes; error = reported - truth in tokens, ✗ where outside");
-console.log("[truth - precision, truth (+ 64-token reserve for working)]. Lower bound (LB): the");
-console.log("least work that proves the limits (loads and prefill only, priced by the emulator).");
+const HEADER = `
+Context search vs the reference (two plain midpoint bisections over [minContext, declared],
+reloading each step, the second judged by 2+2= alone) on the demo fleet, in emulated LM Studio
+minutes; loads count every load request, checks (loads cancelled at their first progress report)
+included; error = reported - truth in tokens, ✗ where outside [truth - precision, truth (+ the
+64-token reserve for working)].
+Lower bound (LB): the least work that proves the limits when the truth is known (loads and their
+unloads, refusals, each needle's overhead, prefill and 7-digit answer, priced by the emulator).
+Minimax: the least worst-case time any search can guarantee without knowing the truth (dynamic
+programming over what a search has learnt, sizes in units of the precision: loads, checks where
+refusals come first, needles priced cold without a prompt cache and by their new tokens with
+one, a confirming reload of the working answer). It bounds the worst truth, not each model's: a
+search may spend less than it on an easy truth.`;
+console.log(HEADER.trim());
 
 const summary: string[][] = [];
 let allMet = true;
@@ -342,16 +350,19 @@ for (const regime of regimes) {
   const time = t.ours.ms / t.ref.ms;
   const loads = t.ours.loads / t.ref.loads;
   const vsLb = t.ours.ms / t.lb.ms;
+  const vsMinimax = t.ours.ms / t.minimax.ms;
   const met = t.ours.right === t.numbers && time <= 0.5 && loads <= 0.4 && vsLb <= 1.5;
   allMet &&= met;
   summary.push([
     `${regime.key}: ${regime.name}`,
     `${t.ours.right}/${t.numbers} (ref ${t.ref.right})`,
     `${t.ours.loads} / ${t.ref.loads} / ${t.lb.loads}`,
-    `${fmtMin(t.ours.ms)} / ${fmtMin(t.ref.ms)} / ${fmtMin(t.lb.ms)}`,
+    `${t.ours.checks}`,
+    `${fmtMin(t.ours.ms)} / ${fmtMin(t.ref.ms)} / ${fmtMin(t.lb.ms)} / ${fmtMin(t.minimax.ms)}`,
     `${time.toFixed(2)}x`,
     `${loads.toFixed(2)}x`,
     `${vsLb.toFixed(2)}x`,
+    `${vsMinimax.toFixed(2)}x`,
     met ? "met" : "NOT met",
   ]);
 }
@@ -361,10 +372,12 @@ table([
   "regime",
   "numbers right",
   "loads: ours / ref / LB",
-  "virtual min: ours / ref / LB",
+  "checks",
+  "virtual min: ours / ref / LB / minimax",
   "time vs ref",
   "loads vs ref",
   "time vs LB",
+  "time vs minimax",
   "targets",
 ], summary);
 console.log(

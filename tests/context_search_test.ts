@@ -22,7 +22,7 @@ import {
   splitPoint,
 } from "../src/search/context_search.ts";
 import { referenceSearch } from "../scripts/bench/reference_search.ts";
-import { lowerBound, lowerBoundSteps } from "../scripts/bench/lower_bound.ts";
+import { lowerBound, type LowerBoundStep, lowerBoundSteps } from "../scripts/bench/lower_bound.ts";
 import {
   FakeCrash,
   type FakeModel,
@@ -486,6 +486,7 @@ Deno.test("the reference algorithm is the plan's two plain bisections", async (t
 
 Deno.test("the lower bound counts the unavoidable loads and prompts", async (t) => {
   const config = configFor(131072);
+  const p = config.precision;
   await t.step("an honest model needs one load and one full prompt", async () => {
     const bound = lowerBound({ loadable: 131072, working: 131072 }, config);
     assert.deepEqual(bound, { loads: 1, promptTokens: 131072 - RESERVE });
@@ -494,22 +495,130 @@ Deno.test("the lower bound counts the unavoidable loads and prompts", async (t) 
   });
 
   await t.step("a limited model needs the loads and prompts on both sides of each limit", () => {
+    // Each limit reported as low as the precision lets it: a failure just above the truth.
+    const x = 50_001 - p;
+    const r = 8_001 - p;
+    assert.deepEqual(lowerBoundSteps({ loadable: 50_000, working: 8_000 }, config), [
+      { kind: "load", context: 50_001, ok: false },
+      { kind: "load", context: x, ok: true },
+      { kind: "needle", context: x, promptTokens: 8_001 - RESERVE, passes: false },
+      { kind: "load", context: r, ok: true },
+      { kind: "needle", context: r, promptTokens: r - RESERVE, passes: true },
+    ]);
     assert.deepEqual(lowerBound({ loadable: 50_000, working: 8_000 }, config), {
       loads: 3,
-      promptTokens: 2 * (8_000 - RESERVE) + 1,
+      promptTokens: 8_001 - RESERVE + r - RESERVE,
     });
     assert.deepEqual(lowerBound({ loadable: null, working: null }, config), {
       loads: 1,
       promptTokens: 0,
     });
-    assert.deepEqual(lowerBoundSteps({ loadable: 50_000, working: 8_000 }, config), [
-      { kind: "load", context: 50_001, ok: false },
-      { kind: "load", context: 50_000, ok: true },
-      { kind: "needle", promptTokens: 8_000 - RESERVE, cachedTokens: 0 },
-      { kind: "needle", promptTokens: 8_001 - RESERVE, cachedTokens: 8_000 - RESERVE },
-      { kind: "load", context: 8_000, ok: true },
-      { kind: "needle", promptTokens: 8_000 - RESERVE, cachedTokens: 0 },
+  });
+
+  await t.step("a noisy band: the failing needle is the first that can fail", () => {
+    const steps = lowerBoundSteps(
+      { loadable: 131072, working: 13_064, noisyFloor: 11_016 },
+      config,
+    );
+    assert.deepEqual(steps.slice(1, 3), [
+      { kind: "needle", context: 131072, promptTokens: 11_016 - RESERVE + 1, passes: false },
+      { kind: "load", context: 11_017 - p, ok: true },
     ]);
+  });
+});
+
+/** Runs `steps` on a fake `model`, failing when an outcome differs from what the step says. */
+async function replay(model: FakeModel, steps: LowerBoundStep[], label: string): Promise<void> {
+  const probe = new FakeProbe(model, RESERVE);
+  for (const [i, step] of steps.entries()) {
+    const where = `${label}: step ${i} ${JSON.stringify(step)}`;
+    if (step.kind === "load") {
+      const outcome = await probe.load(step.context);
+      const ok = outcome.kind === "loaded" && outcome.actual >= step.context;
+      assert.equal(ok, step.ok, where);
+    } else if (step.kind === "sanity") {
+      assert.equal(probe.loaded, step.context, `2+2= runs on its instance (${where})`);
+      assert.equal((await probe.sanity()).pass, false, where);
+    } else {
+      assert.equal(probe.loaded, step.context, `the needle runs on its instance (${where})`);
+      const answer = await probe.needle(step.promptTokens, { fresh: true, depth: 0.5 });
+      assert.equal(answer.pass, step.passes, where);
+    }
+  }
+}
+
+/** Whether `steps` prove working = `answer` for a model whose load size sets it. */
+function provesByLoad(steps: LowerBoundStep[], answer: number, p: number): boolean {
+  const failing = steps.filter((s) => s.kind === "sanity");
+  const passing = steps.flatMap((s) => s.kind === "needle" && s.passes ? [s] : []);
+  return failing.some((s) => s.context > answer && s.context <= answer + p) &&
+    passing.some((s) => s.context === answer && s.promptTokens === answer - RESERVE);
+}
+
+Deno.test("the lower bound of a model broken above a load size is loads, not needles", async (t) => {
+  const config = configFor(131072);
+  const p = config.precision;
+  await t.step("phi-3-mini: a broken load just above 49000 and a passing one below", () => {
+    const truth = truthOf({ brokenAbove: 49_000 }, config);
+    assert.equal(truth.byLoad, true);
+    const steps = lowerBoundSteps(truth, config);
+    const r = 49_001 - p;
+    assert.deepEqual(steps, [
+      { kind: "load", context: 131072, ok: true },
+      { kind: "load", context: 49_001, ok: true },
+      { kind: "sanity", context: 49_001 },
+      { kind: "load", context: r, ok: true },
+      { kind: "needle", context: r, promptTokens: r - RESERVE, passes: true },
+    ]);
+    assert.ok(provesByLoad(steps, r, p));
+    assert.deepEqual(lowerBound(truth, config), { loads: 3, promptTokens: r - RESERVE });
+  });
+
+  await t.step("the loadable instance is the failing load when it is close enough", () => {
+    const truth = truthOf({ loadFailAbove: 50_000, brokenAbove: 48_000 }, config);
+    const steps = lowerBoundSteps(truth, config);
+    const x = 50_001 - p;
+    assert.deepEqual(steps.map((s) => `${s.kind} ${s.context}`), [
+      "load 50001",
+      `load ${x}`,
+      `sanity ${x}`,
+      `load ${x - p}`,
+      `needle ${x - p}`,
+    ]);
+    assert.ok(provesByLoad(steps, x - p, p));
+  });
+
+  await t.step("nothing works: 2+2= failing on a load at minContext", () => {
+    const steps = lowerBoundSteps(truthOf({ brokenAbove: 1_000 }, config), config);
+    assert.deepEqual(steps.slice(1), [
+      { kind: "load", context: config.minContext, ok: true },
+      { kind: "sanity", context: config.minContext },
+    ]);
+  });
+
+  await t.step("the steps replay as they say, and every search does at least as much", async () => {
+    const random = seededRandom(4711);
+    const between = (lo: number, hi: number) => Math.floor(lo + random() * (hi - lo));
+    for (let i = 0; i < 200; i++) {
+      const model: FakeModel = { brokenAbove: between(1_000, 140_000) };
+      if (random() < 0.5) model.loadFailAbove = between(2_048, 140_000);
+      if (random() < 0.3) model.needleFailAbove = between(1_000, 140_000);
+      const truth = truthOf(model, config);
+      const steps = lowerBoundSteps(truth, config);
+      const label = `broken #${i} ${JSON.stringify(model)}`;
+      await replay(model, steps, label);
+      const answer = steps.at(-1)?.context ?? 0;
+      const loadable = steps.find((s) => s.kind === "load" && s.ok)?.context ?? 0;
+      if (truth.byLoad === true && truth.working !== null && answer < loadable) {
+        assert.ok(provesByLoad(steps, answer, p), label);
+      }
+      const bound = lowerBound(truth, config);
+      const { result } = await search(model, config, label);
+      assert.ok(result.loads >= bound.loads, `${label}: ${result.loads} loads < ${bound.loads}`);
+      assert.ok(result.promptTokens >= bound.promptTokens, `${label}: fewer prompt tokens`);
+      const reference = await referenceSearch(config, new FakeProbe(model));
+      assert.ok(reference.loads >= bound.loads, `${label}: the reference beats the bound`);
+    }
   });
 });
 

@@ -291,6 +291,10 @@ export interface FakeTruth {
   working: number | null;
   /** Lowest acceptable working report (noisy models: `floor + reserve - precision`). */
   workingFloor: number | null;
+  /** Context at and below which every needle passes, when below `working` (noisy models). */
+  noisyFloor?: number;
+  /** Whether the load size sets `working` (loaded above it, every needle fails). */
+  byLoad?: boolean;
 }
 
 /** The oracle: true limits of `model` under `config`. */
@@ -321,11 +325,17 @@ export function truthOf(model: FakeModel, config: SearchConfig): FakeTruth {
     if (lenient > bonus.above) working = lenient;
     else working = Math.min(working, bonus.above);
   }
-  if (working < minContext) return { loadable, working: null, workingFloor: null };
+  const byLoad = healthyTop < loadable && working === healthyTop && bonus === undefined;
+  if (working < minContext) {
+    return { loadable, working: null, workingFloor: null, ...(byLoad ? { byLoad } : {}) };
+  }
   // Below a noisy band or a blind depth every needle passes: that is the lowest fair report.
   const sure = Math.min(model.noisy?.floor ?? Infinity, model.blindDepth?.above ?? Infinity);
   const floor = sure === Infinity
     ? working - precision
     : Math.min(working, sure + reserve) - precision;
-  return { loadable, working, workingFloor: Math.max(minContext, floor) };
+  const truth: FakeTruth = { loadable, working, workingFloor: Math.max(minContext, floor) };
+  if (byLoad) truth.byLoad = true;
+  else if (sure !== Infinity && sure + reserve < working) truth.noisyFloor = sure + reserve;
+  return truth;
 }
