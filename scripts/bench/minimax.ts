@@ -71,7 +71,6 @@ export function minimaxMs(profile: ModelProfile, config: SearchConfig): number {
   const fitting = profile.fitAbove !== undefined &&
     (profile.loadFailAbove === undefined || profile.fitAbove < profile.loadFailAbove);
   const size = (k: number) => grid[k] ?? 0;
-  const prompt = (k: number) => size(k) - reserve;
   const okLoad = grid.map((s) => okLoadMs(profile, s));
   const refused = grid.map((s) => refusalMs(profile, s));
   const prefill = grid.map((s) => prefillMs(profile, 0, s - reserve));
