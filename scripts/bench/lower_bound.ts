@@ -18,7 +18,9 @@
  *   a load at minContext when it is the load size's;
  * - W >= x: one full-length needle on the loadable instance passes.
  * Among the proofs the truth allows, the cheapest: each limit reported as low as the precision
- * lets it. Every prompt is the first on its instance, so the prompt cache never helps.
+ * lets it. Every prompt is the first on its instance, so the prompt cache never helps; nor does a
+ * check (a load cancelled at its first progress report): refused, it costs what a refused load
+ * costs, and a start proves nothing the real load at the answer need not prove again.
  *
  * @module
  */
