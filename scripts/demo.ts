@@ -12,7 +12,7 @@
 
 import { profileTruth } from "./emulator/profile.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "./emulator/validation.ts";
-import { startEmulator } from "./emulator/server.ts";
+import { CANCEL_HOLD_MS, startEmulator } from "./emulator/server.ts";
 
 const root = new URL("../", import.meta.url);
 const home = new URL(".demo/", root);
@@ -46,7 +46,7 @@ if (configured) {
   });
   await Deno.writeTextFile(file, configuredText);
 }
-const emulator = await startEmulator({ profiles, port: 0 });
+const emulator = await startEmulator({ profiles, port: 0, cancelHoldMs: CANCEL_HOLD_MS });
 console.log(`LM Studio emulator with ${profiles.length} demo models on ${emulator.url}`);
 console.log(`LM Studio home for this demo: ${home.pathname}\n`);
 

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { LMStudioClient } from "@lmstudio/sdk";
-import type { Emulator } from "../scripts/emulator/server.ts";
+import { CANCEL_HOLD_MS, type Emulator, startEmulator } from "../scripts/emulator/server.ts";
 import { profileTruth } from "../scripts/emulator/profile.ts";
 import { loadMs, prefillMs, TIMING } from "../scripts/emulator/timing.ts";
 import { classifyFailure, isLoadRefusal } from "../src/lmstudio/failures.ts";
@@ -203,6 +203,139 @@ Deno.test("a paced emulator sleeps a scaled share of its virtual time", sdkTest,
     assert.equal(emulator.now(), virtual);
     assert.ok(elapsed >= virtual * 0.02, `${elapsed} ms real for ${virtual} virtual`);
     await within(model.unload(), QUICK);
+    await lms[Symbol.asyncDispose]();
+  } finally {
+    await emulator.close();
+  }
+});
+
+/** Loads `key` at `contextLength`, recording each progress report; cancels at the first one. */
+async function loadWatched(
+  lms: LMStudioClient,
+  key: string,
+  contextLength: number,
+  options: { cancelAtProgress?: boolean } = {},
+): Promise<{ progress: number[]; error: string | null }> {
+  const progress: number[] = [];
+  const controller = new AbortController();
+  try {
+    const model = await within(
+      lms.llm.load(key, {
+        config: { contextLength },
+        verbose: false,
+        signal: controller.signal,
+        onProgress: (value) => {
+          progress.push(value);
+          if (options.cancelAtProgress === true && value > 0) {
+            controller.abort(new Error("check done"));
+          }
+        },
+      }),
+      QUICK,
+    );
+    await within(model.unload(), QUICK);
+    return { progress, error: null };
+  } catch (error) {
+    return { progress, error: plainErrorText(error) };
+  }
+}
+
+/** Waits until the emulator's latest load record has settled (the cancel reached it). */
+async function settledLoad(emulator: Emulator) {
+  for (let i = 0; i < 100; i++) {
+    const last = emulator.stats().loads.at(-1);
+    if (last !== undefined && (last.ok || last.error !== null)) return last;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error("the load never settled");
+}
+
+Deno.test(
+  "a load reports progress only once the guardrail let it start, and a cancel then is cheap",
+  sdkTest,
+  async (t) => {
+    const hold = { cancelHoldMs: CANCEL_HOLD_MS };
+    await withEmulator([guardrail, engine, exitCode, nowhere], async (emulator) => {
+      const lms = client(emulator);
+      await t.step("a guardrail refusal comes before any progress", async () => {
+        const { progress, error } = await loadWatched(lms, "guarded", 16384);
+        assert.match(error ?? "", /insufficient system resources/);
+        assert.deepEqual(progress, []);
+      });
+      await t.step("so does a missing runtime", async () => {
+        const { progress, error } = await loadWatched(lms, "no-runtime", 4096);
+        assert.match(error ?? "", /No LM Runtime found/);
+        assert.deepEqual(progress, []);
+      });
+      await t.step("an engine failure comes after progress, at a full load's cost", async () => {
+        for (const key of ["engine-fails", "exit-code"]) {
+          const { progress, error } = await loadWatched(lms, key, 16384);
+          assert.match(error ?? "", /Failed to load model|Exit code: 133/);
+          assert.ok(progress.length > 0 && progress[0]! > 0, `${key}: ${progress}`);
+          assert.equal(emulator.stats().loads.at(-1)?.virtualMs, loadMs(engine, 16384));
+        }
+      });
+      await t.step("a load cancelled at its first progress loads nothing", async () => {
+        const before = emulator.now();
+        const { progress, error } = await loadWatched(lms, "guarded", 8192, {
+          cancelAtProgress: true,
+        });
+        assert.match(error ?? "", /check done/);
+        assert.equal(progress.length, 1);
+        const record = await settledLoad(emulator);
+        assert.equal(record.error, "cancelled");
+        assert.equal(record.ok, false);
+        assert.equal(record.virtualMs, TIMING.firstProgressMs + TIMING.cancelMs);
+        assert.equal(emulator.now() - before, TIMING.firstProgressMs + TIMING.cancelMs);
+        assert.deepEqual(await within(lms.llm.listLoaded(), QUICK), []);
+      });
+      await t.step("a load not cancelled streams progress up to 1 and costs a load", async () => {
+        const before = emulator.now();
+        const { progress, error } = await loadWatched(lms, "guarded", 8192);
+        assert.equal(error, null);
+        assert.equal(progress.at(-1), 1);
+        assert.ok(progress[0]! > 0 && progress[0]! < 1);
+        const record = emulator.stats().loads.at(-1);
+        assert.equal(record?.ok, true);
+        assert.equal(record?.virtualMs, loadMs(guardrail, 8192));
+        // The unload is the only other cost.
+        assert.equal(emulator.now() - before, loadMs(guardrail, 8192) + TIMING.unloadMs);
+      });
+      await lms[Symbol.asyncDispose]();
+    }, hold);
+  },
+);
+
+Deno.test("a cancel at the first progress costs the same when paced", sdkTest, async () => {
+  // Paced: the load's own waits give the cancel time, no hold needed.
+  const emulator = await startEmulator({ profiles: [guardrail], timeScale: 0.02 });
+  try {
+    const lms = client(emulator);
+    const { error } = await loadWatched(lms, "guarded", 8192, { cancelAtProgress: true });
+    assert.match(error ?? "", /check done/);
+    const record = await settledLoad(emulator);
+    assert.equal(record.error, "cancelled");
+    assert.equal(record.virtualMs, TIMING.firstProgressMs + TIMING.cancelMs);
+    assert.equal(emulator.now(), TIMING.firstProgressMs + TIMING.cancelMs);
+    assert.deepEqual(await within(lms.llm.listLoaded(), QUICK), []);
+    await lms[Symbol.asyncDispose]();
+  } finally {
+    await emulator.close();
+  }
+});
+
+Deno.test("a cancel that comes after the load finished leaves it loaded", sdkTest, async () => {
+  // No hold (the default): the load is over before the cancel can arrive, as in a real race.
+  const emulator = await startEmulator({ profiles: [guardrail] });
+  try {
+    const lms = client(emulator);
+    const { error } = await loadWatched(lms, "guarded", 8192, { cancelAtProgress: true });
+    assert.match(error ?? "", /check done/);
+    const record = await settledLoad(emulator);
+    assert.equal(record.ok, true);
+    assert.equal(record.virtualMs, loadMs(guardrail, 8192));
+    const loaded = await within(lms.llm.listLoaded(), QUICK);
+    assert.equal(loaded.length, 1);
     await lms[Symbol.asyncDispose]();
   } finally {
     await emulator.close();

@@ -64,6 +64,12 @@ export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
 /** Thrown inside a handler to end it without an answer (the socket was dropped or it hangs). */
 export class Silenced extends Error {}
 
+/**
+ * A load the engine fails after the guardrail let it start (the weights were read, then the
+ * context could not be made): LM Studio reports load progress before this error.
+ */
+export class EngineFailure extends LmsError {}
+
 export class EmulatorCore {
   readonly profiles: ModelProfile[];
   readonly clock = new VirtualClock();
@@ -79,10 +85,16 @@ export class EmulatorCore {
 
   /** Real milliseconds slept per virtual millisecond (0: answer at once). */
   readonly timeScale: number;
+  /**
+   * Real milliseconds an unpaced load waits after its first progress for the client's cancel
+   * (0: no wait). Without it such a load finishes before any cancel could arrive.
+   */
+  readonly cancelHoldMs: number;
 
-  constructor(profiles: ModelProfile[], timeScale = 0) {
+  constructor(profiles: ModelProfile[], timeScale = 0, cancelHoldMs = 0) {
     this.profiles = profiles;
     this.timeScale = timeScale;
+    this.cancelHoldMs = cancelHoldMs;
   }
 
   stats(): EmulatorStats {
@@ -231,7 +243,7 @@ export class EmulatorCore {
       profile.loadFailAbove !== undefined && asked > profile.loadFailAbove &&
       profile.refusal === "engine"
     ) {
-      throw new LmsError("Failed to load model", {
+      throw new EngineFailure("Failed to load model", {
         cause: "Failed to initialize the context: failed to allocate compute pp buffers",
       });
     }
@@ -239,7 +251,7 @@ export class EmulatorCore {
       profile.loadFailAbove !== undefined && asked > profile.loadFailAbove &&
       profile.refusal === "exit-code"
     ) {
-      throw new LmsError(
+      throw new EngineFailure(
         "(Exit code: 133). Please check settings and try loading the model again.",
       );
     }

@@ -8,19 +8,23 @@
  */
 
 import type { ModelProfile } from "./profile.ts";
-import { startEmulator } from "./server.ts";
+import { CANCEL_HOLD_MS, startEmulator } from "./server.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "./validation.ts";
 
 const USAGE = `Usage: deno task emulator [--port N] [--profiles FILE] [--time-scale X]
+                          [--cancel-hold MS]
 
   --port N         TCP port on 127.0.0.1 (default 0: a free port)
   --profiles FILE  profiles JSON { "models": [...] } (default scripts/demo_fleet.json)
   --time-scale X   sleep X real ms per virtual ms (default 0: answer at once), so that
-                   lmstrix measures the emulator's load and prefill costs on its own clock`;
+                   lmstrix measures the emulator's load and prefill costs on its own clock
+  --cancel-hold MS real ms an unpaced load waits after its first progress for a cancel
+                   (default ${CANCEL_HOLD_MS}; 0: none), so that lmstrix's checks can stop it`;
 
 async function main(args: string[]): Promise<number> {
   let port = 0;
   let timeScale = 0;
+  let cancelHoldMs = CANCEL_HOLD_MS;
   let profilesPath: string | URL = DEMO_FLEET_URL;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -45,6 +49,13 @@ async function main(args: string[]): Promise<number> {
         return 2;
       }
       timeScale = parsed;
+    } else if (flag === "--cancel-hold") {
+      const parsed = Number(value());
+      if (!Number.isInteger(parsed) || parsed < 0 || parsed > 10_000) {
+        console.error(`error: --cancel-hold must be an integer from 0 to 10000\n\n${USAGE}`);
+        return 2;
+      }
+      cancelHoldMs = parsed;
     } else if (flag === "--profiles") {
       const path = value();
       if (path === undefined) {
@@ -66,7 +77,7 @@ async function main(args: string[]): Promise<number> {
   }
   let emulator;
   try {
-    emulator = await startEmulator({ profiles, port, timeScale });
+    emulator = await startEmulator({ profiles, port, timeScale, cancelHoldMs });
   } catch (error) {
     if (!(error instanceof Deno.errors.AddrInUse)) throw error;
     console.error(

@@ -6,10 +6,17 @@
  */
 
 import { emulatedAnswer, readPrompt } from "./answers.ts";
-import { type ChannelState, type Connection, type EmulatorCore, Silenced, sleep } from "./core.ts";
+import {
+  type ChannelState,
+  type Connection,
+  type EmulatorCore,
+  EngineFailure,
+  Silenced,
+  sleep,
+} from "./core.ts";
 import type { ProfileFaults } from "./profile.ts";
 import type { LoadRecord, OneShotFaults, PredictionRecord } from "./stats.ts";
-import { generateMs, loadMs, prefillMs, refusalMs, TIMING } from "./timing.ts";
+import { cancelledLoadMs, generateMs, loadMs, prefillMs, refusalMs, TIMING } from "./timing.ts";
 import { cachedPrefixTokens, countTokens, tokenize, tokenPieces } from "./tokenizer.ts";
 import {
   collapseStack,
@@ -244,32 +251,37 @@ async function handleLoad(
     sendMessage({ type: "resolved", info: core.modelInfo(profile) });
   }
   const asked = askedContext ?? core.defaultContext(profile);
-  let context: number;
+  let context = asked;
+  let failure: EngineFailure | undefined;
   try {
     context = core.admitLoad(profile, asked, requestedIdentifier);
   } catch (error) {
-    record.error = (error as Error).message;
-    record.virtualMs = await core.spend(refusalMs(profile, asked));
-    throw error;
+    // The guardrail (and a bad request) refuses before any progress; the engine after it.
+    if (!(error instanceof EngineFailure)) {
+      record.error = (error as Error).message;
+      record.virtualMs = await core.spend(refusalMs(profile, asked));
+      throw error;
+    }
+    failure = error;
   }
   if (flavour === "getOrLoad") {
     sendMessage({ type: "startLoading", identifier: key, info: core.modelInfo(profile) });
   }
   const progressType = flavour === "loadModel" ? "progress" : "loadProgress";
+  const totalMs = failure === undefined ? loadMs(profile, context) : refusalMs(profile, asked);
+  const report = (progress: number) => sendMessage({ type: progressType, progress });
   const realDelay = profile.realDelayMs?.load ?? 0;
-  const steps = realDelay > 0 ? Math.max(2, Math.min(20, Math.floor(realDelay / 25))) : 2;
-  for (let step = 1; step <= steps; step++) {
-    if (realDelay > 0) {
-      const finished = await sleep(realDelay / steps, channel.abort.signal);
-      if (!finished) {
-        record.error = "cancelled";
-        record.virtualMs = core.clock.advance(loadMs(profile, context) * (step - 1) / steps);
-        throw new LmsError("Model loading was cancelled");
-      }
-    }
-    sendMessage({ type: progressType, progress: step / steps });
+  const finished = await streamProgress(core, channel, realDelay, totalMs, report);
+  if (!finished) {
+    record.error = "cancelled";
+    record.virtualMs = cancelledLoadMs();
+    throw new LmsError("Model loading was cancelled");
   }
-  record.virtualMs = await core.spend(loadMs(profile, context));
+  record.virtualMs = totalMs;
+  if (failure !== undefined) {
+    record.error = failure.message;
+    throw failure;
+  }
   const instance = core.addInstance(profile, requestedIdentifier, context);
   record.identifier = instance.identifier;
   record.loadedContext = context;
@@ -279,6 +291,43 @@ async function handleLoad(
     info: core.instanceInfo(instance),
   });
   send(connection, { type: "channelClose", channelId });
+}
+
+/**
+ * Streams the progress of a load that the guardrail let start and that takes `totalMs` of virtual
+ * time: the first report after {@link TIMING.firstProgressMs}, the last (1) at the end. Real
+ * waits between reports come from the profile's `realDelay`, from pacing, or else from the
+ * cancel hold after the first report, so that a client can cancel in time. Returns whether the
+ * load ran to its end; a cancel before it charges {@link cancelledLoadMs} (whenever it came).
+ */
+async function streamProgress(
+  core: EmulatorCore,
+  channel: ChannelState,
+  realDelay: number,
+  totalMs: number,
+  report: (progress: number) => void,
+): Promise<boolean> {
+  const signal = channel.abort.signal;
+  const firstMs = Math.min(TIMING.firstProgressMs, totalMs);
+  const steps = realDelay > 0 ? Math.max(2, Math.min(20, Math.floor(realDelay / 25))) : 2;
+  const hold = realDelay === 0 && core.timeScale === 0 ? core.cancelHoldMs : 0;
+  let advanced = 0;
+  for (let step = 1; step <= steps; step++) {
+    const virtualMs = step === 1 ? firstMs : (totalMs - firstMs) / (steps - 1);
+    const realMs = realDelay / steps + virtualMs * core.timeScale;
+    if (realMs > 0 && !(await sleep(realMs, signal))) break;
+    if (signal.aborted) break;
+    if (step === 1) advanced = core.clock.advance(firstMs);
+    const share = firstMs / totalMs;
+    report(share + (1 - share) * (step - 1) / (steps - 1));
+    if (step === 1 && hold > 0 && !(await sleep(hold, signal))) break;
+    if (step === steps) {
+      core.clock.advance(totalMs - advanced);
+      return true;
+    }
+  }
+  core.clock.advance(cancelledLoadMs() - advanced);
+  return false;
 }
 
 async function handlePredict(

@@ -23,7 +23,9 @@
  *
  * Behaviour choices where LM Studio's own is not pinned down: a load asking for more than the
  * declared context fails; a dropped load loads nothing; a hung call ignores cancel; models loaded
- * by a client stay loaded when it disconnects; predictions on one instance are not queued.
+ * by a client stay loaded when it disconnects; predictions on one instance are not queued. A
+ * load reports progress only once the guardrail let it start (an engine failure comes after
+ * progress), and a cancel before it finished costs a fixed `firstProgressMs + cancelMs`.
  *
  * @module
  */
@@ -44,7 +46,22 @@ export interface EmulatorOptions {
    * client timing calls with its own clock observes the emulator's cost model.
    */
   timeScale?: number;
+  /**
+   * Real milliseconds an unpaced load (no `timeScale`, no real delay in its profile) waits after
+   * its first progress report for the client to cancel it, ending early when the cancel comes.
+   * Without it (the default, 0: every load would pay it, and the tests load thousands of times)
+   * such a load is over before any cancel can arrive; a paced load has its own waits. The
+   * emulator's command line, the demo and the bench use {@link CANCEL_HOLD_MS}.
+   */
+  cancelHoldMs?: number;
 }
+
+/**
+ * A hold long enough for a client on the same machine to see the first progress and cancel (a
+ * round trip of a few ms), with room for a busy machine; short enough that the demo and the
+ * bench, which load a few hundred times, pay seconds for it.
+ */
+export const CANCEL_HOLD_MS = 40;
 
 /** A running emulator. */
 export interface Emulator {
@@ -73,7 +90,11 @@ export function startEmulator(options: EmulatorOptions): Promise<Emulator> {
   const profiles = options.profiles.map((profile, index) =>
     validateProfile(profile, `profiles[${index}]`)
   );
-  const core = new EmulatorCore(profiles, options.timeScale ?? 0);
+  const core = new EmulatorCore(
+    profiles,
+    options.timeScale ?? 0,
+    options.cancelHoldMs ?? 0,
+  );
   return new Promise((resolveStart, rejectStart) => {
     let server: Deno.HttpServer<Deno.NetAddr>;
     try {

@@ -19,6 +19,14 @@ export const TIMING = {
   loadMsPerKvGb: 150,
   /** A load refused by the guardrails or by a bad request is quick, ms. */
   refusedLoadMs: 300,
+  /**
+   * From the request to the first load progress, once the guardrail let the load start (the
+   * runtime starts and begins reading the weights), ms. A check (a load cancelled at its first
+   * progress) learns what the guardrail says for this plus {@link TIMING.cancelMs}.
+   */
+  firstProgressMs: 500,
+  /** Stopping a load under way and freeing what it had read, ms (like an unload). */
+  cancelMs: 250,
   /** Unloading, ms. */
   unloadMs: 250,
   /** Prompt processing speed of a 7B model at position 0, tokens/s. */
@@ -87,6 +95,14 @@ export function refusalMs(profile: ModelProfile, asked: number): number {
   const engine = profile.noRuntime !== true &&
     (profile.refusal === "engine" || profile.refusal === "exit-code");
   return engine ? loadMs(profile, Math.min(asked, profile.declaredContext)) : TIMING.refusedLoadMs;
+}
+
+/**
+ * Virtual time a load cancelled before it finished costs, ms: the wait for its first progress and
+ * the stop. The same wherever the cancel came in real time, so that runs are reproducible.
+ */
+export function cancelledLoadMs(): number {
+  return TIMING.firstProgressMs + TIMING.cancelMs;
 }
 
 function speedScale(profile: ModelProfile): number {

@@ -7,7 +7,11 @@
  * @module
  */
 
-import { type Emulator, startEmulator } from "../../scripts/emulator/server.ts";
+import {
+  type Emulator,
+  type EmulatorOptions,
+  startEmulator,
+} from "../../scripts/emulator/server.ts";
 import type { ModelProfile } from "../../scripts/emulator/profile.ts";
 import { countTokens } from "../../scripts/emulator/tokenizer.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "../../scripts/emulator/validation.ts";
@@ -32,12 +36,16 @@ export function testProfile(modelKey: string, extra: Partial<ModelProfile> = {})
   };
 }
 
-/** Starts an emulator serving `profiles` on a free port, runs `fn`, and always closes it. */
+/**
+ * Starts an emulator serving `profiles` on a free port, runs `fn`, and always closes it;
+ * `options` sets the emulator's other options (pacing, the cancel hold).
+ */
 export async function withEmulator<T>(
   profiles: ModelProfile[],
   fn: (emulator: Emulator) => Promise<T>,
+  options: Omit<EmulatorOptions, "profiles" | "port"> = {},
 ): Promise<T> {
-  const emulator = await startEmulator({ profiles, port: 0 });
+  const emulator = await startEmulator({ ...options, profiles, port: 0 });
   try {
     return await fn(emulator);
   } finally {
