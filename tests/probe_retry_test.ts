@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import type {
+  CheckResult,
   Completion,
   LmStudio,
   LoadedInstance,
@@ -22,9 +23,9 @@ class ScriptedLmStudio implements LmStudio {
   readonly baseUrl = "ws://scripted";
   readonly calls: string[] = [];
   readonly loaded = new Map<string, number>();
-  faults: Partial<Record<"load" | "complete", FailureKind[]>> = {};
+  faults: Partial<Record<"load" | "check" | "complete", FailureKind[]>> = {};
 
-  #fault(call: "load" | "complete"): void {
+  #fault(call: "load" | "check" | "complete"): void {
     const kind = this.faults[call]?.shift();
     if (kind) throw new LmStudioCallError(call, kind, `${call} failed: ${kind}`);
   }
@@ -64,6 +65,19 @@ class ScriptedLmStudio implements LmStudio {
       },
     };
     return Promise.resolve({ kind: "loaded", model, actual: contextLength });
+  }
+
+  /** A check that started; a fault leaves its instance loaded, like a cancel that came late. */
+  check(
+    _key: string,
+    contextLength: number,
+    options: { identifier: string },
+  ): Promise<CheckResult> {
+    this.calls.push(`check ${contextLength}`);
+    this.loaded.set(options.identifier, contextLength);
+    this.#fault("check");
+    this.loaded.delete(options.identifier);
+    return Promise.resolve({ kind: "started" });
   }
 
   unload(identifier: string): Promise<void> {
@@ -147,6 +161,20 @@ Deno.test("the probe retries transient faults with exponential backoff", async (
     assert.deepEqual(lms.calls, ["load 8192", "listLoaded", "load 8192"]);
     lms.faults.load = ["not-found"];
     await assert.rejects(probe.load(8192), LmStudioCallError, "an unknown model is not retried");
+  });
+
+  await t.step("a dropped check is retried after clearing what it may have left", async () => {
+    const lms = new ScriptedLmStudio();
+    const { probe, sleeps, retried } = probeOn(lms);
+    lms.faults.check = ["connection-lost"];
+    const outcome = await probe.check(8192);
+    assert.deepEqual(outcome, { kind: "started" }, "a retried check is not timed");
+    assert.deepEqual(sleeps, [100]);
+    assert.deepEqual(retried, ["check 1"]);
+    assert.deepEqual(lms.calls, ["check 8192", "listLoaded", "unload lmstrix-t-1", "check 8192"]);
+    assert.deepEqual([...lms.loaded.keys()], []);
+    assert.deepEqual([probe.checks, probe.loads], [2, 0]);
+    assert.equal(probe.last.retries, 1);
   });
 
   await t.step("an instance someone else unloaded is loaded again once, at once", async () => {

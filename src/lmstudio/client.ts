@@ -75,9 +75,20 @@ export function timeoutsFromSeconds(seconds: number): Timeouts {
   };
 }
 
-/** The result of asking LM Studio to load a model. */
+/**
+ * The result of asking LM Studio to load a model. A refusal is `early` when it came before any
+ * load progress (the guardrail's way: quick), late when the load was under way (the engine's).
+ */
 export type LoadResult =
   | { kind: "loaded"; model: LoadedModel; actual: number }
+  | { kind: "refused"; message: string; early: boolean };
+
+/**
+ * The result of a check ({@link LmStudio.check}): LM Studio started loading at that size (and
+ * was stopped; nothing stays loaded), or refused before it started.
+ */
+export type CheckResult =
+  | { kind: "started" }
   | { kind: "refused"; message: string };
 
 /** What a completion returned. */
@@ -116,6 +127,16 @@ export interface LmStudio {
     contextLength: number,
     options: { identifier: string; signal?: AbortSignal },
   ): Promise<LoadResult>;
+  /**
+   * Asks for a load and cancels it at its first progress report, i.e. once LM Studio's guardrail
+   * let it start: what a load at that size would meet from the guardrail, for the price of a
+   * refusal. Leaves nothing of `identifier` loaded. Fails like {@link LmStudio.load} does.
+   */
+  check(
+    modelKey: string,
+    contextLength: number,
+    options: { identifier: string; signal?: AbortSignal },
+  ): Promise<CheckResult>;
   unload(identifier: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -310,6 +331,7 @@ class SdkLmStudio implements LmStudio {
     contextLength: number,
     options: { identifier: string; signal?: AbortSignal },
   ): Promise<LoadResult> {
+    let progressed = false;
     let model: LLM;
     try {
       model = await this.#link.call(
@@ -322,13 +344,16 @@ class SdkLmStudio implements LmStudio {
             config: { contextLength },
             signal,
             verbose: false,
+            onProgress: (progress) => {
+              if (progress > 0) progressed = true;
+            },
           }),
       );
     } catch (error) {
       // Whatever LM Studio says, a failed load is "not at this size" unless the failure is the
       // connection's, the clock's, an unknown model or an interrupt (failures.ts).
       if (error instanceof LmStudioCallError && isLoadRefusal(error.kind)) {
-        return { kind: "refused", message: error.message };
+        return { kind: "refused", message: error.message, early: !progressed };
       }
       throw error;
     }
@@ -351,6 +376,56 @@ class SdkLmStudio implements LmStudio {
       ),
       actual,
     };
+  }
+
+  async check(
+    modelKey: string,
+    contextLength: number,
+    options: { identifier: string; signal?: AbortSignal },
+  ): Promise<CheckResult> {
+    // Our own cancel, told apart from the outer signal (an interrupt) by its reason.
+    const cancel = new AbortController();
+    const started = new Error("the load started: cancelled by the check");
+    try {
+      const model = await this.#link.call(
+        "load",
+        this.#timeouts.loadMs,
+        options.signal,
+        (signal) =>
+          this.#client.llm.load(modelKey, {
+            identifier: options.identifier,
+            config: { contextLength },
+            signal: AbortSignal.any([signal, cancel.signal]),
+            verbose: false,
+            onProgress: (progress) => {
+              if (progress > 0) cancel.abort(started);
+            },
+          }),
+      );
+      // Loaded before the cancel took (or with no progress reported): it started all the same.
+      await this.#link.call("unload", this.#timeouts.rpcMs, undefined, () => model.unload());
+    } catch (error) {
+      const ours = error instanceof LmStudioCallError && error.cause === started;
+      if (!ours) {
+        if (error instanceof LmStudioCallError && isLoadRefusal(error.kind)) {
+          return { kind: "refused", message: error.message };
+        }
+        throw error;
+      }
+      // The cancel may come too late for a load about to finish: unload what it left.
+      await this.#unloadIfLoaded(options.identifier);
+    }
+    if (options.signal?.aborted) {
+      throw new LmStudioCallError("load", "aborted", '"load" was interrupted');
+    }
+    return { kind: "started" };
+  }
+
+  async #unloadIfLoaded(identifier: string): Promise<void> {
+    const loaded = await this.listLoaded();
+    if (loaded.some((instance) => instance.identifier === identifier)) {
+      await this.unload(identifier);
+    }
   }
 
   unload(identifier: string): Promise<void> {

@@ -18,6 +18,7 @@ import type { LmStudio, LoadedModel } from "../lmstudio/client.ts";
 import { INSTANCE_PREFIX } from "../lmstudio/client.ts";
 import { LmStudioCallError, messageOf } from "../lmstudio/failures.ts";
 import type { Answer, LoadOutcome, Probe } from "../search/context_search.ts";
+import type { CheckOutcome } from "../search/types.ts";
 import { gradeNeedle, gradeSanity, Haystack, SANITY_PROMPT } from "./haystack.ts";
 
 /** New tokens the model may write after a needle prompt: the contract's reserve. */
@@ -93,6 +94,8 @@ export class LmStudioProbe implements Probe {
   #loadCount = 0;
   /** Loads made, including reloads after faults. */
   loads = 0;
+  /** Checks made (loads cancelled once they started), including retries; not in `loads`. */
+  checks = 0;
   /** Prompt tokens sent, including retries. */
   promptTokens = 0;
   /** The last operation, for the attempt log. */
@@ -170,15 +173,30 @@ export class LmStudioProbe implements Probe {
     }
   }
 
+  /** A fresh identifier of this run, with the interrupt signal: what a load or check sends. */
+  #loadOptions(): { identifier: string; signal?: AbortSignal } {
+    const identifier = `${INSTANCE_PREFIX}${this.#runId}-${++this.#loadCount}`;
+    return this.#signal ? { identifier, signal: this.#signal } : { identifier };
+  }
+
   /** Loads at `context` once, with no retry. */
   async #loadOnce(context: number): Promise<LoadOutcome> {
-    const identifier = `${INSTANCE_PREFIX}${this.#runId}-${++this.#loadCount}`;
     this.loads++;
-    const options = this.#signal ? { identifier, signal: this.#signal } : { identifier };
-    const result = await this.#lms.load(this.#modelKey, context, options);
-    if (result.kind === "refused") return { kind: "refused", message: result.message };
+    const result = await this.#lms.load(this.#modelKey, context, this.#loadOptions());
+    if (result.kind === "refused") {
+      return { kind: "refused", message: result.message, early: result.early };
+    }
     this.#loaded = result.model;
     return { kind: "loaded", actual: result.actual };
+  }
+
+  /** Checks at `context` once, with no retry. */
+  async #checkOnce(context: number): Promise<CheckOutcome> {
+    this.checks++;
+    const result = await this.#lms.check(this.#modelKey, context, this.#loadOptions());
+    return result.kind === "refused"
+      ? { kind: "refused", message: result.message }
+      : { kind: "started" };
   }
 
   /** After a fault, unloads whatever instance of this run may be left on the server. */
@@ -203,6 +221,25 @@ export class LmStudioProbe implements Probe {
         () => this.#clearInstances(),
       );
       // Retries would time the faults too: only a load that went through at once is a measure.
+      if (record.retries > 0) return outcome;
+      return { ...outcome, seconds: (this.#now() - start) / 1000 };
+    });
+  }
+
+  /**
+   * Asks for a load at `context` and has it cancelled once LM Studio starts it (its guardrail
+   * said yes), unloading the instance loaded before; leaves nothing loaded. Timed like a load.
+   */
+  check(context: number): Promise<CheckOutcome> {
+    return this.#timed(async (record) => {
+      await this.unload();
+      const start = this.#now();
+      const outcome = await this.#retrying(
+        "check",
+        record,
+        () => this.#checkOnce(context),
+        () => this.#clearInstances(),
+      );
       if (record.retries > 0) return outcome;
       return { ...outcome, seconds: (this.#now() - start) / 1000 };
     });
