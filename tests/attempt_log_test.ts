@@ -64,6 +64,10 @@ Deno.test("the attempt log keeps one JSON line per attempt", async (t) => {
   await t.step("lines that are not attempt entries are skipped", () => {
     const good = entry(2048);
     assert.deepEqual(parseAttemptLine(JSON.stringify(good)), good);
+    for (const outcome of ["started", "refused"] as const) {
+      const check = entry(61043, { action: "check", actualContext: null, outcome });
+      assert.deepEqual(parseAttemptLine(JSON.stringify(check)), check, "a check reads back");
+    }
     for (
       const bad of [
         "",

@@ -31,6 +31,25 @@ function entry(extra: Partial<AttemptLogEntry>): AttemptLogEntry {
   };
 }
 
+const REFUSAL = "Model loading was stopped due to insufficient system resources.";
+
+/** A check's log entry: a load stopped as it started, or refused before. */
+function checkEntry(
+  askedContext: number,
+  outcome: "started" | "refused",
+  output: string | null,
+): AttemptLogEntry {
+  return entry({
+    phase: "loadable",
+    action: "check",
+    askedContext,
+    promptTokens: null,
+    outcome,
+    output,
+    durationMs: 750,
+  });
+}
+
 function result(extra: Partial<TestResult>): TestResult {
   return {
     id: LONG_ID,
@@ -67,6 +86,10 @@ function runEvents(width: number, verbose = false): string {
   const events: TestEvent[] = [
     { type: "model-start", id: LONG_ID, index: 0, total: 12, resumed: true },
     { type: "attempt-start", id: LONG_ID, action: "load", context: 131072 },
+    { type: "attempt-start", id: LONG_ID, action: "check", context: 61043 },
+    { type: "attempt", id: LONG_ID, entry: checkEntry(61043, "started", null) },
+    { type: "attempt-start", id: LONG_ID, action: "check", context: 122086 },
+    { type: "attempt", id: LONG_ID, entry: checkEntry(122086, "refused", REFUSAL) },
     { type: "attempt", id: LONG_ID, entry: entry({ action: "load", outcome: "loaded" }) },
     { type: "attempt-start", id: LONG_ID, action: "needle", context: 0, promptTokens: 131008 },
     { type: "attempt", id: LONG_ID, entry: entry({ outcome: "fail" }) },
@@ -91,6 +114,9 @@ Deno.test("test progress", async (t) => {
       assert.ok(attempts.some((line) => /: fail\b/.test(line)), lines.join("\n"));
       assert.ok(attempts.some((line) => /: pass\b/.test(line)), lines.join("\n"));
       assert.ok(lines.some((line) => /: tested: loadable 131,072, working 98,304/.test(line)));
+      assert.ok(lines.some((line) => /check (ctx )?61,043: started\b/.test(line)), `${lines}`);
+      assert.ok(lines.some((line) => /check (ctx )?122,086: refused\b/.test(line)), `${lines}`);
+      assert.ok(lines.some((line) => /checking a load at 61,043\.\.\./.test(line)), `${lines}`);
       if (width < 120) {
         assert.ok(lines.every((line) => !line.includes(LONG_ID)), "the long name is shortened");
       }
@@ -135,6 +161,7 @@ Deno.test("test progress", async (t) => {
     assert.doesNotMatch(plain, /answer:/);
     assert.match(verbose, /answer: The special magic number is 1234567\./);
     assert.match(verbose, /retries: 2/);
+    assert.match(verbose, /message: Model loading was stopped due to insufficient system/);
   });
 });
 

@@ -8,9 +8,9 @@ import type { AttemptLogEntry } from "../registry/attempt_log.ts";
 import { formatDuration, formatTokens } from "./format.ts";
 
 /**
- * What an attempt did (`working needle 8,128 tokens in ctx 8,192`) and its verdict (`pass`), apart,
- * so that a line fitted to a terminal can shorten around them and never cut the verdict.
- * Sizes are exact token counts.
+ * What an attempt did (`working needle 8,128 tokens in ctx 8,192`, `loadable check ctx 61,043`)
+ * and its verdict (`pass`, `started`), apart, so that a line fitted to a terminal can shorten
+ * around them and never cut the verdict. Sizes are exact token counts.
  */
 export function attemptParts(entry: AttemptLogEntry): { what: string; verdict: string } {
   const size = entry.action === "load"
@@ -19,6 +19,8 @@ export function attemptParts(entry: AttemptLogEntry): { what: string; verdict: s
         ? ` (reported ${formatTokens(entry.actualContext)})`
         : ""
     }`
+    : entry.action === "check"
+    ? `ctx ${formatTokens(entry.askedContext)}`
     : entry.action === "needle"
     ? `${entry.promptTokens === null ? "?" : formatTokens(entry.promptTokens)} tokens in ctx ${
       formatTokens(entry.askedContext)
@@ -27,7 +29,10 @@ export function attemptParts(entry: AttemptLogEntry): { what: string; verdict: s
   return { what: `${entry.phase} ${entry.action} ${size}`, verdict: entry.outcome };
 }
 
-/** The shortest form of what an attempt did, for a narrow terminal: `needle 8,128/8,192`. */
+/**
+ * The shortest form of what an attempt did, for a narrow terminal: `needle 8,128/8,192`,
+ * `check 61,043`.
+ */
 export function attemptShort(entry: AttemptLogEntry): string {
   return entry.action === "needle"
     ? `needle ${entry.promptTokens === null ? "?" : formatTokens(entry.promptTokens)}/${

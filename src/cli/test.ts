@@ -111,6 +111,7 @@ function liveLine(id: string, what: string, ms: number, width: number | undefine
 /** What an attempt under way is doing, for the live line. */
 function underWay(event: Extract<TestEvent, { type: "attempt-start" }>): string {
   if (event.action === "load") return `loading at ${formatTokens(event.context)}`;
+  if (event.action === "check") return `checking a load at ${formatTokens(event.context)}`;
   if (event.action === "needle") return `needle probe, ${formatTokens(event.promptTokens)} tokens`;
   return "sanity check 2+2=";
 }
@@ -146,7 +147,8 @@ function modelDoneLine(r: TestResult, width: number | undefined): string {
 function attemptDetail(entry: AttemptLogEntry): string[] {
   const lines: string[] = [];
   if (entry.output !== null && entry.output !== "") {
-    lines.push(`${entry.action === "load" ? "message" : "answer"}: ${displayText(entry.output)}`);
+    const label = entry.action === "load" || entry.action === "check" ? "message" : "answer";
+    lines.push(`${label}: ${displayText(entry.output)}`);
   }
   if (entry.retries > 0) lines.push(`retries: ${entry.retries}`);
   if (entry.error !== null) lines.push(`error: ${displayText(entry.error)}`);

@@ -67,8 +67,16 @@ export interface RunStartEntry {
 }
 
 const PHASES: readonly string[] = ["loadable", "working", "confirm"];
-const ACTIONS: readonly string[] = ["load", "sanity", "needle"];
-const OUTCOMES: readonly string[] = ["loaded", "fitted", "refused", "pass", "fail", "crashed"];
+const ACTIONS: readonly string[] = ["load", "check", "sanity", "needle"];
+const OUTCOMES: readonly string[] = [
+  "loaded",
+  "fitted",
+  "refused",
+  "started",
+  "pass",
+  "fail",
+  "crashed",
+];
 
 /** Appends `entry` as one JSON line to the attempt log of `modelId`, creating what is missing. */
 export async function appendAttempt(
