@@ -332,6 +332,7 @@ function announcing(probe: Probe, id: string, onEvent: TestOptions["onEvent"]): 
   if (!onEvent) return probe;
   const announce = (event: Omit<Extract<TestEvent, { type: "attempt-start" }>, "type" | "id">) =>
     onEvent({ type: "attempt-start", id, ...event });
+  const check = probe.check?.bind(probe);
   return {
     load(context) {
       announce({ action: "load", context });
@@ -348,5 +349,12 @@ function announcing(probe: Probe, id: string, onEvent: TestOptions["onEvent"]): 
     unload() {
       return probe.unload();
     },
+    // A probe without checks stays without: the search then bisects with loads.
+    ...(check === undefined ? {} : {
+      check(context: number) {
+        announce({ action: "check", context });
+        return check(context);
+      },
+    }),
   };
 }
