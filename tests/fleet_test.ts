@@ -10,6 +10,7 @@ import { profileTruth } from "../scripts/emulator/profile.ts";
 import { RESERVE_TOKENS } from "../src/lmstrix.ts";
 import { runCli, tempHome } from "./support/cli.ts";
 import { loadFleet, withEmulator } from "./support/emulator.ts";
+import { checksByModel } from "./support/reliability.ts";
 
 interface Result {
   id: string;
@@ -33,6 +34,7 @@ Deno.test("test --all on the demo fleet keeps the budget and gets every number r
     const { results } = JSON.parse(run.stdout) as { results: Result[] };
     const llms = fleet.filter((p) => p.type === "llm");
     assert.deepEqual(results.map((r) => r.id).sort(), llms.map((p) => p.modelKey).sort());
+    const checks = await checksByModel(home.path);
 
     for (const profile of llms) {
       await t.step(profile.modelKey, () => {
@@ -41,10 +43,11 @@ Deno.test("test --all on the demo fleet keeps the budget and gets every number r
         const precision = Math.max(256, Math.ceil(profile.declaredContext / 100));
         const budget = 2 * Math.ceil(Math.log2(profile.declaredContext / precision)) + 3;
         if (truth.loadable === 0) {
-          // Loads at no size: failed in two loads (the cap, then the floor), with the reason.
+          // Loads at no size: failed in two requests (a load at the cap, then the floor: a
+          // check, since the refusal came before any progress), with the reason.
           assert.equal(result.status, "failed");
           assert.equal(result.loadableContext, null);
-          assert.equal(result.loads, 2);
+          assert.equal(result.loads + (checks.get(profile.modelKey) ?? 0), 2);
           return;
         }
         assert.equal(result.status, "tested");
@@ -63,9 +66,10 @@ Deno.test("test --all on the demo fleet keeps the budget and gets every number r
         if (honest) assert.equal(result.loads, 1, "an honest model costs one load");
       });
     }
-    await t.step("the loads counted are the loads LM Studio saw, and nothing stays loaded", () => {
+    await t.step("the loads and checks counted are the loads LM Studio saw, nothing stays", () => {
       const stats = emulator.stats();
-      assert.equal(stats.loads.length, results.reduce((sum, r) => sum + r.loads, 0));
+      const requests = results.reduce((sum, r) => sum + r.loads + (checks.get(r.id) ?? 0), 0);
+      assert.equal(stats.loads.length, requests);
       assert.deepEqual(stats.loaded, []);
     });
   });

@@ -3,7 +3,8 @@
  * playing each behaviour. A model with no runtime is failed in two loads with LM Studio's words; a
  * refusal with an exit code, auto-fit raising a request and an engine crash all give the right
  * numbers; the measured costs and the plan reach `show`, `list --json` and the attempt log; and a
- * paced emulator, whose loads take real time, makes the search lean on its quick refusals.
+ * paced emulator, whose loads take real time and whose guardrail refuses before any progress,
+ * makes the search bisect with checks that cost a fraction of a load.
  *
  * @module
  */
@@ -15,6 +16,7 @@ import { profileTruth } from "../scripts/emulator/profile.ts";
 import { startEmulator } from "../scripts/emulator/server.ts";
 import { runCliAgainst, tempHome } from "./support/cli.ts";
 import { testProfile, withEmulator } from "./support/emulator.ts";
+import { checksByModel, readLog } from "./support/reliability.ts";
 
 const SMALL = { declaredContext: 16384, sizeBytes: 800_000_000, paramsString: "1B" } as const;
 
@@ -49,10 +51,11 @@ Deno.test("test --all meets each real LM Studio behaviour with the right numbers
     const { results } = JSON.parse(run.stdout) as { results: Result[] };
     const byId = Object.fromEntries(results.map((r) => [r.id, r]));
 
-    await t.step("no runtime: failed in two loads, with LM Studio's reason", () => {
+    await t.step("no runtime: failed in two requests, with LM Studio's reason", async () => {
       const r = byId["no-runtime"]!;
       assert.equal(r.status, "failed");
-      assert.equal(r.loads, 2);
+      // A load at the cap, then the floor: a check, since the refusal came before any progress.
+      assert.equal(r.loads + ((await checksByModel(home.path)).get("no-runtime") ?? 0), 2);
       assert.match(r.error ?? "", /did not load at 2048 tokens or more: .*No LM Runtime found/);
     });
     for (const id of ["exit-code", "raised", "crashing"]) {
@@ -92,9 +95,10 @@ Deno.test("test --all meets each real LM Studio behaviour with the right numbers
   });
 });
 
-Deno.test("a paced emulator's slow loads and quick refusals make the search lean on refusals", async () => {
+Deno.test("a paced emulator's slow loads and quick refusals make the search check", async () => {
   await using home = await tempHome();
-  // A 40 GB model: a load takes 40 virtual seconds, 2 s real at this scale; a refusal 0.3 s.
+  // A 40 GB model: a load takes 40 virtual seconds, 2 s real at this scale; a refusal 0.3 s,
+  // and a check (a load cancelled at its first progress) 0.75 s.
   const big = testProfile("big", {
     declaredContext: 16384,
     sizeBytes: 40_000_000_000,
@@ -106,12 +110,17 @@ Deno.test("a paced emulator's slow loads and quick refusals make the search lean
     assert.equal((await cli("scan", "--quiet")).code, 0);
     assert.equal((await cli("test", "big", "--quiet")).code, 0);
     const show = await cli("show", "big");
-    assert.match(show.stdout, /^plan\s+lean on refusals \(a load costs \d+x\)/m);
-    assert.match(show.stdout, /^load\s+\d+\.\d s, refused \d\.\d s$/m);
-    const log = await Deno.readTextFile(
-      join(home.path, "lmstrix", "context_tests", "big_context_test.log"),
-    );
-    assert.match(log, /"decision":"loads \d+\.\d s, refusals \d\.\d s.*lean on refusals/);
+    assert.match(show.stdout, /^plan\s+bisect with checks/m);
+    assert.match(show.stdout, /^load\s+\d+\.\d s, refused \d\.\d s, check \d\.\d s$/m);
+    const log = (await readLog(home.path, "big")).filter((entry) => "action" in entry);
+    const took = (action: string, outcome?: string) =>
+      log.filter((entry) => entry.action === action && (outcome ?? entry.outcome) === entry.outcome)
+        .map((entry) => Number(entry.durationMs));
+    const [checks, loads] = [took("check"), took("load", "loaded")];
+    assert.ok(checks.length >= 2 && loads.length >= 1, JSON.stringify(log));
+    // Each check, started or refused, costs a fraction of a load.
+    for (const ms of checks) assert.ok(ms < Math.min(...loads) / 5, `${checks} vs ${loads}`);
+    assert.deepEqual(emulator.stats().loaded, []);
   } finally {
     await emulator.close();
   }

@@ -53,6 +53,21 @@ export async function readRegistry(home: string): Promise<Record<string, StoredR
   return (JSON.parse(text) as { models: Record<string, StoredRecord> }).models;
 }
 
+/** Checks (loads cancelled as they start) per model, from every attempt log of `home`. */
+export async function checksByModel(home: string): Promise<Map<string, number>> {
+  const checks = new Map<string, number>();
+  for await (const file of Deno.readDir(join(home, "lmstrix", "context_tests"))) {
+    if (!file.name.endsWith(".log")) continue;
+    const text = await Deno.readTextFile(join(home, "lmstrix", "context_tests", file.name));
+    for (const line of text.split("\n")) {
+      const entry = line.trim() === "" ? null : JSON.parse(line);
+      if (entry?.action !== "check") continue;
+      checks.set(entry.model, (checks.get(entry.model) ?? 0) + 1);
+    }
+  }
+  return checks;
+}
+
 export async function readLog(home: string, id: string): Promise<Record<string, unknown>[]> {
   const text = await Deno.readTextFile(
     join(home, "lmstrix", "context_tests", `${id}_context_test.log`),
@@ -85,9 +100,13 @@ export const predictionInFlight = (s: EmulatorStats) =>
   s.predictions.some((p) => p.stopReason === null && p.error === null);
 export const completedLoads = (s: EmulatorStats) =>
   s.loads.filter((l) => l.error !== "cancelled").length;
-/** The loads LM Studio carried out (not cancelled), as `model@context`, in order. */
+/**
+ * The load requests LM Studio got, as `model@context`, in order: cancelled ones too, since a
+ * check (a load cancelled as it starts) is cancelled or not by a race of the cancel against the
+ * load, while an interrupted load is one request that its rerun repeats.
+ */
 export const loadSequence = (s: EmulatorStats) =>
-  s.loads.filter((l) => l.error !== "cancelled").map((l) => `${l.modelKey}@${l.askedContext}`);
+  s.loads.map((l) => `${l.modelKey}@${l.askedContext}`);
 
 /** Whether `actual` is `expected` with at most one element inserted (the repeated attempt). */
 export function oneInsertAway(actual: string[], expected: string[]): boolean {
