@@ -1,8 +1,8 @@
 /**
  * The least work any search must do to prove a model's limits, for the bench to measure the
  * search against, and its price in the LM Studio emulator's virtual time. It knows the truth; a
- * search does not, so no search can beat it (see `minimax.ts` for the bound a search that does
- * not know the truth can guarantee).
+ * search does not, so no search can beat it (see `best_average.ts` for the least average a search
+ * that does not know the truth can reach).
  *
  * What counts as a proof (the rule of our search and of the bench's precision):
  * - loadable L: a real successful load at x, and a failed load (refused, or fitted down) within
