@@ -254,7 +254,7 @@ async function runRegime(regime: Regime): Promise<Totals> {
         for (const attempt of ours.attempts) console.log(traceLine(attempt));
         console.log(
           `  average over the prior: best ${fmtMin(best.ms)} min (loads ${fmtMin(best.loadMs)}` +
-            ` + needles ${fmtMin(best.workMs)}; L found before any needle: ` +
+            ` + needles ${fmtMin(best.workMs)};\n    L found before any needle: ` +
             `${fmtMin(best.phasedMs)}), LB ${fmtMin(avg.lb)}, reference ${fmtMin(avg.ref)}`,
         );
       }
