@@ -52,16 +52,15 @@
 import type { SearchConfig } from "../../src/search/context_search.ts";
 import { searchCap } from "../../src/search/context_search.ts";
 import type { ModelProfile } from "../emulator/profile.ts";
-import { generateMs, prefillMs, refusalMs, TIMING } from "../emulator/timing.ts";
+import { cancelledLoadMs, generateMs, prefillMs, refusalMs, TIMING } from "../emulator/timing.ts";
 import { countTokens } from "../emulator/tokenizer.ts";
 import { lowerBoundMs, lowerBoundSteps, needleMs, okLoadMs, SANITY_TOKENS } from "./lower_bound.ts";
 
 /** Most cells of the grid; a finer precision is coarsened to this. */
 export const MAX_UNITS = 200;
 
-const timing = TIMING as unknown as Record<string, number | undefined>;
 /** Virtual time of a check that starts: its first progress report, then the cancel. */
-export const CHECK_STARTED_MS = (timing.firstProgressMs ?? 500) + (timing.cancelMs ?? 250);
+export const CHECK_STARTED_MS = cancelledLoadMs();
 
 /** The grid the prior lives on, ascending: minContext ... cap. */
 export function priorGrid(config: SearchConfig): number[] {
