@@ -39,7 +39,7 @@ import { averageLowerBoundMs, averageReferenceMs, bestAverage } from "./bench/be
 import { referenceSearch } from "./bench/reference_search.ts";
 import { DEFAULT_MIN_CONTEXT, defaultPrecision, RESERVE_TOKENS } from "../src/lmstrix.ts";
 import { type ModelProfile, profileTruth } from "./emulator/profile.ts";
-import { type Emulator, startEmulator } from "./emulator/server.ts";
+import { CANCEL_HOLD_MS, type Emulator, startEmulator } from "./emulator/server.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "./emulator/validation.ts";
 
 /** A regime: a name, what it stands for, and how it rewrites each profile. */
@@ -216,7 +216,8 @@ const ratio = (ms: number, bound: number) => `${(ms / Math.max(1, bound)).toFixe
 
 async function runRegime(regime: Regime): Promise<Totals> {
   const profiles = fleet.map(regime.apply);
-  const emulator = await startEmulator({ profiles, port: 0 });
+  // Checks stop a load at its first progress report: give the cancel time to arrive.
+  const emulator = await startEmulator({ profiles, port: 0, cancelHoldMs: CANCEL_HOLD_MS });
   const rows: string[][] = [];
   const totals: Totals = {
     ours: { loads: 0, checks: 0, ms: 0, right: 0 },
