@@ -87,7 +87,11 @@ Deno.test("a check whose cancel comes too late unloads what loaded", sdkTest, as
   // No cancel hold: the emulator finishes the load before the cancel arrives (a real race).
   await withEmulator([guarded], async (emulator) => {
     await withProbe(emulator, "guarded", async (probe, lms) => {
-      assert.equal((await probe.check(8192)).kind, "started");
+      assert.deepEqual(await probe.check(8192), {
+        kind: "started",
+        completed: true,
+        seconds: (loadMs(guarded, 8192) + TIMING.unloadMs) / 1000,
+      });
       assert.deepEqual(await lms.listLoaded(), []);
       const stats = emulator.stats();
       assert.equal(stats.loads.at(-1)?.ok, true, "the load did finish");
@@ -137,4 +141,32 @@ Deno.test("an interrupt during a check is an interrupt and leaves nothing", sdkT
       assert.equal(probe.checks, 1);
     }, interrupt.signal);
   });
+});
+
+Deno.test("a server ignoring the cancel: checks say so and leave nothing", sdkTest, async () => {
+  const stubborn = testProfile("stubborn", { loadFailAbove: 8192, cancelIgnored: true });
+  await withEmulator([stubborn, guarded], async (emulator) => {
+    await withProbe(emulator, "stubborn", async (probe, lms) => {
+      const first = await probe.check(8192);
+      assert.equal(first.kind, "started");
+      // The instance shows up once the server has the cancel: at the latest, before the next
+      // request, which finds it, unloads it and says so.
+      const second = await probe.check(4096);
+      assert.equal(second.kind === "started" && second.completed, true);
+      const loaded = await probe.load(2048);
+      assert.equal(loaded.kind, "loaded");
+      assert.deepEqual((await lms.listLoaded()).map((i) => i.contextLength), [2048]);
+      assert.ok(emulator.stats().loads.every((load) => load.ok), "the server loaded them all");
+      await probe.release();
+      assert.deepEqual(await lms.listLoaded(), []);
+    });
+    await withProbe(emulator, "guarded", async (probe) => {
+      const outcome = await probe.check(8192);
+      assert.equal(
+        outcome.kind === "started" && outcome.completed,
+        undefined,
+        "a cancel that took",
+      );
+    });
+  }, hold);
 });

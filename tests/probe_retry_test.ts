@@ -77,7 +77,7 @@ class ScriptedLmStudio implements LmStudio {
     this.loaded.set(options.identifier, contextLength);
     this.#fault("check");
     this.loaded.delete(options.identifier);
-    return Promise.resolve({ kind: "started" });
+    return Promise.resolve({ kind: "started", completed: false });
   }
 
   unload(identifier: string): Promise<void> {

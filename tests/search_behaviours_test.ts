@@ -270,3 +270,19 @@ Deno.test("checks that cost about a load (the cancel ignored) stop after the fir
   assert.ok(Math.abs((result.costs.checkSeconds ?? 0) - 6.5) < 1e-9);
   assert.ok(result.attempts.some((a) => /lean on refusals/.test(a.decision ?? "")));
 });
+
+Deno.test("checks that LM Studio loads all the same stop after the second", async () => {
+  const { probe, result } = await searched({
+    loadFailAbove: 59392,
+    refusalEarly: true,
+    checks: true,
+    checksComplete: true,
+  });
+  const started = probe.calls.filter((c) => c.method === "check").length -
+    result.attempts.filter((a) => a.action === "check" && a.outcome === "refused").length;
+  assert.equal(started, 2);
+  assert.equal(result.costs.checksCompleted, 2);
+  assert.equal(result.plan.checks, false);
+  // Without timed costs the planner falls back on its prior: it leans on refusals.
+  assert.ok(result.attempts.some((a) => /lean on refusals/.test(a.decision ?? "")));
+});

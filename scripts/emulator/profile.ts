@@ -66,6 +66,9 @@ export interface ProfileRealDelay {
  * - `promptCache`: whether a prompt that extends the previous one on an instance pays only for
  *   its new tokens (default true; false for hybrid and sliding-window models, which reprocess
  *   the whole prompt).
+ * - `cancelIgnored`: a cancelled load goes on to the end anyway and stays loaded, at a full
+ *   load's cost (a server that does not honour the SDK's cancel; the client's promise is
+ *   rejected all the same).
  */
 export interface ModelProfile {
   /** LM Studio model key, e.g. `"qwen2.5-7b-instruct"`. */
@@ -112,6 +115,8 @@ export interface ModelProfile {
   fitUpTo?: number;
   /** See the interface doc; default true. */
   promptCache?: boolean;
+  /** See the interface doc. */
+  cancelIgnored?: boolean;
   /** Required when `needleFailAbove` is set. */
   needleFailMode?: NeedleFailMode;
   /** Width in tokens of the noisy band just below `needleFailAbove`. */

@@ -271,7 +271,9 @@ async function handleLoad(
   const totalMs = failure === undefined ? loadMs(profile, context) : refusalMs(profile, asked);
   const report = (progress: number) => sendMessage({ type: progressType, progress });
   const realDelay = profile.realDelayMs?.load ?? 0;
-  const finished = await streamProgress(core, channel, realDelay, totalMs, report);
+  const finished = await streamProgress(core, channel, realDelay, totalMs, report, {
+    ignoreCancel: profile.cancelIgnored === true,
+  });
   if (!finished) {
     record.error = "cancelled";
     record.virtualMs = cancelledLoadMs();
@@ -298,7 +300,8 @@ async function handleLoad(
  * time: the first report after {@link TIMING.firstProgressMs}, the last (1) at the end. Real
  * waits between reports come from the profile's `realDelay`, from pacing, or else from the
  * cancel hold after the first report, so that a client can cancel in time. Returns whether the
- * load ran to its end; a cancel before it charges {@link cancelledLoadMs} (whenever it came).
+ * load ran to its end; a cancel before it charges {@link cancelledLoadMs} (whenever it came),
+ * unless `ignoreCancel`: then the load runs to its end all the same.
  */
 async function streamProgress(
   core: EmulatorCore,
@@ -306,6 +309,7 @@ async function streamProgress(
   realDelay: number,
   totalMs: number,
   report: (progress: number) => void,
+  options: { ignoreCancel: boolean },
 ): Promise<boolean> {
   const signal = channel.abort.signal;
   const firstMs = Math.min(TIMING.firstProgressMs, totalMs);
@@ -325,6 +329,11 @@ async function streamProgress(
       core.clock.advance(totalMs - advanced);
       return true;
     }
+  }
+  if (options.ignoreCancel) {
+    // The server goes on loading whatever the client said: the whole load, and it stays.
+    core.clock.advance(totalMs - advanced);
+    return true;
   }
   core.clock.advance(cancelledLoadMs() - advanced);
   return false;

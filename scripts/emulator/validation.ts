@@ -40,6 +40,7 @@ const PROFILE_KEYS = new Set([
   "noRuntime",
   "fitUpTo",
   "promptCache",
+  "cancelIgnored",
   "faults",
   "realDelayMs",
   "notes",
@@ -173,6 +174,8 @@ export function validateProfile(value: unknown, where = "profile"): ModelProfile
   if (noRuntime !== undefined) profile.noRuntime = noRuntime;
   const promptCache = optionalBoolean(value, "promptCache", where);
   if (promptCache !== undefined) profile.promptCache = promptCache;
+  const cancelIgnored = optionalBoolean(value, "cancelIgnored", where);
+  if (cancelIgnored !== undefined) profile.cancelIgnored = cancelIgnored;
   if (profile.fitUpTo !== undefined && profile.fitUpTo > profile.declaredContext) {
     throw new ProfileError(`${where}: "fitUpTo" must not exceed "declaredContext"`);
   }

@@ -88,7 +88,11 @@ export type LoadResult =
  * was stopped; nothing stays loaded), or refused before it started.
  */
 export type CheckResult =
-  | { kind: "started" }
+  | {
+    kind: "started";
+    /** LM Studio loaded it all the same (the cancel came too late or was ignored): unloaded. */
+    completed: boolean;
+  }
   | { kind: "refused"; message: string };
 
 /** What a completion returned. */
@@ -386,6 +390,7 @@ class SdkLmStudio implements LmStudio {
     // Our own cancel, told apart from the outer signal (an interrupt) by its reason.
     const cancel = new AbortController();
     const started = new Error("the load started: cancelled by the check");
+    let completed = true;
     try {
       const model = await this.#link.call(
         "load",
@@ -413,19 +418,20 @@ class SdkLmStudio implements LmStudio {
         throw error;
       }
       // The cancel may come too late for a load about to finish: unload what it left.
-      await this.#unloadIfLoaded(options.identifier);
+      completed = await this.#unloadIfLoaded(options.identifier);
     }
     if (options.signal?.aborted) {
       throw new LmStudioCallError("load", "aborted", '"load" was interrupted');
     }
-    return { kind: "started" };
+    return { kind: "started", completed };
   }
 
-  async #unloadIfLoaded(identifier: string): Promise<void> {
+  /** Unloads the instance `identifier` if the server holds it; says whether it did. */
+  async #unloadIfLoaded(identifier: string): Promise<boolean> {
     const loaded = await this.listLoaded();
-    if (loaded.some((instance) => instance.identifier === identifier)) {
-      await this.unload(identifier);
-    }
+    if (!loaded.some((instance) => instance.identifier === identifier)) return false;
+    await this.unload(identifier);
+    return true;
   }
 
   unload(identifier: string): Promise<void> {

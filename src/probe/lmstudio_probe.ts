@@ -92,6 +92,12 @@ export class LmStudioProbe implements Probe {
   #haystack: Haystack;
   #loaded: LoadedModel | undefined;
   #loadCount = 0;
+  /** Identifiers the checks used, to tell their leftovers. */
+  readonly #checkIds = new Set<string>();
+  /** Whether a check started since the last sweep. */
+  #sweepNext = false;
+  /** Checks found loaded after all since the last check reported it. */
+  #completedUnseen = 0;
   /** Loads made, including reloads after faults. */
   loads = 0;
   /** Checks made (loads cancelled once they started), including retries; not in `loads`. */
@@ -193,10 +199,30 @@ export class LmStudioProbe implements Probe {
   /** Checks at `context` once, with no retry. */
   async #checkOnce(context: number): Promise<CheckOutcome> {
     this.checks++;
-    const result = await this.#lms.check(this.#modelKey, context, this.#loadOptions());
-    return result.kind === "refused"
-      ? { kind: "refused", message: result.message }
-      : { kind: "started" };
+    const options = this.#loadOptions();
+    this.#checkIds.add(options.identifier);
+    const result = await this.#lms.check(this.#modelKey, context, options);
+    if (result.kind === "refused") return { kind: "refused", message: result.message };
+    this.#sweepNext = true;
+    const completed = result.completed || this.#completedUnseen > 0;
+    this.#completedUnseen = 0;
+    return completed ? { kind: "started", completed: true } : { kind: "started" };
+  }
+
+  /**
+   * After a check that started: unloads any instance of this run that LM Studio finished
+   * loading after all (a cancel that came too late, or that the server does not honour), so
+   * that it holds no memory when the next load asks the guardrail; counts those of checks.
+   */
+  async #sweep(): Promise<void> {
+    if (!this.#sweepNext) return;
+    this.#sweepNext = false;
+    const prefix = `${INSTANCE_PREFIX}${this.#runId}-`;
+    for (const instance of await this.#lms.listLoaded()) {
+      if (!instance.identifier.startsWith(prefix)) continue;
+      await this.#lms.unload(instance.identifier);
+      if (this.#checkIds.has(instance.identifier)) this.#completedUnseen++;
+    }
   }
 
   /** After a fault, unloads whatever instance of this run may be left on the server. */
@@ -213,6 +239,7 @@ export class LmStudioProbe implements Probe {
   load(context: number): Promise<LoadOutcome> {
     return this.#timed(async (record) => {
       await this.unload();
+      await this.#sweep();
       const start = this.#now();
       const outcome = await this.#retrying(
         "load",
@@ -233,6 +260,7 @@ export class LmStudioProbe implements Probe {
   check(context: number): Promise<CheckOutcome> {
     return this.#timed(async (record) => {
       await this.unload();
+      await this.#sweep();
       const start = this.#now();
       const outcome = await this.#retrying(
         "check",

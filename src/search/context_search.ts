@@ -247,6 +247,7 @@ class SearchRun {
       attempt.excerpt = outcome.message;
     } else {
       s.checkOk = Math.max(s.checkOk ?? 0, context);
+      if (outcome.completed === true) s.costs.checksCompleted = (s.costs.checksCompleted ?? 0) + 1;
       if (outcome.seconds !== undefined) {
         s.costs.checks = (s.costs.checks ?? 0) + 1;
         s.costs.checkSeconds = (s.costs.checkSeconds ?? 0) + outcome.seconds;

@@ -76,6 +76,7 @@ export function noCosts(): MeasuredCosts {
     crashes: 0,
     checks: 0,
     checkSeconds: 0,
+    checksCompleted: 0,
   };
 }
 
@@ -111,10 +112,18 @@ export function choosePlan(costs: MeasuredCosts, checks = false): SearchPlan {
 const CHECK_COST_REFUSALS = 8;
 
 /**
+ * Checks LM Studio may load all the same before they stop: one can be a cancel that came a
+ * moment too late; two say the server does not honour the cancel, and each check costs a load.
+ */
+const MAX_CHECKS_COMPLETED = 2;
+
+/**
  * Whether checks are worth their price, from what was measured: a started check against a load
- * that succeeded when one was timed (it must cost less than half), else against a refusal.
+ * that succeeded when one was timed (it must cost less than half), else against a refusal; and
+ * not where LM Studio loads what it was asked to cancel ({@link MAX_CHECKS_COMPLETED}).
  */
 export function checksPay(costs: MeasuredCosts): boolean {
+  if ((costs.checksCompleted ?? 0) >= MAX_CHECKS_COMPLETED) return false;
   const checks = costs.checks ?? 0;
   if (checks === 0) return true;
   const check = Math.max(MIN_TIMED_SECONDS, (costs.checkSeconds ?? 0) / checks);

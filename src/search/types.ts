@@ -43,7 +43,15 @@ export type LoadOutcome =
  * stopped it at once; nothing stays loaded), or refused before it started.
  */
 export type CheckOutcome =
-  | { kind: "started"; seconds?: number }
+  | {
+    kind: "started";
+    seconds?: number;
+    /**
+     * LM Studio loaded it all the same: the cancel came too late, or the server does not honour
+     * it (the probe unloaded the instance). Such a check cost a load.
+     */
+    completed?: boolean;
+  }
   | { kind: "refused"; message: string; seconds?: number };
 
 /** A graded answer of the loaded model. */
@@ -135,6 +143,8 @@ export interface MeasuredCosts {
   checks?: number;
   /** Their total seconds: the wait for LM Studio's first progress report, and the cancel. */
   checkSeconds?: number;
+  /** Checks LM Studio loaded all the same (the cancel too late or not honoured). */
+  checksCompleted?: number;
 }
 
 /** How the search spends its loads and prompts, chosen from {@link MeasuredCosts}. */

@@ -74,6 +74,8 @@ export interface FakeModel {
   guardrailAbove?: number;
   /** Seconds a check that started reports taking. */
   checkSeconds?: number;
+  /** Checks that start are loaded all the same (a server ignoring the cancel). */
+  checksComplete?: boolean;
 }
 
 /** One recorded call. */
@@ -156,7 +158,8 @@ export class FakeProbe implements Probe {
       return Promise.resolve({ kind: "refused", message: refused, ...seconds });
     }
     const seconds = m.checkSeconds === undefined ? {} : { seconds: m.checkSeconds };
-    return Promise.resolve({ kind: "started", ...seconds });
+    const completed = m.checksComplete === true ? { completed: true } : {};
+    return Promise.resolve({ kind: "started", ...seconds, ...completed });
   }
 
   /** Number of loads asked. */
