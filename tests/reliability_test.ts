@@ -15,10 +15,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tempHome } from "./support/cli.ts";
-import { testProfile, withEmulator } from "./support/emulator.ts";
+import { testProfile, withEmulator as withFastEmulator } from "./support/emulator.ts";
 import {
   assertNoStackTrace,
   assertSameNumbers,
+  CANCEL_HOLD,
   cleanRun,
   completedLoads,
   fleet,
@@ -32,6 +33,10 @@ import {
   spawnCli,
   waitFor,
 } from "./support/reliability.ts";
+
+/** Every emulator of this file waits {@link CANCEL_HOLD} for a check's cancel. */
+const withEmulator: typeof withFastEmulator = (profiles, fn, options = {}) =>
+  withFastEmulator(profiles, fn, { ...CANCEL_HOLD, ...options });
 
 Deno.test("SIGINT, SIGTERM, SIGHUP and SIGQUIT stop a run in a load or a prediction, and a rerun resumes", async (t) => {
   const clean = await cleanRun();

@@ -112,8 +112,9 @@ export function choosePlan(costs: MeasuredCosts, checks = false): SearchPlan {
 const CHECK_COST_REFUSALS = 8;
 
 /**
- * Checks LM Studio may load all the same before they stop: one can be a cancel that came a
- * moment too late; two say the server does not honour the cancel, and each check costs a load.
+ * Checks LM Studio may load all the same before they stop, when they are most of the checks:
+ * now and then a cancel comes a moment too late; two in a row say the server does not honour
+ * the cancel, and each check costs a load.
  */
 const MAX_CHECKS_COMPLETED = 2;
 
@@ -123,8 +124,9 @@ const MAX_CHECKS_COMPLETED = 2;
  * not where LM Studio loads what it was asked to cancel ({@link MAX_CHECKS_COMPLETED}).
  */
 export function checksPay(costs: MeasuredCosts): boolean {
-  if ((costs.checksCompleted ?? 0) >= MAX_CHECKS_COMPLETED) return false;
   const checks = costs.checks ?? 0;
+  const completed = costs.checksCompleted ?? 0;
+  if (completed >= MAX_CHECKS_COMPLETED && completed * 2 > checks) return false;
   if (checks === 0) return true;
   const check = Math.max(MIN_TIMED_SECONDS, (costs.checkSeconds ?? 0) / checks);
   if (costs.loads > 0) {

@@ -21,6 +21,14 @@ export const BACKOFF_ENV = { LMSTRIX_BACKOFF_MS: "20" };
  * Two models with irregular limits: one refuses loads above 59111 of its 128k (a long loadable
  * search, where a resume that miscounts its loads shows), one loses needles early.
  */
+/**
+ * The emulator's wait for a cancel after a load's first progress report, for runs whose counts
+ * are compared: checks are cancelled in time in all of them, as they are when loads take real
+ * time (without it every check would load before its cancel came, and the search would stop
+ * checking, as on a server that does not honour the cancel).
+ */
+export const CANCEL_HOLD = { cancelHoldMs: 100 } as const;
+
 export function fleet(faults: Partial<Record<"alpha" | "beta", Partial<ModelProfile>>> = {}) {
   return [
     testProfile("alpha", {
@@ -177,7 +185,7 @@ export function cleanRun(): Promise<CleanRun> {
         sequence: loadSequence(stats),
         predictions: stats.predictions.length,
       };
-    });
+    }, CANCEL_HOLD);
   })();
   return cleanFleetRun;
 }
