@@ -338,21 +338,7 @@ class SdkLmStudio implements LmStudio {
     let progressed = false;
     let model: LLM;
     try {
-      model = await this.#link.call(
-        "load",
-        this.#timeouts.loadMs,
-        options.signal,
-        (signal) =>
-          this.#client.llm.load(modelKey, {
-            identifier: options.identifier,
-            config: { contextLength },
-            signal,
-            verbose: false,
-            onProgress: (progress) => {
-              if (progress > 0) progressed = true;
-            },
-          }),
-      );
+      model = await this.#startLoad(modelKey, contextLength, options, () => progressed = true);
     } catch (error) {
       // Whatever LM Studio says, a failed load is "not at this size" unless the failure is the
       // connection's, the clock's, an unknown model or an interrupt (failures.ts).
@@ -382,6 +368,34 @@ class SdkLmStudio implements LmStudio {
     };
   }
 
+  /**
+   * Asks LM Studio for a load under the load deadline; `progressed` is told of the first load
+   * progress (above 0: the load is under way), and `cancel`, when given, aborts it too.
+   */
+  #startLoad(
+    modelKey: string,
+    contextLength: number,
+    options: { identifier: string; signal?: AbortSignal },
+    progressed: () => void,
+    cancel?: AbortSignal,
+  ): Promise<LLM> {
+    return this.#link.call(
+      "load",
+      this.#timeouts.loadMs,
+      options.signal,
+      (signal) =>
+        this.#client.llm.load(modelKey, {
+          identifier: options.identifier,
+          config: { contextLength },
+          signal: cancel === undefined ? signal : AbortSignal.any([signal, cancel]),
+          verbose: false,
+          onProgress: (progress) => {
+            if (progress > 0) progressed();
+          },
+        }),
+    );
+  }
+
   async check(
     modelKey: string,
     contextLength: number,
@@ -392,20 +406,12 @@ class SdkLmStudio implements LmStudio {
     const started = new Error("the load started: cancelled by the check");
     let completed = true;
     try {
-      const model = await this.#link.call(
-        "load",
-        this.#timeouts.loadMs,
-        options.signal,
-        (signal) =>
-          this.#client.llm.load(modelKey, {
-            identifier: options.identifier,
-            config: { contextLength },
-            signal: AbortSignal.any([signal, cancel.signal]),
-            verbose: false,
-            onProgress: (progress) => {
-              if (progress > 0) cancel.abort(started);
-            },
-          }),
+      const model = await this.#startLoad(
+        modelKey,
+        contextLength,
+        options,
+        () => cancel.abort(started),
+        cancel.signal,
       );
       // Loaded before the cancel took (or with no progress reported): it started all the same.
       await this.#link.call("unload", this.#timeouts.rpcMs, undefined, () => model.unload());

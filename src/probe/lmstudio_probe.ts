@@ -237,20 +237,7 @@ export class LmStudioProbe implements Probe {
 
   /** Loads the model at `context`, unloading the instance loaded before; times the load. */
   load(context: number): Promise<LoadOutcome> {
-    return this.#timed(async (record) => {
-      await this.unload();
-      await this.#sweep();
-      const start = this.#now();
-      const outcome = await this.#retrying(
-        "load",
-        record,
-        () => this.#loadOnce(context),
-        () => this.#clearInstances(),
-      );
-      // Retries would time the faults too: only a load that went through at once is a measure.
-      if (record.retries > 0) return outcome;
-      return { ...outcome, seconds: (this.#now() - start) / 1000 };
-    });
+    return this.#loadRequest("load", () => this.#loadOnce(context));
   }
 
   /**
@@ -258,16 +245,23 @@ export class LmStudioProbe implements Probe {
    * said yes), unloading the instance loaded before; leaves nothing loaded. Timed like a load.
    */
   check(context: number): Promise<CheckOutcome> {
+    return this.#loadRequest("check", () => this.#checkOnce(context));
+  }
+
+  /**
+   * A load or a check: the instance held before is unloaded (and any a check left), then the
+   * request is made with retries and timed.
+   */
+  #loadRequest<T extends LoadOutcome | CheckOutcome>(
+    what: "load" | "check",
+    once: () => Promise<T>,
+  ): Promise<T> {
     return this.#timed(async (record) => {
       await this.unload();
       await this.#sweep();
       const start = this.#now();
-      const outcome = await this.#retrying(
-        "check",
-        record,
-        () => this.#checkOnce(context),
-        () => this.#clearInstances(),
-      );
+      const outcome = await this.#retrying(what, record, once, () => this.#clearInstances());
+      // Retries would time the faults too: only a request that went through at once is a measure.
       if (record.retries > 0) return outcome;
       return { ...outcome, seconds: (this.#now() - start) / 1000 };
     });
