@@ -19,7 +19,10 @@
  * at most 40 % of its loads, within 1.5x the lower bound's time. Then, over a prior of the truths
  * such a model can have, the least average time any search can reach (`bench/best_average.ts`)
  * against the lower bound's and the reference's averages: whether a target is out of reach for
- * every search that does not know the answer.
+ * every search that does not know the answer; and our search's own average over the same prior
+ * (`bench/ours_average.ts`: played out on a fixed sample of truths with a probe that prices
+ * what the emulator charges), against the best's, the lower bound's and the reference's on the
+ * same truths: how far it is from the best possible on average.
  *
  * Usage: deno task bench [--regime a|b|c|all] [--profiles FILE] [--precision N] [--trace]
  *   --trace  prints every attempt of the search, model by model.
@@ -36,6 +39,7 @@ import {
 } from "../src/search/context_search.ts";
 import { lowerBound, lowerBoundMs, lowerBoundSteps, profileLimits } from "./bench/lower_bound.ts";
 import { averageLowerBoundMs, averageReferenceMs, bestAverage } from "./bench/best_average.ts";
+import { type OursAverage, oursAverage, SAMPLE_SIZE } from "./bench/ours_average.ts";
 import { referenceSearch } from "./bench/reference_search.ts";
 import { DEFAULT_MIN_CONTEXT, defaultPrecision, RESERVE_TOKENS } from "../src/lmstrix.ts";
 import { type ModelProfile, profileTruth } from "./emulator/profile.ts";
@@ -209,6 +213,8 @@ interface Totals {
   lb: { loads: number; ms: number };
   /** Averages over the prior: the best any search can do, the lower bound, the reference. */
   avg: { best: number; lb: number; ref: number };
+  /** Our search's average and the others' on the same sampled truths, summed over the fleet. */
+  sampled: OursAverage;
   numbers: number;
 }
 
@@ -224,6 +230,7 @@ async function runRegime(regime: Regime): Promise<Totals> {
     ref: { loads: 0, ms: 0, right: 0 },
     lb: { loads: 0, ms: 0 },
     avg: { best: 0, lb: 0, ref: 0 },
+    sampled: { ours: 0, best: 0, lb: 0, ref: 0, runs: 0, exact: true, wrong: 0, worst: null },
     numbers: 0,
   };
   try {
@@ -250,6 +257,7 @@ async function runRegime(regime: Regime): Promise<Totals> {
         lb: averageLowerBoundMs(profile, config),
         ref: averageReferenceMs(profile, config),
       };
+      const sampled = await oursAverage(profile, config);
       if (values.trace) {
         console.log(`${profile.modelKey} (truth ${truth.loadable} / ${truth.working}):`);
         for (const attempt of ours.attempts) console.log(traceLine(attempt));
@@ -257,6 +265,15 @@ async function runRegime(regime: Regime): Promise<Totals> {
           `  average over the prior: best ${fmtMin(best.ms)} min (loads ${fmtMin(best.loadMs)}` +
             ` + needles ${fmtMin(best.workMs)};\n    L found before any needle: ` +
             `${fmtMin(best.phasedMs)}), LB ${fmtMin(avg.lb)}, reference ${fmtMin(avg.ref)}`,
+        );
+        const worst = sampled.worst;
+        console.log(
+          `  ours over ${sampled.runs} truths: ${fmtMin(sampled.ours)} min, best on them ` +
+            `${fmtMin(sampled.best)} (${ratio(sampled.ours, sampled.best)}); ${sampled.wrong} ` +
+            `wrong${
+              worst === null ? "" : `;\n    furthest from the best: L ${worst.truth.loadable}` +
+                ` / W ${worst.truth.working}, ${fmtMin(worst.ms)} vs ${fmtMin(worst.best)} min`
+            }`,
         );
       }
       totals.numbers += 2;
@@ -271,6 +288,10 @@ async function runRegime(regime: Regime): Promise<Totals> {
       totals.avg.best += avg.best;
       totals.avg.lb += avg.lb;
       totals.avg.ref += avg.ref;
+      for (const key of ["ours", "best", "lb", "ref", "runs", "wrong"] as const) {
+        totals.sampled[key] += sampled[key];
+      }
+      totals.sampled.exact &&= sampled.exact;
       rows.push([
         profile.modelKey,
         truth.loadable === 0
@@ -297,6 +318,7 @@ async function runRegime(regime: Regime): Promise<Totals> {
         ratio(ours.virtualMs, lb.ms),
         `${fmtMin(avg.best)} / ${fmtMin(avg.lb)} / ${fmtMin(avg.ref)}`,
         `${ratio(avg.best, avg.lb)} / ${ratio(avg.best, avg.ref)}`,
+        `${fmtMin(sampled.ours)} (${ratio(sampled.ours, sampled.best)})`,
       ]);
     }
   } finally {
@@ -318,6 +340,7 @@ async function runRegime(regime: Regime): Promise<Totals> {
     ratio(totals.ours.ms, totals.lb.ms),
     `${fmtMin(totals.avg.best)} / ${fmtMin(totals.avg.lb)} / ${fmtMin(totals.avg.ref)}`,
     `${ratio(totals.avg.best, totals.avg.lb)} / ${ratio(totals.avg.best, totals.avg.ref)}`,
+    `${fmtMin(totals.sampled.ours)} (${ratio(totals.sampled.ours, totals.sampled.best)})`,
   ]);
   console.log(`\nRegime ${regime.key}: ${regime.name}\n`);
   table([
@@ -336,6 +359,7 @@ async function runRegime(regime: Regime): Promise<Totals> {
     "vs LB",
     "avg min: best / LB / ref",
     "best vs LB / ref",
+    "ours avg min (vs best)",
   ], rows);
   return totals;
 }
@@ -354,7 +378,9 @@ precision grid from minContext to the declared size, working size W uniform on i
 model's load, refusal, prefill and cache costs, its other behaviours dropped), the least
 expected time any search can reach without knowing the truth (best, by dynamic programming;
 a lower bound even for a search that mixes needles into its loads), and the averages of the
-lower bound's and the reference's times.`;
+lower bound's and the reference's times. Ours: our search's average, played out on a fixed
+sample of ${SAMPLE_SIZE} truths per model drawn from that prior (the whole prior where it has no
+more), priced as the emulator charges; against the best, LB and reference on the same truths.`;
 console.log(HEADER.trim());
 
 const summary: string[][] = [];
@@ -369,6 +395,7 @@ for (const regime of regimes) {
   const met = t.ours.right === t.numbers && time <= 0.5 && loads <= 0.4 && vsLb <= 1.5;
   allMet &&= met;
   const { best, lb, ref } = t.avg;
+  const s = t.sampled;
   averages.push([
     `${regime.key}: ${regime.name}`,
     fmtMin(best),
@@ -376,6 +403,11 @@ for (const regime of regimes) {
     fmtMin(ref),
     `${(best / lb).toFixed(2)}x`,
     `${(best / ref).toFixed(2)}x`,
+    fmtMin(s.ours),
+    `${(s.ours / s.best).toFixed(2)}x`,
+    `${(s.ours / s.lb).toFixed(2)}x`,
+    `${(s.ours / s.ref).toFixed(2)}x`,
+    `${s.wrong}/${s.runs}`,
   ]);
   const lbReading = best / lb > 1.5
     ? "no search can be within 1.5x of the LB on average"
@@ -383,7 +415,9 @@ for (const regime of regimes) {
   const refReading = best / ref > 0.5
     ? "no search can take half the reference's time on average"
     : "half the reference's time is not ruled out on average";
-  readings.push(`${regime.key}: ${lbReading};\n   ${refReading}.`);
+  const oursReading = `ours takes ${(s.ours / s.best).toFixed(2)}x the best on its ${s.runs} ` +
+    `truths (the best: ${fmtMin(s.best)} min on them)`;
+  readings.push(`${regime.key}: ${lbReading};\n   ${refReading};\n   ${oursReading}.`);
   summary.push([
     `${regime.key}: ${regime.name}`,
     `${t.ours.right}/${t.numbers} (ref ${t.ref.right})`,
@@ -422,5 +456,11 @@ table([
   "average ref",
   "best vs LB",
   "best vs ref",
+  "ours",
+  "ours vs best",
+  "ours vs LB",
+  "ours vs ref",
+  "ours wrong",
 ], averages);
+
 console.log(`\n${readings.join("\n")}`);

@@ -137,12 +137,20 @@ export function gridPrices(profile: ModelProfile, config: SearchConfig, grid: nu
 
 const at = (array: ArrayLike<number>, k: number) => array[k] ?? 0;
 
+/** A game's value from a state, and what its optimal play costs on one truth. */
+export interface LoadGame {
+  /** The least expected cost from (a, hi, real). */
+  (a: number, hi: number, real: boolean): number;
+  /** What the optimal play from (a, hi, real) costs when L is grid index `i`. */
+  cost(a: number, hi: number, real: boolean, i: number): number;
+}
+
 /**
  * The load game: the least expected cost of proving L, for every state (a, hi, real): L known to
  * lie in [a, hi - 1] with weights `weight`, real whether a real load succeeded at a. Returns a
  * lookup; the answer from the start is `value(a0, n + 1, false)`.
  */
-export function loadGame(prices: GridPrices, weight: (i: number) => number) {
+export function loadGame(prices: GridPrices, weight: (i: number) => number): LoadGame {
   const { n, okLoad, refused, check } = prices;
   const v = n + 2;
   // Prefix sums of the weights: mass(a, hi) = sum over [a, hi).
@@ -150,6 +158,8 @@ export function loadGame(prices: GridPrices, weight: (i: number) => number) {
   for (let i = 0; i <= n; i++) sums[i + 1] = sums[i]! + weight(i);
   const mass = (a: number, hi: number) => sums[hi]! - sums[a]!;
   const states = [new Float64Array(v * v), new Float64Array(v * v)];
+  // The optimal move of each state: its size, negative for a check.
+  const moves = [new Int32Array(v * v), new Int32Array(v * v)];
   const get = (a: number, hi: number, real: number) => states[real]![a * v + hi]!;
   for (let gap = 1; gap <= n + 1; gap++) {
     for (let a = 0; a + gap <= n + 1; a++) {
@@ -157,6 +167,7 @@ export function loadGame(prices: GridPrices, weight: (i: number) => number) {
       const total = mass(a, hi);
       for (const real of [0, 1]) {
         let best: number;
+        let move = 0;
         if (gap === 1) best = real === 1 ? 0 : at(okLoad, a);
         else {
           best = Infinity;
@@ -164,15 +175,40 @@ export function loadGame(prices: GridPrices, weight: (i: number) => number) {
             const up = mass(t, hi) / total;
             const down = 1 - up;
             const no = down * (at(refused, t) + get(a, t, real));
-            best = Math.min(best, up * (at(okLoad, t) + get(t, hi, 1)) + no);
-            if (check !== null) best = Math.min(best, up * (check + get(t, hi, 0)) + no);
+            const load = up * (at(okLoad, t) + get(t, hi, 1)) + no;
+            if (load < best) [best, move] = [load, t];
+            if (check === null) continue;
+            const checked = up * (check + get(t, hi, 0)) + no;
+            if (checked < best) [best, move] = [checked, -t];
           }
         }
         states[real]![a * v + hi] = best;
+        moves[real]![a * v + hi] = move;
       }
     }
   }
-  return (a: number, hi: number, real: boolean) => get(a, hi, real ? 1 : 0);
+  const value = (a: number, hi: number, real: boolean) => get(a, hi, real ? 1 : 0);
+  const cost = (a: number, hi: number, real: boolean, i: number) => {
+    let ms = 0;
+    let r = real ? 1 : 0;
+    while (hi - a > 1) {
+      const move = moves[r]![a * v + hi]!;
+      const t = Math.abs(move);
+      if (i < t) [ms, hi] = [ms + at(refused, t), t];
+      else if (move < 0) [ms, a, r] = [ms + (check ?? 0), t, 0];
+      else [ms, a, r] = [ms + at(okLoad, t), t, 1];
+    }
+    return ms + (r === 1 ? 0 : at(okLoad, a));
+  };
+  return Object.assign(value, { cost });
+}
+
+/** The needle game's value per loadable index, and what its optimal play costs on one truth. */
+export interface WorkGame {
+  /** The least expected cost of proving W, per loadable index j. */
+  value: Float64Array;
+  /** What the optimal play costs when L is grid index `j` and W is grid index `k`. */
+  cost(j: number, k: number): number;
 }
 
 /**
@@ -180,19 +216,28 @@ export function loadGame(prices: GridPrices, weight: (i: number) => number) {
  * [0, j], with needles on the instance at j (priced with the shared cache) or tests made as
  * confirming loads, and the confirmation. Returns the value per j.
  */
-export function workGame(prices: GridPrices): Float64Array {
+export function workGame(prices: GridPrices): WorkGame {
   const { n, okLoad, prefill, pass, fail, cache } = prices;
   const confirm = (k: number) => at(okLoad, k) + at(pass, k);
+  // The optimal move of a state: 2t for a needle at t, 2t + 1 for a confirming load there.
+  const pick = (best: number, move: number, needle: number, load: number, t: number) =>
+    needle < best && needle <= load
+      ? [needle, 2 * t]
+      : load < best
+      ? [load, 2 * t + 1]
+      : [best, move];
   // After a failing needle: (lo, hi, conf), -1 <= lo < hi <= n, W in [max(lo, 0), hi - 1]; conf:
   // the pass at lo was a confirming load. Every later prompt is shorter than one sent: no prefill.
   const w = n + 2;
   const failed = [new Float64Array(w * w), new Float64Array(w * w)];
+  const failedMoves = [new Int32Array(w * w), new Int32Array(w * w)];
   const getFailed = (lo: number, hi: number, conf: number) => failed[conf]![(lo + 1) * w + hi]!;
   for (let hi = 1; hi <= n; hi++) {
     for (let lo = hi - 1; lo >= -1; lo--) {
       const a = Math.max(lo, 0);
       for (const conf of lo >= 0 ? [0, 1] : [0]) {
         let best: number;
+        let move = 0;
         if (a === hi - 1) best = conf === 1 ? 0 : confirm(a);
         else {
           best = Infinity;
@@ -206,10 +251,11 @@ export function workGame(prices: GridPrices): Float64Array {
               down * (at(fail, t) - free + stay);
             const load = up * (at(okLoad, t) + at(pass, t) + getFailed(t, hi, 1)) +
               down * (at(fail, t) + stay);
-            best = Math.min(best, needle, load);
+            [best, move] = pick(best, move, needle, load, t) as [number, number];
           }
         }
         failed[conf]![(lo + 1) * w + hi] = best;
+        failedMoves[conf]![(lo + 1) * w + hi] = move;
       }
     }
   }
@@ -217,6 +263,7 @@ export function workGame(prices: GridPrices): Float64Array {
   // sent is lo's.
   const work = new Float64Array(n + 1);
   const open = [new Float64Array(n + 2), new Float64Array(n + 2)];
+  const openMoves = new Int32Array((n + 1) * 2 * w);
   for (let j = 0; j <= n; j++) {
     open[0]![j + 1] = 0;
     open[1]![j + 1] = 0;
@@ -226,6 +273,7 @@ export function workGame(prices: GridPrices): Float64Array {
       const sent = cache && lo >= 0 ? at(prefill, lo) : 0;
       for (const conf of lo >= 0 ? [0, 1] : [0]) {
         let best = Infinity;
+        let move = 0;
         for (let t = lo + 1; t <= j; t++) {
           const up = (j - t + 1) / m;
           const down = (t - a) / m;
@@ -234,14 +282,44 @@ export function workGame(prices: GridPrices): Float64Array {
             down * (at(fail, t) - sent + stay);
           const load = t === j ? Infinity : up * (at(okLoad, t) + at(pass, t) + open[1]![t + 1]!) +
             down * (at(fail, t) + stay);
-          best = Math.min(best, needle, load);
+          [best, move] = pick(best, move, needle, load, t) as [number, number];
         }
         open[conf]![lo + 1] = best;
+        openMoves[(j * 2 + conf) * w + lo + 1] = move;
       }
     }
     work[j] = open[0]![0]!;
   }
-  return work;
+  const cost = (j: number, k: number) => {
+    let [ms, lo, conf] = [0, -1, 0];
+    let hi = j + 1;
+    // Passes on the instance at j (or confirming loads below it) until the first failure.
+    while (lo < j) {
+      const move = openMoves[(j * 2 + conf) * w + lo + 1]!;
+      const [t, load] = [move >> 1, (move & 1) === 1];
+      const sent = cache && lo >= 0 ? at(prefill, lo) : 0;
+      if (k < t) {
+        [ms, hi] = [ms + at(fail, t) - (load ? 0 : sent), t];
+        break;
+      }
+      ms += load ? at(okLoad, t) + at(pass, t) : at(pass, t) - sent;
+      [lo, conf] = [t, load ? 1 : 0];
+    }
+    if (lo === j) return ms;
+    for (;;) {
+      const a = Math.max(lo, 0);
+      if (a === hi - 1) return ms + (conf === 1 ? 0 : confirm(a));
+      const move = failedMoves[conf]![(lo + 1) * w + hi]!;
+      const [t, load] = [move >> 1, (move & 1) === 1];
+      const free = cache ? at(prefill, t) : 0;
+      if (k < t) [ms, hi] = [ms + at(fail, t) - (load ? 0 : free), t];
+      else {
+        ms += load ? at(okLoad, t) + at(pass, t) : at(pass, t) - free;
+        [lo, conf] = [t, load ? 1 : 0];
+      }
+    }
+  };
+  return { value: work, cost };
 }
 
 /** The best average and its parts, in ms. */
@@ -262,7 +340,7 @@ export function bestAverage(profile: ModelProfile, config: SearchConfig): BestAv
   const n = grid.length - 1;
   if (n < 0) return { ms: 0, phasedMs: 0, loadMs: 0, workMs: 0 };
   const prices = gridPrices(priorProfile(profile), config, grid);
-  const work = workGame(prices);
+  const work = workGame(prices).value;
   let workMs = 0;
   for (let j = 0; j <= n; j++) workMs += priorL(n) * work[j]!;
   // W revealed: P(W = k) = sum over L >= k of P(L) P(W | L); given W, L weighs 1 / (L + 1).
@@ -275,6 +353,25 @@ export function bestAverage(profile: ModelProfile, config: SearchConfig): BestAv
   }
   const phased = loadGame(prices, () => 1)(0, n + 1, false);
   return { ms: loadMs + workMs, phasedMs: phased + workMs, loadMs, workMs };
+}
+
+/**
+ * What the best average's optimal plays cost on one truth, L = grid[i] and W = grid[k] (k <= i):
+ * the load game's with W revealed plus the needle game's with L known. Its mean over the prior is
+ * {@link bestAverage}'s `ms`, so that a sample of truths can weigh a search against it like for
+ * like.
+ */
+export function bestTruthMs(
+  profile: ModelProfile,
+  config: SearchConfig,
+): (i: number, k: number) => number {
+  const grid = priorGrid(config);
+  const n = grid.length - 1;
+  if (n < 0) return () => 0;
+  const prices = gridPrices(priorProfile(profile), config, grid);
+  const work = workGame(prices);
+  const revealed = loadGame(prices, priorW);
+  return (i, k) => revealed.cost(k, n + 1, false, i) + work.cost(i, k);
 }
 
 /** The oracle lower bound's virtual time averaged over the prior (behaviours dropped). */

@@ -154,6 +154,11 @@ export class PricedProbe implements Probe {
   #cached: Cached = { kind: "none" };
   /** Per seed: the haystack text counted so far (prefix tokens), for {@link countingMs}. */
   #counted = new Map<number, number>();
+  /**
+   * What each load, check, `2+2=` and needle cost, in the order of the calls (a load's or a
+   * check's with the unload before it): the search's attempts, priced.
+   */
+  readonly charges: number[] = [];
   /** Everything charged so far. */
   readonly stats: PricedStats = {
     ms: 0,
@@ -208,7 +213,31 @@ export class PricedProbe implements Probe {
     return Promise.resolve();
   }
 
-  async load(context: number): Promise<LoadOutcome> {
+  /** Runs one call of the search and keeps what it cost in {@link charges}. */
+  async #priced<T>(call: () => Promise<T>): Promise<T> {
+    const start = this.stats.ms;
+    const result = await call();
+    this.charges.push(this.stats.ms - start);
+    return result;
+  }
+
+  load(context: number): Promise<LoadOutcome> {
+    return this.#priced(() => this.#load(context));
+  }
+
+  check(context: number): Promise<CheckOutcome> {
+    return this.#priced(() => this.#check(context));
+  }
+
+  sanity(): Promise<Answer> {
+    return this.#priced(() => this.#sanity());
+  }
+
+  needle(promptTokens: number, opts: { fresh: boolean; depth: number }): Promise<Answer> {
+    return this.#priced(() => this.#needle(promptTokens, opts));
+  }
+
+  async #load(context: number): Promise<LoadOutcome> {
     await this.unload();
     this.stats.loads++;
     const admitted = this.#admit(context);
@@ -225,7 +254,7 @@ export class PricedProbe implements Probe {
     return { kind: "loaded", actual: admitted.context, seconds: ms / 1000 };
   }
 
-  async check(context: number): Promise<CheckOutcome> {
+  async #check(context: number): Promise<CheckOutcome> {
     await this.unload();
     this.stats.loads++;
     const admitted = this.#admit(context);
@@ -260,7 +289,7 @@ export class PricedProbe implements Probe {
     return this.#profile.promptCache !== false;
   }
 
-  sanity(): Promise<Answer> {
+  #sanity(): Promise<Answer> {
     if (this.#loaded === null) throw new Error("No model is loaded");
     // The emulator evaluates the last prompt token again: a repeated `2+2=` reuses the rest.
     const cached = this.#cache() && this.#cached.kind === "sanity" ? SANITY_TOKENS - 1 : 0;
@@ -292,7 +321,7 @@ export class PricedProbe implements Probe {
     return tokens / TIMING.tokenizeTokensPerMs + PARTIAL_COUNT_MS;
   }
 
-  async needle(promptTokens: number, opts: { fresh: boolean; depth: number }): Promise<Answer> {
+  async #needle(promptTokens: number, opts: { fresh: boolean; depth: number }): Promise<Answer> {
     if (this.#loaded === null) throw new Error("No model is loaded");
     if (opts.fresh) this.#seed++;
     const profile = this.#profile;
