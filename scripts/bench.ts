@@ -40,6 +40,7 @@ import {
 import { lowerBound, lowerBoundMs, lowerBoundSteps, profileLimits } from "./bench/lower_bound.ts";
 import { averageLowerBoundMs, averageReferenceMs, bestAverage } from "./bench/best_average.ts";
 import { type OursAverage, oursAverage, SAMPLE_SIZE } from "./bench/ours_average.ts";
+import { PricedProbe } from "./bench/priced_probe.ts";
 import { referenceSearch } from "./bench/reference_search.ts";
 import { DEFAULT_MIN_CONTEXT, defaultPrecision, RESERVE_TOKENS } from "../src/lmstrix.ts";
 import { type ModelProfile, profileTruth } from "./emulator/profile.ts";
@@ -215,6 +216,8 @@ interface Totals {
   avg: { best: number; lb: number; ref: number };
   /** Our search's average and the others' on the same sampled truths, summed over the fleet. */
   sampled: OursAverage;
+  /** Largest relative difference of the pricing probe from the emulator on the fleet's truths. */
+  drift: number;
   numbers: number;
 }
 
@@ -231,6 +234,7 @@ async function runRegime(regime: Regime): Promise<Totals> {
     lb: { loads: 0, ms: 0 },
     avg: { best: 0, lb: 0, ref: 0 },
     sampled: { ours: 0, best: 0, lb: 0, ref: 0, runs: 0, exact: true, wrong: 0, worst: null },
+    drift: 0,
     numbers: 0,
   };
   try {
@@ -245,6 +249,11 @@ async function runRegime(regime: Regime): Promise<Totals> {
         reserve: RESERVE_TOKENS,
       };
       const ours = await run(emulator, profile, config, (c, p) => searchContextLimits(c, p));
+      // The pricing probe our averages rest on, against the emulator on this truth.
+      const priced = new PricedProbe(profile);
+      await searchContextLimits(config, priced);
+      const drift = Math.abs(priced.ms - ours.virtualMs) / Math.max(1, ours.virtualMs);
+      totals.drift = Math.max(totals.drift, drift);
       const ref = await run(emulator, profile, config, referenceSearch);
       const limits = profileLimits(profile, config);
       const lb = {
@@ -361,6 +370,10 @@ async function runRegime(regime: Regime): Promise<Totals> {
     "best vs LB / ref",
     "ours avg min (vs best)",
   ], rows);
+  console.log(
+    `\nOurs' averages are priced without the emulator; on these truths the price is within ` +
+      `${(totals.drift * 100).toFixed(2)} %\nof the emulator's.`,
+  );
   return totals;
 }
 

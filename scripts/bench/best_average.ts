@@ -45,6 +45,9 @@
  * The sum of the two optimal games is at most the optimal joint game, which no search beats.
  * The phased figure (loads first, W unknown, uniform prior on L) is reported too: it is what a
  * search that finds L before it sends a needle can reach at best.
+ * Each game's optimal play can be followed on one truth ({@link bestTruthMs}): its mean over the
+ * prior is the best average, and over a sample of truths it weighs our search
+ * (`ours_average.ts`) like for like.
  *
  * @module
  */

@@ -1,0 +1,184 @@
+/**
+ * Our search's average in the bench: the pricing probe charges what the emulator charges the
+ * real probe (the search driven through the SDK against the emulator, on every model of the
+ * fleet in every regime and on truths of the prior, takes the same steps and the same virtual
+ * time within {@link TOLERANCE}), the best's optimal plays average to the best, and over a whole
+ * prior our search answers right and averages above the best.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { connectLmStudio } from "../src/lmstudio/client.ts";
+import { LmStudioProbe } from "../src/probe/lmstudio_probe.ts";
+import {
+  type Attempt,
+  type SearchConfig,
+  searchContextLimits,
+} from "../src/search/context_search.ts";
+import { DEFAULT_MIN_CONTEXT, defaultPrecision, RESERVE_TOKENS } from "../src/lmstrix.ts";
+import {
+  bestAverage,
+  bestTruthMs,
+  priorGrid,
+  priorL,
+  priorW,
+} from "../scripts/bench/best_average.ts";
+import { oursAverage, priorSample } from "../scripts/bench/ours_average.ts";
+import { PricedProbe, truthProfile } from "../scripts/bench/priced_probe.ts";
+import type { ModelProfile } from "../scripts/emulator/profile.ts";
+import { CANCEL_HOLD_MS, type Emulator } from "../scripts/emulator/server.ts";
+import { loadFleet, withEmulator } from "./support/emulator.ts";
+
+const sdkTest = { sanitizeOps: false, sanitizeResources: false };
+
+/** Largest relative difference allowed between the priced and the emulator's virtual time. */
+const TOLERANCE = 0.01;
+
+/** The bench's three regimes. */
+const REGIMES: Record<string, (p: ModelProfile) => ModelProfile> = {
+  a: (p) => ({ ...p, refusal: "guardrail", promptCache: true }),
+  b: (p) => ({ ...p, refusal: "engine", promptCache: false }),
+  c: (p) => ({ ...p }),
+};
+
+function configOf(profile: ModelProfile): SearchConfig {
+  return {
+    declared: profile.declaredContext,
+    minContext: Math.min(DEFAULT_MIN_CONTEXT, profile.declaredContext),
+    precision: defaultPrecision(profile.declaredContext),
+    reserve: RESERVE_TOKENS,
+  };
+}
+
+/** What the search did, step by step, without the texts. */
+const steps = (attempts: Attempt[]) =>
+  attempts.map((a) => `${a.action} ${a.context} ${a.promptTokens ?? ""} ${a.outcome}`);
+
+/**
+ * Runs the search on `profile` through the real probe and SDK against `emulator` and with the
+ * pricing probe; asserts the same steps, the same loads and the same virtual time within the
+ * tolerance.
+ */
+async function compare(emulator: Emulator, profile: ModelProfile, label: string) {
+  const config = configOf(profile);
+  emulator.reset();
+  const lms = await connectLmStudio(emulator.url);
+  try {
+    const probe = new LmStudioProbe(lms, profile.modelKey, {
+      seed: 7,
+      runId: "priced",
+      now: () => emulator.now(),
+    });
+    const real = await searchContextLimits(config, probe);
+    await probe.unload();
+    const stats = emulator.stats();
+    const priced = new PricedProbe(profile);
+    const played = await searchContextLimits(config, priced);
+    await priced.unload();
+    assert.deepEqual(steps(played.attempts), steps(real.attempts), label);
+    assert.equal(priced.stats.unloads, stats.unloads, label);
+    const loadMs = stats.loads.reduce((sum, load) => sum + load.virtualMs, 0);
+    assert.equal(priced.stats.loadMs, loadMs, label);
+    const difference = (priced.ms - stats.virtualMs) / stats.virtualMs;
+    assert.ok(
+      Math.abs(difference) <= TOLERANCE,
+      `${label}: priced ${priced.ms} ms, emulator ${stats.virtualMs} ms`,
+    );
+  } finally {
+    await lms.close();
+  }
+}
+
+/** A regime's profile, as a key: regimes a and c leave most models alike. */
+const behaviour = (p: ModelProfile) =>
+  JSON.stringify({ ...p, refusal: p.refusal ?? "guardrail", promptCache: p.promptCache ?? true });
+
+Deno.test(
+  "the pricing probe charges what the emulator charges our search on the fleet",
+  sdkTest,
+  async () => {
+    const fleet = (await loadFleet()).filter((p) => p.type === "llm");
+    const seen = new Set<string>();
+    for (const [regime, apply] of Object.entries(REGIMES)) {
+      const profiles = fleet.map(apply).filter((p) => !seen.has(behaviour(p)));
+      for (const profile of profiles) seen.add(behaviour(profile));
+      await withEmulator(profiles, async (emulator) => {
+        for (const profile of profiles) {
+          await compare(emulator, profile, `${regime}: ${profile.modelKey}`);
+        }
+      }, { cancelHoldMs: CANCEL_HOLD_MS });
+    }
+    // Every behaviour of the fleet was played: refusals early and late, fits, crashes, a band.
+    assert.ok(seen.size > fleet.length, `${seen.size} profiles`);
+  },
+);
+
+Deno.test(
+  "the pricing probe charges what the emulator charges our search on truths of the prior",
+  sdkTest,
+  async () => {
+    const fleet = (await loadFleet()).filter((p) => p.type === "llm");
+    const picks = ["qwen2.5-7b-instruct", "llama-3.3-70b-instruct", "gemma-3-12b-it"];
+    for (const [regime, apply] of Object.entries(REGIMES)) {
+      if (regime === "c") continue;
+      // L a third of the way up the grid; W a quarter of the way below it, and W = L.
+      const profiles = fleet.filter((p) => picks.includes(p.modelKey)).flatMap((p) => {
+        const profile = apply(p);
+        const config = configOf(profile);
+        const grid = priorGrid(config);
+        const i = Math.floor(grid.length / 3);
+        return [Math.floor(i / 4), i].map((k) => ({
+          ...truthProfile(profile, config, { loadable: grid[i]!, working: grid[k]! }),
+          modelKey: `${p.modelKey}-${k}`,
+        }));
+      });
+      await withEmulator(profiles, async (emulator) => {
+        for (const profile of profiles) {
+          await compare(emulator, profile, `${regime}: ${profile.modelKey}`);
+        }
+      }, { cancelHoldMs: CANCEL_HOLD_MS });
+    }
+  },
+);
+
+Deno.test("the best's optimal plays, averaged over the prior, cost the best average", async () => {
+  const fleet = (await loadFleet()).filter((p) => p.type === "llm");
+  for (const [regime, apply] of Object.entries(REGIMES)) {
+    for (const profile of fleet.map(apply).slice(0, 5)) {
+      const config = configOf(profile);
+      const n = priorGrid(config).length - 1;
+      const truthMs = bestTruthMs(profile, config);
+      let average = 0;
+      for (let i = 0; i <= n; i++) {
+        for (let k = 0; k <= i; k++) average += priorL(n) * priorW(i) * truthMs(i, k);
+      }
+      const best = bestAverage(profile, config).ms;
+      assert.ok(Math.abs(average - best) <= 1e-6 * best, `${regime}: ${profile.modelKey}`);
+    }
+  }
+});
+
+Deno.test("over a whole prior our search answers right and averages above the best", async () => {
+  const fleet = (await loadFleet()).filter((p) => p.type === "llm");
+  // The 8k model's prior is small enough to play out whole.
+  const small = fleet.find((p) => p.modelKey === "gemma-2-9b-it")!;
+  for (const [regime, apply] of Object.entries(REGIMES)) {
+    const profile = apply(small);
+    const config = configOf(profile);
+    const sample = priorSample(config);
+    assert.ok(sample.exact, "the whole prior");
+    const average = await oursAverage(profile, config, sample);
+    const label = `${regime}: ours ${average.ours}, best ${average.best}`;
+    assert.equal(average.wrong, 0, label);
+    assert.equal(average.runs, sample.truths.length);
+    assert.ok(Math.abs(average.best - bestAverage(profile, config).ms) < 1e-6 * average.best);
+    assert.ok(average.ours >= average.best && average.best >= average.lb, label);
+  }
+  // A sample of a large prior: the same truths for every average, drawn the same every time.
+  const large = configOf(fleet[0]!);
+  const sample = priorSample(large, 50);
+  assert.equal(sample.exact, false);
+  assert.deepEqual(priorSample(large, 50), sample);
+  assert.ok(sample.truths.every((t) => t.k <= t.i && t.working <= t.loadable));
+});
