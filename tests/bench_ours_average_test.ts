@@ -133,6 +133,9 @@ Deno.test(
           modelKey: `${p.modelKey}-${k}`,
         }));
       });
+      // And a server that loads what a check cancels.
+      const first = profiles[1]!;
+      profiles.push({ ...first, modelKey: `${first.modelKey}-ignored`, cancelIgnored: true });
       await withEmulator(profiles, async (emulator) => {
         for (const profile of profiles) {
           await compare(emulator, profile, `${regime}: ${profile.modelKey}`);

@@ -10,7 +10,8 @@
  *   engine or exit-code failure (late, after progress, priced like a load); `seconds` is the
  *   load's own time;
  * - a check: the unload before it, then a refusal where the guardrail refuses, else a start and
- *   its cancel ({@link cancelledLoadMs});
+ *   its cancel ({@link cancelledLoadMs}), or where the server ignores the cancel, the whole load
+ *   and the unload after it;
  * - a needle: the haystack's token counting (see {@link countingMs}), the prediction overhead,
  *   the prefill of the tokens the prompt cache does not hold, and the answer's generation;
  *   `prefillSeconds` is the server's time to first token; a prompt past `crashAbove` kills the
@@ -262,6 +263,19 @@ export class PricedProbe implements Probe {
       const ms = this.#charge(refusalMs(this.#profile, context));
       this.stats.loadMs += ms;
       return { kind: "refused", message: admitted.early, seconds: ms / 1000 };
+    }
+    if (this.#profile.cancelIgnored === true) {
+      // The server loads (or fails) to the end all the same; the adapter unloads what it left.
+      const loaded = "context" in admitted;
+      const total = loaded
+        ? loadMs(this.#profile, admitted.context)
+        : refusalMs(this.#profile, context);
+      const ms = this.#charge(total);
+      this.stats.loadMs += ms;
+      const unload = loaded ? this.#charge(TIMING.unloadMs) : 0;
+      if (loaded) this.stats.unloads++;
+      const seconds = (ms + unload) / 1000;
+      return loaded ? { kind: "started", completed: true, seconds } : { kind: "started", seconds };
     }
     const ms = this.#charge(cancelledLoadMs());
     this.stats.loadMs += ms;
