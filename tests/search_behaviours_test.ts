@@ -286,3 +286,24 @@ Deno.test("checks that LM Studio loads all the same stop after the second", asyn
   // Without timed costs the planner falls back on its prior: it leans on refusals.
   assert.ok(result.attempts.some((a) => /lean on refusals/.test(a.decision ?? "")));
 });
+
+Deno.test("checks stay in the plan where loads are too quick for the clock to tell", async () => {
+  const quick = await searched({
+    loadFailAbove: 59392,
+    refusalEarly: true,
+    checks: true,
+    loadSeconds: 0.004,
+    refusalSeconds: 0.001,
+    checkSeconds: 0.002,
+  });
+  assert.equal(quick.result.plan.checks, true);
+  const dear = await searched({
+    loadFailAbove: 59392,
+    refusalEarly: true,
+    checks: true,
+    loadSeconds: 3,
+    refusalSeconds: 0.3,
+    checkSeconds: 2,
+  });
+  assert.equal(dear.result.plan.checks, false, "a check near a load's price is not worth it");
+});

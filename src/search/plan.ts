@@ -120,7 +120,8 @@ const MAX_CHECKS_COMPLETED = 2;
 
 /**
  * Whether checks are worth their price, from what was measured: a started check against a load
- * that succeeded when one was timed (it must cost less than half), else against a refusal; and
+ * that succeeded when one was timed above {@link MIN_TIMED_SECONDS} (it must cost less than
+ * half), else against a refusal; and
  * not where LM Studio loads what it was asked to cancel ({@link MAX_CHECKS_COMPLETED}).
  */
 export function checksPay(costs: MeasuredCosts): boolean {
@@ -129,9 +130,9 @@ export function checksPay(costs: MeasuredCosts): boolean {
   if (completed >= MAX_CHECKS_COMPLETED && completed * 2 > checks) return false;
   if (checks === 0) return true;
   const check = Math.max(MIN_TIMED_SECONDS, (costs.checkSeconds ?? 0) / checks);
-  if (costs.loads > 0) {
-    return check * 2 < Math.max(MIN_TIMED_SECONDS, costs.loadSeconds / costs.loads);
-  }
+  const load = costs.loads > 0 ? costs.loadSeconds / costs.loads : 0;
+  // A load too quick for the clock to tell (a tiny model, a test server) says nothing either way.
+  if (load > MIN_TIMED_SECONDS) return check * 2 < load;
   if (costs.refusals === 0) return true;
   const refusal = Math.max(MIN_TIMED_SECONDS, costs.refusalSeconds / costs.refusals);
   return check <= CHECK_COST_REFUSALS * refusal;
