@@ -4,7 +4,8 @@
  * refusal with an exit code, auto-fit raising a request and an engine crash all give the right
  * numbers; the measured costs and the plan reach `show`, `list --json` and the attempt log; and a
  * paced emulator, whose loads take real time and whose guardrail refuses before any progress,
- * makes the search bisect with checks that cost a fraction of a load.
+ * makes the search bisect with checks that cost a fraction of a load; a server that loads what a
+ * check cancels stops the checks after two, and nothing is left loaded.
  *
  * @module
  */
@@ -124,4 +125,36 @@ Deno.test("a paced emulator's slow loads and quick refusals make the search chec
   } finally {
     await emulator.close();
   }
+});
+
+Deno.test("a server that loads what a check cancels: checks stop, nothing is left", async () => {
+  await using home = await tempHome();
+  const shape = { ...SMALL, loadFailAbove: 9000 };
+  const profiles = [
+    testProfile("guarded", shape),
+    testProfile("stubborn", { ...shape, cancelIgnored: true }),
+  ];
+  // A hold, so that the guarded model's cancels come in time: only the stubborn one ignores them.
+  await withEmulator(profiles, async (emulator) => {
+    const cli = (...args: string[]) => runCliAgainst(emulator.url, home.path, args);
+    assert.equal((await cli("scan", "--quiet")).code, 0);
+    const run = await cli("test", "--all", "--json");
+    assert.equal(run.code, 0, run.stderr);
+    const { results } = JSON.parse(run.stdout) as { results: Result[] };
+    for (const r of results) {
+      assert.equal(r.status, "tested", r.error ?? "");
+      assert.ok(r.loadableContext! <= 9000 && r.loadableContext! >= 9000 - 256, r.id);
+    }
+    assert.deepEqual(emulator.stats().loaded, [], "nothing is left loaded");
+    const started = async (id: string) =>
+      (await readLog(home.path, id)).filter((e) => e.action === "check" && e.outcome === "started")
+        .length;
+    assert.equal(await started("stubborn"), 2, "two checks it loaded all the same, then loads");
+    assert.ok(await started("guarded") > 2, "the server that honours the cancel keeps checking");
+    const decisions = (await readLog(home.path, "stubborn")).flatMap((e) =>
+      typeof e.decision === "string" ? [e.decision] : []
+    );
+    assert.ok(decisions.some((d) => /checks/.test(d)), decisions.join("\n"));
+    assert.ok(!/checks/.test(decisions.at(-1) ?? ""), "the last decision leaves checks");
+  }, { cancelHoldMs: 100 });
 });
