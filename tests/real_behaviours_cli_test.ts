@@ -149,7 +149,10 @@ Deno.test("a server that loads what a check cancels: checks stop, nothing is lef
     const started = async (id: string) =>
       (await readLog(home.path, id)).filter((e) => e.action === "check" && e.outcome === "started")
         .length;
-    assert.equal(await started("stubborn"), 2, "two checks it loaded all the same, then loads");
+    // A check's own leftover is seen at once or by the sweep before the next request: the
+    // checks stop after the second or the third.
+    const stubborn = await started("stubborn");
+    assert.ok(stubborn >= 2 && stubborn <= 3, `${stubborn} checks it loaded all the same`);
     assert.ok(await started("guarded") > 2, "the server that honours the cancel keeps checking");
     const decisions = (await readLog(home.path, "stubborn")).flatMap((e) =>
       typeof e.decision === "string" ? [e.decision] : []
