@@ -30,7 +30,7 @@
 
 import { parseArgs } from "node:util";
 import { connectLmStudio } from "../src/lmstudio/client.ts";
-import { LmStudioProbe } from "../src/probe/lmstudio_probe.ts";
+import type { LmStudioProbe } from "../src/probe/lmstudio_probe.ts";
 import {
   type Attempt,
   type SearchConfig,
@@ -42,31 +42,10 @@ import { averageLowerBoundMs, averageReferenceMs, bestAverage } from "./bench/be
 import { type OursAverage, oursAverage, SAMPLE_SIZE } from "./bench/ours_average.ts";
 import { PricedProbe } from "./bench/priced_probe.ts";
 import { referenceSearch } from "./bench/reference_search.ts";
-import { DEFAULT_MIN_CONTEXT, defaultPrecision, RESERVE_TOKENS } from "../src/lmstrix.ts";
+import { benchConfig, type Regime, REGIMES, virtualProbe } from "./bench/regimes.ts";
 import { type ModelProfile, profileTruth } from "./emulator/profile.ts";
 import { CANCEL_HOLD_MS, type Emulator, startEmulator } from "./emulator/server.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "./emulator/validation.ts";
-
-/** A regime: a name, what it stands for, and how it rewrites each profile. */
-interface Regime {
-  key: "a" | "b" | "c";
-  name: string;
-  apply(profile: ModelProfile): ModelProfile;
-}
-
-const REGIMES: Regime[] = [
-  {
-    key: "a",
-    name: "guardrail refusals + prompt cache",
-    apply: (p) => ({ ...p, refusal: "guardrail", promptCache: true }),
-  },
-  {
-    key: "b",
-    name: "engine-failure refusals + no prompt cache",
-    apply: (p) => ({ ...p, refusal: "engine", promptCache: false }),
-  },
-  { key: "c", name: "mixed shelf (the demo fleet as described)", apply: (p) => ({ ...p }) },
-];
 
 const USAGE = "usage: deno task bench [--regime a|b|c|all] [--profiles FILE] [--precision N] " +
   "[--trace]";
@@ -146,11 +125,7 @@ async function run(
   const lms = await connectLmStudio(emulator.url);
   try {
     // The emulator's virtual clock is the probe's clock: the search times what the regime costs.
-    const probe = new LmStudioProbe(lms, profile.modelKey, {
-      seed: 7,
-      runId: "bench",
-      now: () => emulator.now(),
-    });
+    const probe = virtualProbe(lms, emulator, profile.modelKey, "bench");
     const result = await algorithm(config, probe);
     await probe.unload();
     const stats = emulator.stats();
@@ -240,14 +215,7 @@ async function runRegime(regime: Regime): Promise<Totals> {
   try {
     for (const profile of profiles) {
       const truth = profileTruth(profile);
-      const config: SearchConfig = {
-        declared: profile.declaredContext,
-        minContext: Math.min(DEFAULT_MIN_CONTEXT, profile.declaredContext),
-        precision: values.precision
-          ? Number(values.precision)
-          : defaultPrecision(profile.declaredContext),
-        reserve: RESERVE_TOKENS,
-      };
+      const config = benchConfig(profile, values.precision ? Number(values.precision) : undefined);
       const ours = await run(emulator, profile, config, (c, p) => searchContextLimits(c, p));
       // The pricing probe our averages rest on, against the emulator on this truth.
       const priced = new PricedProbe(profile);

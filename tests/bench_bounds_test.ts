@@ -12,9 +12,8 @@
 
 import assert from "node:assert/strict";
 import { connectLmStudio } from "../src/lmstudio/client.ts";
-import { LmStudioProbe } from "../src/probe/lmstudio_probe.ts";
 import type { SearchConfig } from "../src/search/context_search.ts";
-import { DEFAULT_MIN_CONTEXT, defaultPrecision, RESERVE_TOKENS } from "../src/lmstrix.ts";
+import { benchConfig, REGIMES, virtualProbe } from "../scripts/bench/regimes.ts";
 import {
   ANSWER_TOKENS,
   lowerBoundMs,
@@ -35,25 +34,9 @@ import {
 import { referenceSearch } from "../scripts/bench/reference_search.ts";
 import type { ModelProfile } from "../scripts/emulator/profile.ts";
 import { generateMs, prefillMs, refusalMs, TIMING } from "../scripts/emulator/timing.ts";
-import { loadFleet, withEmulator } from "./support/emulator.ts";
+import { loadFleet, testProfile, withEmulator } from "./support/emulator.ts";
 
 const sdkTest = { sanitizeOps: false, sanitizeResources: false };
-
-/** The bench's three regimes. */
-const REGIMES: Record<string, (p: ModelProfile) => ModelProfile> = {
-  a: (p) => ({ ...p, refusal: "guardrail", promptCache: true }),
-  b: (p) => ({ ...p, refusal: "engine", promptCache: false }),
-  c: (p) => ({ ...p }),
-};
-
-function configOf(profile: ModelProfile): SearchConfig {
-  return {
-    declared: profile.declaredContext,
-    minContext: Math.min(DEFAULT_MIN_CONTEXT, profile.declaredContext),
-    precision: defaultPrecision(profile.declaredContext),
-    reserve: RESERVE_TOKENS,
-  };
-}
 
 /** Tokens of the answer the bound prices for a prediction step. */
 function pricedTokens(profile: ModelProfile, step: LowerBoundStep): number {
@@ -69,21 +52,17 @@ Deno.test(
   sdkTest,
   async () => {
     const fleet = (await loadFleet()).filter((p) => p.type === "llm");
-    for (const [regime, apply] of Object.entries(REGIMES)) {
+    for (const { key: regime, apply } of REGIMES) {
       const profiles = fleet.map(apply);
       await withEmulator(profiles, async (emulator) => {
         for (const profile of profiles) {
-          const config = configOf(profile);
+          const config = benchConfig(profile);
           const steps = lowerBoundSteps(profileLimits(profile, config), config);
           const label = `${regime}: ${profile.modelKey}`;
           emulator.reset();
           const lms = await connectLmStudio(emulator.url);
           try {
-            const probe = new LmStudioProbe(lms, profile.modelKey, {
-              seed: 7,
-              runId: "lb",
-              now: () => emulator.now(),
-            });
+            const probe = virtualProbe(lms, emulator, profile.modelKey, "lb");
             const predicted: LowerBoundStep[] = [];
             for (const step of steps) {
               const where = `${label}: ${JSON.stringify(step)}`;
@@ -142,19 +121,7 @@ Deno.test(
 
 /** A 7B model with a small grid, for the games played out in full. */
 function tinyProfile(extra: Partial<ModelProfile>): ModelProfile {
-  return {
-    modelKey: "tiny",
-    displayName: "tiny",
-    path: "t/tiny.gguf",
-    type: "llm",
-    format: "gguf",
-    architecture: "llama",
-    paramsString: "7B",
-    quantization: "Q4_K_M",
-    sizeBytes: 4_000_000_000,
-    declaredContext: 8192,
-    ...extra,
-  };
+  return testProfile("tiny", { declaredContext: 8192, ...extra });
 }
 
 /** The tiny profiles: guardrails and a cache (checks work), engine failures without a cache. */
@@ -442,9 +409,9 @@ function bisectionMs(profile: ModelProfile, config: SearchConfig): number {
 
 Deno.test("on the fleet the best average lies between the oracle's and a bisection's", async () => {
   const fleet = (await loadFleet()).filter((p) => p.type === "llm");
-  for (const [regime, apply] of Object.entries(REGIMES)) {
+  for (const { key: regime, apply } of REGIMES) {
     for (const profile of fleet.map(apply)) {
-      const config = configOf(profile);
+      const config = benchConfig(profile);
       const best = bestAverage(profile, config);
       const lb = averageLowerBoundMs(profile, config);
       const bisection = bisectionMs(profile, config);
@@ -461,12 +428,12 @@ Deno.test("on the fleet the best average lies between the oracle's and a bisecti
 Deno.test("the reference's priced average is what the emulator charges it", sdkTest, async () => {
   const fleet = (await loadFleet()).filter((p) => p.type === "llm");
   const picks = ["qwen2.5-7b-instruct", "llama-3.3-70b-instruct", "gemma-3-12b-it"];
-  for (const [regime, apply] of Object.entries(REGIMES)) {
+  for (const { key: regime, apply } of REGIMES) {
     if (regime === "c") continue;
     // A model as the prior sees it: only a loadable size, here a third of the way up the grid.
     const profiles = fleet.filter((p) => picks.includes(p.modelKey)).map((p) => {
       const plain = priorProfile(apply(p));
-      const grid = priorGrid(configOf(plain));
+      const grid = priorGrid(benchConfig(plain));
       return { ...plain, loadFailAbove: grid[Math.floor(grid.length / 3)]! };
     });
     await withEmulator(profiles, async (emulator) => {
@@ -474,12 +441,8 @@ Deno.test("the reference's priced average is what the emulator charges it", sdkT
         emulator.reset();
         const lms = await connectLmStudio(emulator.url);
         try {
-          const probe = new LmStudioProbe(lms, profile.modelKey, {
-            seed: 7,
-            runId: "ref",
-            now: () => emulator.now(),
-          });
-          const config = configOf(profile);
+          const probe = virtualProbe(lms, emulator, profile.modelKey, "ref");
+          const config = benchConfig(profile);
           await referenceSearch(config, probe);
           await probe.unload();
           const stats = emulator.stats();

@@ -10,13 +10,8 @@
 
 import assert from "node:assert/strict";
 import { connectLmStudio } from "../src/lmstudio/client.ts";
-import { LmStudioProbe } from "../src/probe/lmstudio_probe.ts";
-import {
-  type Attempt,
-  type SearchConfig,
-  searchContextLimits,
-} from "../src/search/context_search.ts";
-import { DEFAULT_MIN_CONTEXT, defaultPrecision, RESERVE_TOKENS } from "../src/lmstrix.ts";
+import { type Attempt, searchContextLimits } from "../src/search/context_search.ts";
+import { benchConfig, REGIMES, virtualProbe } from "../scripts/bench/regimes.ts";
 import {
   bestAverage,
   bestTruthMs,
@@ -35,22 +30,6 @@ const sdkTest = { sanitizeOps: false, sanitizeResources: false };
 /** Largest relative difference allowed between the priced and the emulator's virtual time. */
 const TOLERANCE = 0.01;
 
-/** The bench's three regimes. */
-const REGIMES: Record<string, (p: ModelProfile) => ModelProfile> = {
-  a: (p) => ({ ...p, refusal: "guardrail", promptCache: true }),
-  b: (p) => ({ ...p, refusal: "engine", promptCache: false }),
-  c: (p) => ({ ...p }),
-};
-
-function configOf(profile: ModelProfile): SearchConfig {
-  return {
-    declared: profile.declaredContext,
-    minContext: Math.min(DEFAULT_MIN_CONTEXT, profile.declaredContext),
-    precision: defaultPrecision(profile.declaredContext),
-    reserve: RESERVE_TOKENS,
-  };
-}
-
 /** What the search did, step by step, without the texts. */
 const steps = (attempts: Attempt[]) =>
   attempts.map((a) => `${a.action} ${a.context} ${a.promptTokens ?? ""} ${a.outcome}`);
@@ -61,15 +40,11 @@ const steps = (attempts: Attempt[]) =>
  * tolerance.
  */
 async function compare(emulator: Emulator, profile: ModelProfile, label: string) {
-  const config = configOf(profile);
+  const config = benchConfig(profile);
   emulator.reset();
   const lms = await connectLmStudio(emulator.url);
   try {
-    const probe = new LmStudioProbe(lms, profile.modelKey, {
-      seed: 7,
-      runId: "priced",
-      now: () => emulator.now(),
-    });
+    const probe = virtualProbe(lms, emulator, profile.modelKey, "priced");
     const real = await searchContextLimits(config, probe);
     await probe.unload();
     const stats = emulator.stats();
@@ -100,7 +75,7 @@ Deno.test(
   async () => {
     const fleet = (await loadFleet()).filter((p) => p.type === "llm");
     const seen = new Set<string>();
-    for (const [regime, apply] of Object.entries(REGIMES)) {
+    for (const { key: regime, apply } of REGIMES) {
       const profiles = fleet.map(apply).filter((p) => !seen.has(behaviour(p)));
       for (const profile of profiles) seen.add(behaviour(profile));
       await withEmulator(profiles, async (emulator) => {
@@ -120,12 +95,12 @@ Deno.test(
   async () => {
     const fleet = (await loadFleet()).filter((p) => p.type === "llm");
     const picks = ["qwen2.5-7b-instruct", "llama-3.3-70b-instruct", "gemma-3-12b-it"];
-    for (const [regime, apply] of Object.entries(REGIMES)) {
+    for (const { key: regime, apply } of REGIMES) {
       if (regime === "c") continue;
       // L a third of the way up the grid; W a quarter of the way below it, and W = L.
       const profiles = fleet.filter((p) => picks.includes(p.modelKey)).flatMap((p) => {
         const profile = apply(p);
-        const config = configOf(profile);
+        const config = benchConfig(profile);
         const grid = priorGrid(config);
         const i = Math.floor(grid.length / 3);
         return [Math.floor(i / 4), i].map((k) => ({
@@ -147,9 +122,9 @@ Deno.test(
 
 Deno.test("the best's optimal plays, averaged over the prior, cost the best average", async () => {
   const fleet = (await loadFleet()).filter((p) => p.type === "llm");
-  for (const [regime, apply] of Object.entries(REGIMES)) {
+  for (const { key: regime, apply } of REGIMES) {
     for (const profile of fleet.map(apply).slice(0, 5)) {
-      const config = configOf(profile);
+      const config = benchConfig(profile);
       const n = priorGrid(config).length - 1;
       const truthMs = bestTruthMs(profile, config);
       let average = 0;
@@ -166,9 +141,9 @@ Deno.test("over a whole prior our search answers right and averages above the be
   const fleet = (await loadFleet()).filter((p) => p.type === "llm");
   // The 8k model's prior is small enough to play out whole.
   const small = fleet.find((p) => p.modelKey === "gemma-2-9b-it")!;
-  for (const [regime, apply] of Object.entries(REGIMES)) {
+  for (const { key: regime, apply } of REGIMES) {
     const profile = apply(small);
-    const config = configOf(profile);
+    const config = benchConfig(profile);
     const sample = priorSample(config);
     assert.ok(sample.exact, "the whole prior");
     const average = await oursAverage(profile, config, sample);
@@ -179,7 +154,7 @@ Deno.test("over a whole prior our search answers right and averages above the be
     assert.ok(average.ours >= average.best && average.best >= average.lb, label);
   }
   // A sample of a large prior: the same truths for every average, drawn the same every time.
-  const large = configOf(fleet[0]!);
+  const large = benchConfig(fleet[0]!);
   const sample = priorSample(large, 50);
   assert.equal(sample.exact, false);
   assert.deepEqual(priorSample(large, 50), sample);
