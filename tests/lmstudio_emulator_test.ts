@@ -913,6 +913,22 @@ Deno.test({
   },
 });
 
+Deno.test("the CLI refuses a number out of range with one line and the usage, exit 2", async () => {
+  const cases = [
+    [["--port", "70000"], "--port must be an integer from 0 to 65535"],
+    [["--port=1.5"], "--port must be an integer from 0 to 65535"],
+    [["--time-scale", "x"], "--time-scale must be a number from 0 to 10"],
+    [["--cancel-hold", "-1"], "--cancel-hold must be an integer from 0 to 10000"],
+  ] as const;
+  for (const [args, message] of cases) {
+    const output = await emulatorCli(...args).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assert.equal(output.code, 2, args.join(" "));
+    assert.equal(stderr.split("\n")[0], `error: ${message}`);
+    assert.match(stderr, /^Usage: deno task emulator/m);
+  }
+});
+
 Deno.test({
   name: "the CLI on a busy port says so in one line and a hint, with no stack trace",
   fn: async () => {

@@ -21,6 +21,13 @@ const USAGE = `Usage: deno task emulator [--port N] [--profiles FILE] [--time-sc
   --cancel-hold MS real ms an unpaced load waits after its first progress for a cancel
                    (default ${CANCEL_HOLD_MS}; 0: none), so that lmstrix's checks can stop it`;
 
+/** The numeric flags: each from 0 to its maximum, as the error message says. */
+const NUMBER_FLAGS = {
+  "--port": { integer: true, max: 65535, text: "an integer from 0 to 65535" },
+  "--time-scale": { integer: false, max: 10, text: "a number from 0 to 10" },
+  "--cancel-hold": { integer: true, max: 10_000, text: "an integer from 0 to 10000" },
+} as const;
+
 async function main(args: string[]): Promise<number> {
   let port = 0;
   let timeScale = 0;
@@ -35,27 +42,17 @@ async function main(args: string[]): Promise<number> {
     if (flag === "--help" || flag === "-h") {
       console.log(USAGE);
       return 0;
-    } else if (flag === "--port") {
+    } else if (flag === "--port" || flag === "--time-scale" || flag === "--cancel-hold") {
+      const rule = NUMBER_FLAGS[flag];
       const parsed = Number(value());
-      if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65535) {
-        console.error(`error: --port must be an integer from 0 to 65535\n\n${USAGE}`);
+      const whole = !rule.integer || Number.isInteger(parsed);
+      if (!Number.isFinite(parsed) || !whole || parsed < 0 || parsed > rule.max) {
+        console.error(`error: ${flag} must be ${rule.text}\n\n${USAGE}`);
         return 2;
       }
-      port = parsed;
-    } else if (flag === "--time-scale") {
-      const parsed = Number(value());
-      if (!Number.isFinite(parsed) || parsed < 0 || parsed > 10) {
-        console.error(`error: --time-scale must be a number from 0 to 10\n\n${USAGE}`);
-        return 2;
-      }
-      timeScale = parsed;
-    } else if (flag === "--cancel-hold") {
-      const parsed = Number(value());
-      if (!Number.isInteger(parsed) || parsed < 0 || parsed > 10_000) {
-        console.error(`error: --cancel-hold must be an integer from 0 to 10000\n\n${USAGE}`);
-        return 2;
-      }
-      cancelHoldMs = parsed;
+      if (flag === "--port") port = parsed;
+      else if (flag === "--time-scale") timeScale = parsed;
+      else cancelHoldMs = parsed;
     } else if (flag === "--profiles") {
       const path = value();
       if (path === undefined) {
