@@ -113,6 +113,14 @@ Deno.test("a paced emulator's slow loads and quick refusals make the search chec
     const show = await cli("show", "big");
     assert.match(show.stdout, /^plan\s+bisect with checks/m);
     assert.match(show.stdout, /^load\s+\d+\.\d s, refused \d\.\d s, check \d\.\d s$/m);
+    // At 80 columns the plan wraps under its value; only the paths are printed whole.
+    const narrow = await runCliAgainst(emulator.url, home.path, ["show", "big"], { COLUMNS: "80" });
+    const long = narrow.stdout.split("\n").filter((line) => line.length > 80);
+    assert.ok(long.every((line) => /^(path|log) /.test(line)), long.join("\n"));
+    const plan = /^plan {2}(.*)\n((?: {14}.*\n)*)/m.exec(narrow.stdout);
+    assert.ok(plan !== null && plan[2] !== "", narrow.stdout);
+    const words = (plan[1] + " " + plan[2]).replace(/\s+/g, " ").trim();
+    assert.equal(words, /^plan\s+(.*)$/m.exec(show.stdout)?.[1]);
     const log = (await readLog(home.path, "big")).filter((entry) => "action" in entry);
     const took = (action: string, outcome?: string) =>
       log.filter((entry) => entry.action === action && (outcome ?? entry.outcome) === entry.outcome)

@@ -6,7 +6,7 @@ import { reductionPercent } from "../lmstrix.ts";
 import { displayText, type Output } from "../output.ts";
 import { type ModelCosts, type ModelRecord, toContractJson } from "../registry/model_record.ts";
 import { formatAttempt, formatAttemptTime } from "./attempt_line.ts";
-import { formatBytes, formatPercent, formatTokens } from "./format.ts";
+import { formatBytes, formatPercent, formatTokens, wrapWords } from "./format.ts";
 import { shownReduction, staleResults } from "./list.ts";
 
 /** An ISO 8601 time in UTC to the second, with its zone: `2025-01-31 14:05:09Z`. */
@@ -38,6 +38,9 @@ function costRows(costs: ModelCosts): [string, string][] {
   ];
 }
 
+/** Rows printed whole at any width: paths, to be copied. */
+const WHOLE_ROWS = new Set(["path", "log"]);
+
 /** How many of the latest attempts `show` prints. */
 const SHOWN_ATTEMPTS = 12;
 
@@ -55,7 +58,14 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
     ["log", `${displayText(logFile)} (${attempts.length} attempts)`],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
-  output.data(rows.map(([k, v]) => `${output.style.bold(k.padEnd(width))}  ${v}`).join("\n"));
+  const indent = " ".repeat(width + 2);
+  const lines = rows.flatMap(([k, v]) => {
+    // Paths stay whole, so that they can be copied; the rest wraps at words under its value.
+    const wrapped = WHOLE_ROWS.has(k) ? [indent + v] : wrapWords(v, indent, output.columns);
+    const [first = indent, ...rest] = wrapped;
+    return [`${output.style.bold(k.padEnd(width))}  ${first.slice(indent.length)}`, ...rest];
+  });
+  output.data(lines.join("\n"));
   const recent = attempts.slice(-SHOWN_ATTEMPTS);
   if (recent.length > 0) {
     output.data(`\nLatest attempts:`);
