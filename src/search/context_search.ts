@@ -230,11 +230,7 @@ class SearchRun {
     const s = this.#state;
     const check = this.#probe.check;
     if (check === undefined) throw new Error("The probe has no checks");
-    s.pendingLoad = context;
-    await this.#hooks.beforeLoad?.(context, structuredClone(s));
-    // The probe unloads whatever was loaded before, whatever the outcome.
-    this.#loaded = null;
-    this.#cached = null;
+    await this.#beforeRequest(context);
     this.checks++;
     const outcome = await check.call(this.#probe, context);
     delete s.pendingLoad;
@@ -457,14 +453,22 @@ class SearchRun {
 
   // ---- probe calls ----------------------------------------------------------------------------
 
-  async #load(context: number, phase: Phase): Promise<Attempt> {
-    const s = this.#state;
-    s.pendingLoad = context;
-    if (phase === "loadable") s.loadableLoads++;
-    await this.#hooks.beforeLoad?.(context, structuredClone(s));
-    // The probe unloads whatever was loaded before, whatever the outcome.
+  /**
+   * Before a load or a check at `context`: marks it pending and hands the state to the caller
+   * (a run that dies in it counts it as crashed), and forgets the instance, which the probe
+   * unloads whatever the outcome.
+   */
+  async #beforeRequest(context: number): Promise<void> {
+    this.#state.pendingLoad = context;
+    await this.#hooks.beforeLoad?.(context, structuredClone(this.#state));
     this.#loaded = null;
     this.#cached = null;
+  }
+
+  async #load(context: number, phase: Phase): Promise<Attempt> {
+    const s = this.#state;
+    if (phase === "loadable") s.loadableLoads++;
+    await this.#beforeRequest(context);
     this.loads++;
     const outcome = await this.#probe.load(context);
     delete s.pendingLoad;
