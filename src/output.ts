@@ -18,6 +18,52 @@
 
 import { writeAllSync } from "./write_all.ts";
 
+/** How many columns `text` takes on a terminal (colour codes take none). */
+export function visibleWidth(text: string): number {
+  // deno-lint-ignore no-control-regex
+  return [...text.replace(/\x1b\[[0-9;]*m/g, "")].length;
+}
+
+/**
+ * Wraps `text` at spaces into lines of at most `width - 1` columns, indent included (a line that
+ * fills the last column wraps on some terminals); no limit when `width` is undefined. The first
+ * line starts with `first` (default `indent`), the others with `indent`. The one word-wrap of
+ * every text a person reads: a word longer than the line keeps a line of its own rather than
+ * being cut, so a name or a path can still be copied.
+ */
+export function wrapWords(
+  text: string,
+  indent: string,
+  width: number | undefined,
+  first: string = indent,
+): string[] {
+  if (width === undefined || visibleWidth(first + text) <= width - 1) return [first + text];
+  const lines: string[] = [];
+  let lead = first;
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && visibleWidth(lead + line) + 1 + visibleWidth(word) > width - 1) {
+      lines.push(lead + line);
+      lead = indent;
+      line = word;
+    } else line = line === "" ? word : `${line} ${word}`;
+  }
+  lines.push(lead + line);
+  return lines;
+}
+
+/**
+ * Wraps each line of `text` (a message may hold several) as {@linkcode wrapWords} does; a line
+ * that fits is left as it is, a line's own leading spaces carry on to its continuation lines.
+ */
+function wrapMessage(text: string, width: number | undefined, first = "", indent = ""): string {
+  return text.split("\n").flatMap((line, i) => {
+    const own = /^ */.exec(line)![0];
+    const lead = i === 0 ? first : "";
+    return wrapWords(line.slice(own.length), own + indent, width, lead + own);
+  }).join("\n");
+}
+
 /** Somewhere text can be written. */
 export interface TextSink {
   write(text: string): void;
@@ -226,7 +272,7 @@ export class Output {
   info(message: string): void {
     if (this.quiet) return;
     this.#clearLive();
-    this.stderr.write(guard(message) + "\n");
+    this.stderr.write(wrapMessage(guard(message), this.errColumns) + "\n");
   }
 
   /** A line shown only with `--verbose`. */
@@ -240,14 +286,23 @@ export class Output {
   warn(message: string): void {
     if (this.quiet) return;
     this.#clearLive();
-    this.stderr.write(`${this.errStyle.yellow("warning")}: ${displayText(message)}\n`);
+    const lead = `${this.errStyle.yellow("warning")}: `;
+    this.stderr.write(wrapMessage(displayText(message), this.errColumns, lead, "  ") + "\n");
   }
 
-  /** An error and its hint on stderr; never silenced. One line each, whatever the text holds. */
+  /**
+   * An error and its hint on stderr; never silenced. One line each whatever the text holds (a
+   * newline in it is escaped), wrapped at words to the width when one is known.
+   */
   error(message: string, hint?: string): void {
     this.#clearLive();
-    this.stderr.write(`${this.errStyle.red("error")}: ${displayText(message)}\n`);
-    if (hint) this.stderr.write(`${this.errStyle.dim("hint")}: ${displayText(hint)}\n`);
+    const width = this.errColumns;
+    const error = `${this.errStyle.red("error")}: `;
+    this.stderr.write(wrapWords(displayText(message), "  ", width, error).join("\n") + "\n");
+    if (hint) {
+      const lead = `${this.errStyle.dim("hint")}: `;
+      this.stderr.write(wrapWords(displayText(hint), "  ", width, lead).join("\n") + "\n");
+    }
   }
 
   /**

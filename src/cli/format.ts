@@ -1,5 +1,9 @@
 /** Small formatting helpers shared by the command views. */
 
+import { visibleWidth } from "../output.ts";
+
+export { visibleWidth, wrapWords } from "../output.ts";
+
 /**
  * Tokens as people read them: exact, with thousands separators ("131,072", "45,000"). One format
  * for every number of a line: "128k" would be ambiguous (128,000 or 131,072?) and rounds a
@@ -8,12 +12,6 @@
 export function formatTokens(tokens: number | null | undefined): string {
   if (tokens === null || tokens === undefined) return "-";
   return tokens.toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-}
-
-/** How many columns `text` takes on a terminal (colour codes take none). */
-export function visibleWidth(text: string): number {
-  // deno-lint-ignore no-control-regex
-  return [...text.replace(/\x1b\[[0-9;]*m/g, "")].length;
 }
 
 /**
@@ -27,25 +25,6 @@ export function shortenMiddle(text: string, max: number): string {
   const keep = max - 1;
   const head = Math.ceil(keep / 2);
   return chars.slice(0, head).join("") + "…" + chars.slice(chars.length - (keep - head)).join("");
-}
-
-/**
- * Wraps `text` at spaces into lines of at most `width - 1` columns, `indent` included, as
- * {@linkcode fitLine} (no limit when `width` is undefined). For messages of free length, such as LM Studio's error texts: a word
- * longer than the line keeps a line of its own rather than being cut.
- */
-export function wrapWords(text: string, indent: string, width: number | undefined): string[] {
-  if (width === undefined) return [indent + text];
-  const lines: string[] = [];
-  let line = "";
-  for (const word of text.split(" ")) {
-    if (line !== "" && visibleWidth(indent + line) + 1 + visibleWidth(word) > width - 1) {
-      lines.push(indent + line);
-      line = word;
-    } else line = line === "" ? word : `${line} ${word}`;
-  }
-  lines.push(indent + line);
-  return lines;
 }
 
 /** The narrowest a model name is shortened to before a line gives up something else. */
