@@ -6,6 +6,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import config from "./deno.json" with { type: "json" };
 import { type ApplyCommandOptions, runApply } from "./src/cli/apply.ts";
+import { runCheck } from "./src/cli/check.ts";
 import { describeFileError } from "./src/cli/file_errors.ts";
 import { type ListOptions, runList, SORT_KEYS } from "./src/cli/list.ts";
 import { LIST_FORMATS } from "./src/cli/list_export.ts";
@@ -203,10 +204,25 @@ export async function main(args: string[]): Promise<number> {
     )
     .option("--min-context <tokens>", "smallest context worth testing (default 2048)", parseTokens)
     .option("--max-context <tokens>", "never load a model above this context", parseTokens)
+    .option(
+      "--ctx <tokens>",
+      "check one size, no search: load at it, one needle probe filling it, a verdict " +
+        "(logged; the stored limits stay), e.g. lmstrix test qwen --ctx 32k",
+      parseTokens,
+    )
     .addOption(timeoutOption())
-    .action(async (models: string[], options: TestCommandOptions, command: Command) => {
-      exitCode = await runTest(setup(command), output, models, options, interrupt.signal);
-    });
+    .action(
+      async (
+        models: string[],
+        options: TestCommandOptions & { ctx?: number },
+        command: Command,
+      ) => {
+        const { ctx, ...rest } = options;
+        exitCode = ctx === undefined
+          ? await runTest(setup(command), output, models, rest, interrupt.signal)
+          : await runCheck(setup(command), output, models, ctx, rest, interrupt.signal);
+      },
+    );
 
   addGlobalOptions(program.command("status"))
     .description("count models by status and show who holds the lock")

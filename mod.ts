@@ -9,6 +9,8 @@
  * await lmstrix.scan();
  * const limits = await lmstrix.testContextLimits("qwen2.5-7b-instruct");
  * console.log(limits.working);                     // e.g. 32512
+ * const check = await lmstrix.checkContext("qwen2.5-7b-instruct", 32768); // one size, no search
+ * console.log(check.verdict);                      // "works", "loads-but-fails", "does-not-load"
  * ```
  *
  * @module
@@ -16,6 +18,10 @@
 
 export {
   type AttemptLogEntry,
+  type CheckLoad,
+  type CheckOptions,
+  type CheckVerdict,
+  type ContextCheck,
   type ContextLimits,
   LMStrix,
   type LMStrixOptions,

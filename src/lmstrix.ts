@@ -22,17 +22,23 @@ import { resultOf } from "./engine/outcome.ts";
 import type {
   ContextLimits,
   SkippedModel,
+  TestEvent,
   TestReport,
   TestResult,
   TestRun,
 } from "./engine/test_events.ts";
-import { type TestOptions, validateTestOptions } from "./engine/test_options.ts";
+import {
+  MIN_TESTABLE_CONTEXT,
+  type TestOptions,
+  validateTestOptions,
+} from "./engine/test_options.ts";
+import type { ContextCheck } from "./engine/check_one.ts";
 import { timeoutsFromSeconds } from "./lmstudio/client.ts";
 import type { Timeouts } from "./lmstudio/client.ts";
 import { fnv1a32 } from "./ids.ts";
 import { type LmstrixPaths, lmstrixPaths, resolveCheckedLmstudioDir } from "./paths.ts";
 import { requirePermissions, serverHost } from "./permissions.ts";
-import { type AttemptLogEntry, readAttempts } from "./registry/attempt_log.ts";
+import { appendAttempt, type AttemptLogEntry, readAttempts } from "./registry/attempt_log.ts";
 import { acquireLock, type Lock, type LockHolder, readLockHolder } from "./registry/lock.ts";
 import {
   type ContractModelRecord,
@@ -62,6 +68,7 @@ export {
   type TestRun,
 } from "./engine/test_events.ts";
 export type { AttemptLogEntry } from "./registry/attempt_log.ts";
+export type { CheckLoad, CheckVerdict, ContextCheck } from "./engine/check_one.ts";
 
 /** The longest base deadline of a call to LM Studio, in seconds: a day. */
 const MAX_TIMEOUT_SECONDS = 86_400;
@@ -105,6 +112,16 @@ export interface ModelHistory {
   attempts: AttemptLogEntry[];
   /** The log file. */
   logFile: string;
+}
+
+/** Options of {@linkcode LMStrix.checkContext}. */
+export interface CheckOptions {
+  /** Stops the check (unloading what it loaded); it then throws {@linkcode InterruptedError}. */
+  signal?: AbortSignal | undefined;
+  /** Base deadline of each call to LM Studio, in seconds (else `LMSTRIX_TIMEOUT`). */
+  timeoutSeconds?: number | undefined;
+  /** Told of the load and the probe as they start and end (progress). */
+  onEvent?: ((event: TestEvent) => void) | undefined;
 }
 
 /** The LMStrix engine. */
@@ -300,6 +317,59 @@ export class LMStrix {
       }
       throw error;
     }
+  }
+
+  /**
+   * Checks one size without a search: loads the model at `context` (LM Studio refuses, fits it
+   * down, or loads it), and when it loads, asks one needle probe that fills `context`. The two
+   * attempts go to the model's attempt log as evidence; the registry's limits are not changed, and
+   * the answer says when it contradicts them. Unloads what it loaded, also when interrupted.
+   */
+  async checkContext(
+    query: string,
+    context: number,
+    options: CheckOptions = {},
+  ): Promise<ContextCheck> {
+    if (!Number.isSafeInteger(context) || context < MIN_TESTABLE_CONTEXT) {
+      throw new UsageError(
+        `A check needs a context of at least ${MIN_TESTABLE_CONTEXT} tokens, not ${context}`,
+        { hint: 'e.g. "lmstrix test qwen --ctx 32k"' },
+      );
+    }
+    const settings = this.#connectSettings(this.#testTimeouts(options.timeoutSeconds));
+    const backoffMs = this.#options.backoffMs ??
+      this.#envNumber("LMSTRIX_BACKOFF_MS", "a number of milliseconds", true);
+    this.#requireWriter(settings);
+    return await this.#withLock(async () => {
+      const record = findModel(await this.#read(), query);
+      if (record.type === "embedding") {
+        throw new UsageError(`"${record.id}" is an embedding model: it has no context to check`);
+      }
+      const { checkOne } = await import("./engine/check_one.ts");
+      const { stopIfInterrupted } = await import("./engine/test_run.ts");
+      stopIfInterrupted(options.signal);
+      return await withLmStudio(settings, async (lms) => {
+        try {
+          return await checkOne(
+            {
+              lms,
+              log: (entry) => appendAttempt(this.paths, entry.model, entry),
+              home: fnv1a32(this.paths.registry).toString(36),
+              signal: options.signal,
+              backoffMs,
+              retries: this.#options.retries,
+              onEvent: options.onEvent,
+            },
+            record,
+            context,
+          );
+        } catch (error) {
+          // Whatever an interrupt cut short (the load, the probe) ends the check as an interrupt.
+          stopIfInterrupted(options.signal);
+          throw error;
+        }
+      });
+    });
   }
 
   /**
