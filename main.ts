@@ -10,6 +10,7 @@ import { runCheck } from "./src/cli/check.ts";
 import { describeFileError } from "./src/cli/file_errors.ts";
 import { type ListOptions, runList, SORT_KEYS } from "./src/cli/list.ts";
 import { LIST_FORMATS } from "./src/cli/list_export.ts";
+import { type ReportCommandOptions, runReport } from "./src/cli/report.ts";
 import { runScan } from "./src/cli/scan.ts";
 import { runShow } from "./src/cli/show.ts";
 import { runStatus } from "./src/cli/status.ts";
@@ -253,6 +254,27 @@ export async function main(args: string[]): Promise<number> {
     )
     .action(async (models: string[], options: ApplyCommandOptions, command: Command) => {
       exitCode = await runApply(setup(command), output, models, options, interrupt.signal);
+    });
+
+  addGlobalOptions(program.command("report"))
+    .description(
+      "write one self-contained HTML page: every model's limits on one axis, and the probes " +
+        "each number rests on",
+    )
+    .option("--out <file>", "where to write it (default: lmstrix-report.html here)")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Examples:",
+        "  lmstrix report                     writes ./lmstrix-report.html, prints its path",
+        "  lmstrix report --out ~/limits.html",
+        "The page makes no network request (no script, font or image from elsewhere): open",
+        "it from disk in any browser, or mail it.",
+      ].join("\n"),
+    )
+    .action(async (options: ReportCommandOptions, command: Command) => {
+      exitCode = await runReport(setup(command), output, options);
     });
 
   // First signal: stop cleanly (unload, save, release the lock). A person's second one (after a

@@ -281,6 +281,16 @@ export class LMStrix {
     };
   }
 
+  /**
+   * The report: one self-contained HTML page (no script, no request) with every model's numbers
+   * on one axis and, for each model with attempts, the probes its numbers rest on. Reads the
+   * registry and the attempt logs; needs neither LM Studio nor the lock.
+   */
+  async report(options: { now?: Date } = {}): Promise<string> {
+    const { buildReport } = await import("./report/report.ts");
+    return await buildReport(this.paths, await this.records(), options.now ?? new Date());
+  }
+
   /** Counts by status and the lock holder, as in `status --json`. */
   async status(): Promise<StatusReport> {
     const registry = await this.#read();
