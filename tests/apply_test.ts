@@ -555,7 +555,7 @@ Deno.test("apply --dry-run prints the plan and leaves the home as it was", async
   await buildHome(home.path);
   const before = await snapshot(home.path);
   const run = await runCli(["apply", "--all", "--dry-run"], { home: home.path });
-  assert.match(run.stdout, /\nsettings-model +131,072 +18,722 +set\n/);
+  assert.match(run.stdout, /\nsettings-model +131,072 +18,722 +would set\n/);
   assert.match(run.stderr, /Dry run: nothing was written; 4 config files would change/);
   assert.deepEqual(await snapshot(home.path), before);
 });
@@ -689,7 +689,7 @@ Deno.test("show, list and status say whether the applied value is still the test
   );
   assert.match(
     (await cli("show", "settings-model")).stdout,
-    /from the earlier working 18,722: run "lmstrix apply" again/,
+    /from the earlier working 18,722: run "lmstrix apply settings-model" again/,
   );
   assert.match((await cli("list")).stdout, /\nsettings-model .* tested +stale /);
   const listed = JSON.parse((await cli("list", "--json")).stdout).models as Record<
@@ -816,8 +816,8 @@ Deno.test("the apply table escapes control characters in model ids and fits 80 c
   const run = await runCli(["apply", "--all", "--dry-run"], { home: home.path });
   assert.equal(run.code, 0, run.stderr);
   assert.ok(!run.stdout.includes("\x1b"));
-  assert.match(run.stdout, /\nevil\\x1b\[2Jmodel +- +4,096 +set\n/);
-  assert.match(run.stdout, /\nlmstudio-community\/an-extrem.*….*fit-Q4_K_M +- +8,192 +set\n/);
+  assert.match(run.stdout, /\nevil\\x1b\[2Jmodel +- +4,096 +would set\n/);
+  assert.match(run.stdout, /\nlmstudio-community\/an-extr.*….*fit-Q4_K_M +- +8,192 +would set\n/);
   for (const line of run.stdout.split("\n")) assert.ok([...line].length <= 80, line);
 });
 
