@@ -16,7 +16,7 @@ import type { ApplyEntry } from "./apply/step.ts";
 import { InterruptedError, UsageError } from "./errors.ts";
 import { chooseModels, sortedRecords } from "./engine/choose_models.ts";
 import { type ConnectSettings, withLmStudio } from "./engine/connection.ts";
-import { bootTimeMs } from "./engine/boot_time.ts";
+import { type BootMark, bootMark } from "./engine/boot_time.ts";
 import { Journal } from "./engine/journal.ts";
 import { resultOf } from "./engine/outcome.ts";
 import type {
@@ -89,8 +89,8 @@ export interface LMStrixOptions {
   backoffMs?: number;
   /** Retries of a dropped connection or a hung call (default 3). */
   retries?: number;
-  /** The machine's boot time in ms since the epoch (default: read from the system). */
-  bootTime?: () => number | undefined;
+  /** The machine's current boot (default: read from the system; see `boot_time.ts`). */
+  bootTime?: () => BootMark | undefined;
 }
 
 /** `scan`'s result. */
@@ -459,7 +459,7 @@ export class LMStrix {
             backoffMs,
             retries: this.#options.retries,
             home: fnv1a32(this.paths.registry).toString(36),
-            bootTime: this.#options.bootTime ?? bootTimeMs,
+            bootTime: this.#options.bootTime ?? bootMark,
           }, chosen);
         } catch (error) {
           // Whatever an interrupt cut short (a listing, an unload) ends the run as an interrupt.
