@@ -13,6 +13,7 @@ import { EXAMPLES, examples } from "./src/cli/help_examples.ts";
 import { type ListOptions, runList, SORT_KEYS } from "./src/cli/list.ts";
 import { LIST_FORMATS } from "./src/cli/list_export.ts";
 import { type ReportCommandOptions, runReport } from "./src/cli/report.ts";
+import { parseTemperature, type RunCommandOptions, runRun } from "./src/cli/run.ts";
 import { runScan } from "./src/cli/scan.ts";
 import { runShow } from "./src/cli/show.ts";
 import { runStatus } from "./src/cli/status.ts";
@@ -291,6 +292,55 @@ export async function main(args: string[]): Promise<number> {
     .action(async (options: ReportCommandOptions, command: Command) => {
       exitCode = await runReport(setup(command), output, options);
     });
+
+  addGlobalOptions(program.command("run"))
+    .description(
+      "complete a prompt with a tested model at its working context, streaming the answer",
+    )
+    .argument("<model>", "model id, or a unique part of one")
+    .argument("[prompt]", "the prompt (or --file)")
+    .option("--file <path>", "read the prompt from a file (- reads stdin)")
+    .option(
+      "--max-tokens <tokens>",
+      "at most this many answer tokens (default: no limit)",
+      parseTokens,
+    )
+    .option(
+      "--temperature <t>",
+      "sampling temperature, 0 to 10 (default 0: the same answer each time)",
+      (value: string) => {
+        try {
+          return parseTemperature(value);
+        } catch (error) {
+          throw new InvalidArgumentError(errorText(error));
+        }
+      },
+    )
+    .addOption(timeoutOption())
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Examples:",
+        '  lmstrix run qwen2.5-7b "Write a haiku about context windows."',
+        "  lmstrix run llama-3.1 --file report.txt --max-tokens 500",
+        "  git diff | lmstrix run qwen --file - --json",
+        "The model loads at its tested working context and is unloaded at the end (also on",
+        "Ctrl-C). A prompt longer than that context allows is refused (exit 2), naming the",
+        "tested models it would fit. The prompt is sent as it is (a raw completion, no chat",
+        "template), the way the needle probe measured the model.",
+      ].join("\n"),
+    )
+    .action(
+      async (
+        model: string,
+        prompt: string | undefined,
+        options: RunCommandOptions,
+        command: Command,
+      ) => {
+        exitCode = await runRun(setup(command), output, model, prompt, options, interrupt.signal);
+      },
+    );
 
   // First signal: stop cleanly (unload, save, release the lock). A person's second one (after a
   // clear gap, or another signal) leaves at once; the same one delivered twice (the terminal's

@@ -364,6 +364,8 @@ async function handlePredict(
     stopReason: null,
     error: null,
   };
+  const temperature = stackValue(creation.predictionConfigStack, "llm.prediction.temperature");
+  if (typeof temperature === "number") record.temperature = temperature;
   core.predictions.push(record);
   const k = ++core.counter(profile.modelKey).predict;
   injectFaults(core, connection, channel, record, { call: "Predict", k, scripted: profile.faults });
