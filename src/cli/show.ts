@@ -2,9 +2,13 @@
 
 import { appliedSummaries, type AppliedSummary } from "../apply/applied_store.ts";
 import type { LMStrix } from "../lmstrix.ts";
-import { reductionPercent } from "../lmstrix.ts";
 import { displayText, type Output } from "../output.ts";
-import { type ModelCosts, type ModelRecord, toContractJson } from "../registry/model_record.ts";
+import {
+  type ModelCosts,
+  type ModelRecord,
+  shownStatus,
+  toContractJson,
+} from "../registry/model_record.ts";
 import { formatAttempt, formatAttemptTime } from "./attempt_line.ts";
 import { formatBytes, formatPercent, formatTokens, visibleWidth, wrapWords } from "./format.ts";
 import { shownReduction, staleResults } from "./list.ts";
@@ -92,11 +96,8 @@ function showDocument(
 ): Record<string, unknown> {
   return {
     ...toContractJson(record),
-    type: record.type,
-    displayName: record.displayName ?? null,
     format: record.format ?? null,
     quantization: record.quantization ?? null,
-    reductionPercent: reductionPercent(record.declaredContext, record.workingContext),
     precision: record.precision ?? null,
     costs: record.costs ?? null,
     attempts,
@@ -134,7 +135,14 @@ function recordRows(record: ModelRecord): [string, string][] {
     ["loadable", exact(record.loadableContext)],
     ["working", exact(record.workingContext)],
     ["reduction", formatPercent(shownReduction(record))],
-    ["status", stale === undefined ? record.status : "untested (stale results)"],
+    [
+      "status",
+      stale !== undefined
+        ? "untested (stale results)"
+        : shownStatus(record) === "skipped"
+        ? "skipped (an embedding model: LMStrix tests LLMs)"
+        : record.status,
+    ],
     ["tested at", record.testedAt === null ? "-" : formatTime(record.testedAt)],
     ["precision", record.precision === undefined ? "-" : `${record.precision} tokens`],
   ];
