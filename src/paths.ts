@@ -6,11 +6,11 @@
  * `~/.lmstudio-home-pointer`, `~/.lmstudio`, `~/.cache/lm-studio`,
  * `~/Library/Application Support/LM Studio`, `/Users/Shared/lmstudio` (on Windows: the pointer,
  * then `%USERPROFILE%\.lmstudio`). When none exists, it is `~/.lmstudio`, the directory current LM
- * Studio versions create, so that a first run on a fresh machine has a sensible place to write to.
+ * Studio versions create.
  *
- * A home named explicitly (flag or variable) must be an existing directory that looks like LM
- * Studio's ({@linkcode checkLmstudioHome}): a misspelled path is refused rather than created and
- * filled. A relative one is resolved against the directory the user ran the command in, which
+ * One rule, whichever way the home was found: it must be an existing directory that looks like LM
+ * Studio's ({@linkcode checkLmstudioHome}); a misspelled path, or a machine without LM Studio, is
+ * refused rather than created and filled. A relative one is resolved against the directory the user ran the command in, which
  * under `deno task` is `INIT_CWD` (the task itself runs in the project's root).
  *
  * Side effects (environment, home directory, file checks) are injected, with production defaults.
@@ -187,9 +187,9 @@ function entriesOf(path: string): string[] {
 }
 
 /**
- * {@linkcode resolveLmstudioDir}, then, for a home named by the flag or the variable,
- * {@linkcode checkLmstudioHome}. A home found by looking in the usual places is not checked: a
- * fresh machine's `~/.lmstudio` may not exist yet.
+ * {@linkcode resolveLmstudioDir}, then {@linkcode checkLmstudioHome}, however the home was found:
+ * LMStrix never creates its files outside a real LM Studio home. When no usual place exists, the
+ * error says where it looked.
  */
 export function resolveCheckedLmstudioDir(
   options: ResolveLmstudioDirOptions & { beforeCheck?: (dir: string) => void } = {},
@@ -197,8 +197,23 @@ export function resolveCheckedLmstudioDir(
   const dir = resolveLmstudioDir(options);
   options.beforeCheck?.(dir);
   const env = options.env ?? ((name: string) => Deno.env.get(name));
-  if (nonEmpty(options.flag) !== undefined || nonEmpty(env(LMSTUDIO_DIR_ENV)) !== undefined) {
+  const named = nonEmpty(options.flag) ?? nonEmpty(env(LMSTUDIO_DIR_ENV));
+  try {
     checkLmstudioHome(dir);
+  } catch (error) {
+    if (
+      named !== undefined || !(error instanceof UsageError) || !/does not exist/.test(error.message)
+    ) {
+      throw error;
+    }
+    throw new UsageError(
+      `No LM Studio home found: "${dir}" does not exist, nor does LM Studio's pointer file or ` +
+        "any other usual place",
+      {
+        hint: 'start LM Studio once (it creates its home, usually "~/.lmstudio"), or pass its ' +
+          "home with --lmstudio-dir",
+      },
+    );
   }
   return dir;
 }
