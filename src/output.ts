@@ -29,7 +29,7 @@ export function visibleWidth(text: string): number {
  * fills the last column wraps on some terminals); no limit when `width` is undefined. The first
  * line starts with `first` (default `indent`), the others with `indent`. The one word-wrap of
  * every text a person reads: a word longer than the line keeps a line of its own rather than
- * being cut, and a quoted command stays whole, so a name, a path or a command can be copied.
+ * being cut, so a name or a path can still be copied.
  */
 export function wrapWords(
   text: string,
@@ -41,11 +41,7 @@ export function wrapWords(
   const lines: string[] = [];
   let lead = first;
   let line = "";
-  // A quoted span ("lmstrix apply --undo --all") stays on one line, to be copied, when it fits.
-  const room = width - 1 - visibleWidth(indent);
-  const words = (text.match(/(?:[^ "]+|"[^"]*"?)+/g) ?? [])
-    .flatMap((word) => visibleWidth(word) > room ? word.split(" ") : [word]);
-  for (const word of words) {
+  for (const word of text.split(" ")) {
     if (line !== "" && visibleWidth(lead + line) + 1 + visibleWidth(word) > width - 1) {
       lines.push(lead + line);
       lead = indent;
@@ -261,8 +257,16 @@ export class Output {
     return this.#columns ?? (this.stderr.isTerminal ? terminalWidth() : undefined);
   }
 
+  /**
+   * Fields the `--json` error document of this run carries besides `error`: a command stopped
+   * midway (`test` on a signal) puts its results so far here, so that its one document holds them.
+   */
+  errorDocumentFields: Record<string, unknown> = {};
+
   /** Writes data (a table, a line of text) to stdout. */
   data(text: string): void {
+    // stdout and stderr may be one terminal: a live progress line must not run into the data.
+    this.#clearLive();
     const safe = guard(text);
     this.stdout.write(safe.endsWith("\n") ? safe : safe + "\n");
   }
@@ -279,11 +283,22 @@ export class Output {
     this.stderr.write(wrapMessage(guard(message), this.errColumns) + "\n");
   }
 
-  /** A line shown only with `--verbose`. */
+  /**
+   * A line on stderr that `--quiet` keeps, wrapped at words: a run's summary, which a cron log
+   * needs as much as its results.
+   */
+  note(message: string): void {
+    this.#clearLive();
+    this.stderr.write(wrapMessage(guard(message), this.errColumns, "", "  ") + "\n");
+  }
+
+  /** A line shown only with `--verbose`, wrapped at words to the width. */
   debug(message: string): void {
     if (!this.verbose) return;
     this.#clearLive();
-    this.stderr.write(this.errStyle.dim(guard(message)) + "\n");
+    // Wrapped as info is, each line dimmed on its own (a colour code does not span lines).
+    const lines = wrapMessage(guard(message), this.errColumns, "", "  ").split("\n");
+    for (const line of lines) this.stderr.write(this.errStyle.dim(line) + "\n");
   }
 
   /** A warning on stderr, silenced by `--quiet`. */

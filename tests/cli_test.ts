@@ -24,7 +24,13 @@ import {
   runCliAgainst,
   tempHome,
 } from "./support/cli.ts";
-import { RECORD_KEYS, RECORD_STATUSES, RESULT_KEYS, STATUS_KEYS } from "./support/contract.ts";
+import {
+  RECORD_KEYS,
+  RECORD_STATUSES,
+  RESULT_KEYS,
+  STATUS_KEYS,
+  SUMMARY_KEYS,
+} from "./support/contract.ts";
 import { testProfile, withEmulator } from "./support/emulator.ts";
 import { record } from "./support/records.ts";
 
@@ -94,23 +100,20 @@ function assertRecordShape(record: Record<string, unknown>): void {
 Deno.test("scan, list, status and show print the contract's JSON", async (t) => {
   await using home = await tempHome();
   await withEmulator(FLEET, async (emulator) => {
-    await t.step(
-      "scan --json lists every model, untested (the embedding model skipped)",
-      async () => {
-        const run = await lmstrix(emulator, home.path, ["scan", "--json"]);
-        assert.equal(run.code, 0, run.stderr);
-        const models = oneDocument(run).models as Record<string, unknown>[];
-        assert.deepEqual(models.map((m) => m.id).sort(), FLEET.map((p) => p.modelKey).sort());
-        for (const model of models) {
-          assertRecordShape(model);
-          assert.equal(model.status, model.type === "embedding" ? "skipped" : "untested");
-          const source = FLEET.find((p) => p.modelKey === model.id)!;
-          assert.equal(model.declaredContext, source.declaredContext);
-          assert.equal(model.sizeBytes, source.sizeBytes);
-          assert.equal(model.path, source.path);
-        }
-      },
-    );
+    await t.step("scan --json lists every model, untested", async () => {
+      const run = await lmstrix(emulator, home.path, ["scan", "--json"]);
+      assert.equal(run.code, 0, run.stderr);
+      const models = oneDocument(run).models as Record<string, unknown>[];
+      assert.deepEqual(models.map((m) => m.id).sort(), FLEET.map((p) => p.modelKey).sort());
+      for (const model of models) {
+        assertRecordShape(model);
+        assert.equal(model.status, "untested");
+        const source = FLEET.find((p) => p.modelKey === model.id)!;
+        assert.equal(model.declaredContext, source.declaredContext);
+        assert.equal(model.sizeBytes, source.sizeBytes);
+        assert.equal(model.path, source.path);
+      }
+    });
     await t.step(
       "list, piped, is one header and a line a model; the bar's legend on stderr",
       async () => {
@@ -170,6 +173,20 @@ Deno.test("test --all measures every LLM within precision of the truth, small mo
         assert.ok(Number(result.loads) >= 1);
         assert.ok(Number(result.promptTokens) > 0);
       }
+      const { summary, stopped } = oneDocument(run) as { summary: Record<string, number> } & {
+        stopped: unknown;
+      };
+      assert.deepEqual(Object.keys(summary), SUMMARY_KEYS);
+      assert.deepEqual({ ...summary, seconds: 0 }, {
+        tested: 4,
+        failed: 0,
+        kept: 0,
+        skipped: 0,
+        seconds: 0,
+      });
+      const seconds = Number(summary.seconds);
+      assert.ok(seconds > 0 && seconds < 120, `${seconds} s`);
+      assert.equal(stopped, null);
       const loadedKeys = new Set(emulator.stats().loads.map((l) => l.modelKey));
       assert.ok(!loadedKeys.has("embed-small"), "the embedding model is never loaded");
       const order = emulator.stats().loads.map((l) => l.modelKey)
@@ -210,7 +227,7 @@ Deno.test("test --all measures every LLM within precision of the truth, small mo
       const embedding = (list.models as Record<string, unknown>[]).find((m) =>
         m.id === "embed-small"
       );
-      assert.equal(embedding?.status, "skipped");
+      assert.equal(embedding?.status, "untested");
       const status = oneDocument(await lmstrix(emulator, home.path, ["status", "--json"]));
       assert.equal(status.tested, 4);
       assert.equal(status.untested, 0);
@@ -219,7 +236,17 @@ Deno.test("test --all measures every LLM within precision of the truth, small mo
       const loadsBefore = emulator.stats().loads.length;
       const again = await lmstrix(emulator, home.path, ["test", "--all", "--json"]);
       assert.equal(again.code, 0, again.stderr);
-      assert.deepEqual(oneDocument(again).results, []);
+      // Each comes back with its numbers, marked kept; nothing was tested.
+      const document = oneDocument(again);
+      const kept = document.results as Record<string, unknown>[];
+      assert.deepEqual(kept.map((r) => r.id), LLM_IDS_SMALL_FIRST);
+      for (const r of kept) {
+        assert.equal(r.kept, true);
+        assert.equal(r.loads, 0);
+        assert.equal(typeof r.workingContext, "number");
+      }
+      assert.deepEqual(document.summary, { ...(document.summary as object), tested: 0, kept: 4 });
+      assert.equal(document.stopped, null);
       assert.equal(emulator.stats().loads.length, loadsBefore);
     });
     await t.step("test --all --force tests them again", async () => {
@@ -228,6 +255,7 @@ Deno.test("test --all measures every LLM within precision of the truth, small mo
       assert.equal(forced.code, 0, forced.stderr);
       const again = oneDocument(forced).results as Record<string, unknown>[];
       assert.deepEqual(again.map((r) => r.id), LLM_IDS_SMALL_FIRST);
+      assert.ok(again.every((r) => r.kept === false));
       assert.ok(emulator.stats().loads.length > loadsBefore);
       assert.deepEqual(emulator.stats().loaded, []);
     });
@@ -252,7 +280,12 @@ Deno.test("--quiet drops progress only: results and errors still print", async (
       await t.step(`lmstrix ${args.join(" ")}`, async () => {
         const run = await lmstrix(emulator, home.path, args);
         assert.equal(run.code, 0, run.stderr);
-        assert.equal(run.stderr, "");
+        // A test run ends with its summary line even so: a cron log says what the night did.
+        assert.equal(
+          run.stderr.replace(/^Summary: tested 1, failed 0, kept 0, skipped 0; took .*\n/, ""),
+          "",
+        );
+        assert.equal(run.stderr !== "", args[0] === "test", run.stderr);
         assert.match(run.stdout, args[0] === "status" ? /^LLMs: 1 / : /tiny-forgetful/);
       });
     }
@@ -263,7 +296,10 @@ Deno.test("--quiet drops progress only: results and errors still print", async (
       assert.match(scan.stdout, /^ {2}\+ tiny-forgetful$/m);
       const test = await lmstrix(emulator, fresh.path, ["test", "tiny", "-q"]);
       assert.match(test.stdout, /^tiny-forgetful: tested, working [\d,]+ of 16,384 declared/m);
-      assert.equal(test.stderr, "");
+      assert.match(
+        test.stderr,
+        /^Summary: tested 1, failed 0, kept 0, skipped 0; took [\d.]+ s\n$/,
+      );
     });
     await t.step("errors still print under --quiet", async () => {
       const run = await lmstrix(emulator, home.path, ["show", "no-such-model", "-q"]);

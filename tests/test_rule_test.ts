@@ -47,14 +47,35 @@ Deno.test("a tested model keeps its numbers unless --force, named or with --all"
     const named = await lmstrix(emulator, home.path, ["test", "beta", "--precision", "30000"]);
     assert.equal(named.code, 0, named.stderr);
     assert.equal(loadsOf(emulator.stats().loads, "beta"), 0, "no load for a tested model");
-    assert.match(named.stdout, /Kept the numbers of 1 model tested already: beta \(--force/);
     const kept = (await readRegistry(home.path)).beta!;
     assert.equal(kept.workingContext, before.workingContext);
     assert.equal(kept.loadableContext, before.loadableContext);
+    // Its numbers, as kept, then how to test it again; the summary counts it.
+    const working = kept.workingContext!.toLocaleString("en-US");
+    assert.match(
+      named.stdout,
+      new RegExp(`^beta: kept, working ${working} of 32,768 declared \\([\\d.]+% less\\)$`, "m"),
+    );
+    assert.match(named.stdout, /^ {2}loadable [\d,]+; from an earlier test$/m);
+    assert.match(named.stdout, /Kept the numbers of 1 model tested already: beta \(--force/);
+    assert.match(named.stderr, /^Summary: tested 0, failed 0, kept 1, skipped 0; took /m);
 
     const json = await lmstrix(emulator, home.path, ["test", "beta", "--json"]);
     const document = JSON.parse(json.stdout);
-    assert.deepEqual(document.results, []);
+    assert.deepEqual(document.results, [{
+      id: "beta",
+      declaredContext: 32768,
+      loadableContext: kept.loadableContext,
+      workingContext: kept.workingContext,
+      reductionPercent: Math.round((1 - kept.workingContext! / 32768) * 1000) / 10,
+      status: "tested",
+      loads: 0,
+      promptTokens: 0,
+      error: null,
+      kept: true,
+    }]);
+    assert.equal(document.summary.kept, 1);
+    assert.equal(document.summary.tested, 0);
     assert.deepEqual(document.skipped.map((s: { id: string }) => s.id), ["beta"]);
 
     const forced = await lmstrix(emulator, home.path, ["test", "beta", "--force"]);
@@ -73,6 +94,8 @@ Deno.test("test --all leaves out failed models unless --retry-failed, and says s
     assert.equal((await lmstrix(emulator, home.path, ["scan", "-q"])).code, 0);
     const first = await lmstrix(emulator, home.path, ["test", "--all"]);
     assert.equal(first.code, 1, first.stderr);
+    // The run ends with a line that names the model it could not test.
+    assert.match(first.stderr, /^Summary: tested 2, failed 1 \(dud\), kept 0, skipped 0; took /m);
     assert.equal((await readRegistry(home.path)).dud?.status, "failed");
     emulator.reset();
 
@@ -83,6 +106,17 @@ Deno.test("test --all leaves out failed models unless --retry-failed, and says s
       nightly.stdout,
       /Skipped 1 model whose test failed and whose file did not change: dud \(--retry-failed/,
     );
+    assert.match(nightly.stderr, /^Summary: tested 0, failed 0, kept 2, skipped 1; took /m);
+    const json = await lmstrix(emulator, home.path, ["test", "--all", "--json"]);
+    assert.equal(json.code, 0, json.stderr);
+    const { summary } = JSON.parse(json.stdout);
+    assert.deepEqual({ ...summary, seconds: 0 }, {
+      tested: 0,
+      failed: 0,
+      kept: 2,
+      skipped: 1,
+      seconds: 0,
+    });
 
     const retried = await lmstrix(emulator, home.path, ["test", "--all", "--retry-failed"]);
     assert.equal(retried.code, 1, retried.stderr);

@@ -30,18 +30,6 @@ export function attemptParts(entry: AttemptLogEntry): { what: string; verdict: s
 }
 
 /**
- * The shortest form of what an attempt did, for a narrow terminal: `needle 8,128/8,192`,
- * `check 61,043`.
- */
-export function attemptShort(entry: AttemptLogEntry): string {
-  return entry.action === "needle"
-    ? `needle ${entry.promptTokens === null ? "?" : formatTokens(entry.promptTokens)}/${
-      formatTokens(entry.askedContext)
-    }`
-    : `${entry.action} ${formatTokens(entry.askedContext)}`;
-}
-
-/**
  * `<phase> <action> <size>: <outcome> (<duration>)`, e.g.
  * `working needle 8,128 tokens in ctx 8,192: pass (3.1 s)`.
  */

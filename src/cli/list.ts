@@ -6,12 +6,7 @@ import { compareIds } from "../ids.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { reductionPercent } from "../lmstrix.ts";
 import { displayText, type Output, type Styles } from "../output.ts";
-import {
-  type ModelRecord,
-  shownStatus,
-  type StaleResults,
-  toContractJson,
-} from "../registry/model_record.ts";
+import { type ModelRecord, type StaleResults, toContractJson } from "../registry/model_record.ts";
 import {
   contextBar,
   formatBytes,
@@ -253,10 +248,10 @@ function listColumns(
     {
       head: "status",
       align: "left",
-      // Embedding models are never tested: `skipped`, as in --json, never "untested".
+      // Embedding models are never tested: say what they are instead of "untested".
       cell: (r) =>
-        shownStatus(r) === "skipped"
-          ? s.dim("skipped")
+        r.type === "embedding" && r.status !== "missing"
+          ? s.dim("embedding")
           : staleResults(r) !== undefined
           ? s.yellow("stale")
           : statusColour(r.status),

@@ -1,6 +1,13 @@
-/** `lmstrix test`: finds loadable and working context, with live progress on stderr. */
+/**
+ * `lmstrix test`: finds loadable and working context, with live progress on stderr. Each model's
+ * result goes to stdout as soon as the model is done (kept numbers first), and every run ends with
+ * one summary line on stderr; with `--json`, one document with the results, the summary and how
+ * the run ended, also when a signal or a lost LM Studio stopped it.
+ *
+ * @module
+ */
 
-import { UsageError } from "../errors.ts";
+import { InterruptedError, LmStudioUnreachableError, UsageError } from "../errors.ts";
 import { ExitCode } from "../exit_codes.ts";
 import type {
   LMStrix,
@@ -11,10 +18,11 @@ import type {
   TestRun,
 } from "../lmstrix.ts";
 import { displayText, type Output } from "../output.ts";
-import type { AttemptLogEntry } from "../registry/attempt_log.ts";
-import { attemptParts, attemptShort } from "./attempt_line.ts";
 import { fitLine, formatDuration, formatPercent, formatTokens, wrapWords } from "./format.ts";
 import { atLeast } from "./list.ts";
+import { progressReporter } from "./test_progress.ts";
+
+export { progressReporter };
 
 /** Options of `test` as the command line gives them. */
 export interface TestCommandOptions {
@@ -29,132 +37,6 @@ export interface TestCommandOptions {
   timeout?: number;
 }
 
-/**
- * Turns search events into progress lines: live on a terminal, plain lines otherwise. Each line
- * fits the width of stderr (`Output.errColumns`): the model name is shortened from the middle and
- * the timing left out before the verdict would be cut. With `--verbose`, each attempt adds its
- * detail (the answer or refusal excerpt, retries, the error).
- */
-export function progressReporter(output: Output, now: () => number = () => performance.now()): {
-  onEvent: (event: TestEvent) => void;
-  stop: () => void;
-} {
-  let modelStart = now();
-  let opStart = now();
-  let current: { id: string; what: string } | undefined;
-  let ticker: ReturnType<typeof setInterval> | undefined;
-  const width = () => output.errColumns;
-  const tick = () => {
-    if (current === undefined) return;
-    output.progress(liveLine(current.id, current.what, now() - opStart, width()), { final: false });
-  };
-  const stop = () => {
-    if (ticker !== undefined) clearInterval(ticker);
-    ticker = undefined;
-  };
-  const onEvent = (event: TestEvent) => {
-    switch (event.type) {
-      case "model-start":
-        modelStart = now();
-        output.progress(modelStartLine(event, width()));
-        break;
-      case "attempt-start":
-        opStart = now();
-        current = { id: event.id, what: underWay(event) };
-        if (output.stderr.isTerminal && !output.quiet) {
-          tick();
-          ticker ??= setInterval(tick, 1000);
-        }
-        break;
-      case "attempt":
-        output.progress(attemptLine(event.id, event.entry, now() - modelStart, width()));
-        for (const line of attemptDetail(event.entry)) output.debug(`    ${line}`);
-        break;
-      case "model-done":
-        stop();
-        current = undefined;
-        output.progress(modelDoneLine(event.result, width()));
-        if (event.result.error) {
-          const error = displayText(event.result.error);
-          for (const line of wrapWords(error, "    ", width())) output.info(line);
-        }
-        break;
-      case "warning":
-        output.warn(event.message);
-        break;
-    }
-  };
-  return { onEvent, stop };
-}
-
-/** The line that starts a model: its place in the run, and whether it resumes. */
-function modelStartLine(
-  event: Extract<TestEvent, { type: "model-start" }>,
-  width: number | undefined,
-): string {
-  return fitLine({
-    before: `[${event.index + 1}/${event.total}] `,
-    name: displayText(event.id),
-    after: event.resumed ? " (resuming)" : "",
-  }, width);
-}
-
-/** The live line of an attempt under way, redrawn each second with its time so far. */
-function liveLine(id: string, what: string, ms: number, width: number | undefined): string {
-  return fitLine({
-    before: "  ",
-    name: displayText(id),
-    after: `: ${what}... ${formatDuration(ms)}`,
-  }, width);
-}
-
-/** What an attempt under way is doing, for the live line. */
-function underWay(event: Extract<TestEvent, { type: "attempt-start" }>): string {
-  if (event.action === "load") return `loading at ${formatTokens(event.context)}`;
-  if (event.action === "check") return `checking a load at ${formatTokens(event.context)}`;
-  if (event.action === "needle") return `needle probe, ${formatTokens(event.promptTokens)} tokens`;
-  return "sanity check 2+2=";
-}
-
-/** A finished attempt: what was tried and the verdict, then its time and the model's so far. */
-function attemptLine(
-  id: string,
-  entry: AttemptLogEntry,
-  modelMs: number,
-  width: number | undefined,
-): string {
-  const { what, verdict } = attemptParts(entry);
-  return fitLine({
-    before: "  ",
-    name: displayText(id),
-    after: [`: ${what}: ${verdict}`, `: ${attemptShort(entry)}: ${verdict}`],
-    optional: ` (${formatDuration(entry.durationMs)}, ${formatDuration(modelMs)} on this model)`,
-  }, width);
-}
-
-/** A finished model: its status and limits, then the declared context when there is room. */
-function modelDoneLine(r: TestResult, width: number | undefined): string {
-  return fitLine({
-    before: "  ",
-    name: displayText(r.id),
-    after: `: ${r.status}: loadable ${formatTokens(r.loadableContext)}, working ` +
-      `${formatTokens(r.workingContext)}`,
-    optional: ` of ${formatTokens(r.declaredContext)} declared`,
-  }, width);
-}
-
-/** The detail `--verbose` adds under an attempt: what came back, retries, the error. */
-function attemptDetail(entry: AttemptLogEntry): string[] {
-  const lines: string[] = [];
-  if (entry.output !== null && entry.output !== "") {
-    const label = entry.action === "load" || entry.action === "check" ? "message" : "answer";
-    lines.push(`${label}: ${displayText(entry.output)}`);
-  }
-  if (entry.retries > 0) lines.push(`retries: ${entry.retries}`);
-  if (entry.error !== null) lines.push(`error: ${displayText(entry.error)}`);
-  return lines;
-}
-
 /** Options of {@linkcode renderResults}. */
 export interface RenderResultsOptions {
   /** The `--max-context` of the run: a limit equal to it is a lower bound ("≥"). */
@@ -164,9 +46,10 @@ export interface RenderResultsOptions {
 }
 
 /**
- * The summary printed to stdout after a test run, two lines a model (three with an error):
+ * Result lines, two a model (more with an error):
  * `<id>: <status>, working <n> of <declared> declared (<p>% less)` then loadable, loads and
- * prompt tokens. A limit that is only the `--max-context` cap shows as "≥" with no reduction.
+ * prompt tokens; a model that keeps the numbers of an earlier test reads `kept`. A limit that is
+ * only the `--max-context` cap shows as "≥" with no reduction.
  */
 export function renderResults(results: TestResult[], options: RenderResultsOptions = {}): string {
   const cap = options.maxContext;
@@ -193,18 +76,20 @@ export function renderResults(results: TestResult[], options: RenderResultsOptio
       if (r.error) lines.push(...wrapWords(`error: ${displayText(r.error)}`, "  ", options.width));
       continue;
     }
+    // "declared" on every result line; a narrow terminal drops the reduction (it follows from
+    // the two numbers) before a name shorter than MIN_NAME_WIDTH would be left.
+    const numbers = `: ${r.kept ? "kept" : r.status}, working ${working} of ` +
+      `${formatTokens(r.declaredContext)} declared`;
     lines.push(fitLine({
       name: displayText(r.id),
-      after: [
-        `: ${r.status}, working ${working} of ${formatTokens(r.declaredContext)} declared` +
-        reduction,
-        `: ${r.status}, working ${working} of ${formatTokens(r.declaredContext)}${reduction}`,
-      ],
+      after: [numbers + reduction, numbers],
     }, options.width));
     lines.push(
-      `  loadable ${atLeast(bound, r.loadableContext)}; ${r.loads} load${
-        r.loads === 1 ? "" : "s"
-      }, ${formatTokens(r.promptTokens)} prompt tokens`,
+      r.kept
+        ? `  loadable ${atLeast(bound, r.loadableContext)}; from an earlier test`
+        : `  loadable ${atLeast(bound, r.loadableContext)}; ${r.loads} load${
+          r.loads === 1 ? "" : "s"
+        }, ${formatTokens(r.promptTokens)} prompt tokens`,
     );
     if (r.error) lines.push(...wrapWords(`error: ${displayText(r.error)}`, "  ", options.width));
   }
@@ -215,7 +100,7 @@ export function renderResults(results: TestResult[], options: RenderResultsOptio
  * What a run left out, one line per kind, with how to include them: models that keep their
  * numbers (tested, no --force) and models whose failed test is not repeated.
  */
-export function renderSkipped(skipped: SkippedModel[]): string {
+export function renderSkipped(skipped: SkippedModel[], width?: number | undefined): string {
   const names = (list: SkippedModel[]) => {
     const shown = list.slice(0, 5).map((m) => displayText(m.id)).join(", ");
     return list.length > 5 ? `${shown} and ${list.length - 5} more` : shown;
@@ -241,7 +126,117 @@ export function renderSkipped(skipped: SkippedModel[]): string {
         `${names(failed)} (--retry-failed tests them again).`,
     );
   }
-  return lines.join("\n");
+  return lines.flatMap((line) => wrapWords(line, "  ", width, "")).join("\n");
+}
+
+/** How a run ended early, as `test --json`'s `stopped` says it. */
+export type StopKind = "interrupted" | "terminated" | "server-lost";
+
+/**
+ * How `error` stopped a run, or null when it is not a stop: Ctrl-C (SIGINT, SIGQUIT) interrupts;
+ * SIGTERM, a closed terminal (SIGHUP) or a reader gone (SIGPIPE) terminate; LM Studio that went
+ * away or stopped answering is `server-lost`.
+ */
+export function stopKindOf(error: unknown): StopKind | null {
+  if (error instanceof InterruptedError) {
+    return ["SIGTERM", "SIGHUP", "SIGPIPE"].includes(error.signal) ? "terminated" : "interrupted";
+  }
+  if (error instanceof LmStudioUnreachableError) return "server-lost";
+  return null;
+}
+
+/** The `summary` of `test --json`: what the run did, counted by model, and its time. */
+export interface RunSummary {
+  /** Models this run tested to the end (their status is `tested`). */
+  tested: number;
+  /** Models this run could not test (status `failed`; each result says why). */
+  failed: number;
+  /** Models tested before that keep their numbers. */
+  kept: number;
+  /** Models left out: their test failed before and their file did not change. */
+  skipped: number;
+  /** The run's time, in seconds (one decimal). */
+  seconds: number;
+}
+
+/** The summary of a run that produced `results` and `kept`, left out `skipped`, took `ms`. */
+export function summarize(
+  results: TestResult[],
+  kept: TestResult[],
+  skipped: SkippedModel[],
+  ms: number,
+): RunSummary {
+  return {
+    tested: results.filter((r) => r.status === "tested").length,
+    failed: results.filter((r) => r.status === "failed").length,
+    kept: kept.length,
+    skipped: skipped.filter((s) => s.status === "failed").length,
+    seconds: Math.round(ms / 100) / 10,
+  };
+}
+
+/**
+ * The one summary line that ends every run (stderr), naming the failed models:
+ * `Summary: tested 2, failed 1 (dud), kept 6, skipped 1; took 1 min 4 s`; a run that stopped
+ * early adds how many models it did not reach.
+ */
+export function renderSummary(
+  summary: RunSummary,
+  failedIds: string[],
+  notReached: number,
+): string {
+  const shown = failedIds.slice(0, 5).map(displayText).join(", ");
+  const more = failedIds.length > 5 ? ` and ${failedIds.length - 5} more` : "";
+  const failed = failedIds.length > 0 ? ` (${shown}${more})` : "";
+  const reached = notReached > 0 ? `, not reached ${notReached}` : "";
+  return `Summary: tested ${summary.tested}, failed ${summary.failed}${failed}, ` +
+    `kept ${summary.kept}, skipped ${summary.skipped}${reached}; ` +
+    // Seconds even for a short run, as the JSON summary counts them.
+    `took ${
+      summary.seconds < 120
+        ? `${summary.seconds.toFixed(1)} s`
+        : formatDuration(summary.seconds * 1000)
+    }`;
+}
+
+/**
+ * Prints results as they come: each model's lines on stdout as soon as it is done (under
+ * `--json`, its first line on stderr as progress, the document at the end), and keeps them for
+ * the summary and the document.
+ */
+class ResultPrinter {
+  readonly results: TestResult[] = [];
+  readonly kept: TestResult[] = [];
+  skipped: SkippedModel[] = [];
+  /** How many models the run set out to test (0 until it started). */
+  planned = 0;
+  readonly #output: Output;
+  readonly #maxContext: number | undefined;
+
+  constructor(output: Output, maxContext: number | undefined) {
+    this.#output = output;
+    this.#maxContext = maxContext;
+  }
+
+  onEvent(event: TestEvent): void {
+    if (event.type === "run-start") this.planned = event.models.length;
+    if (event.type === "selected") {
+      this.skipped = event.skipped;
+      for (const result of event.kept) this.#print(result, this.kept);
+    }
+    if (event.type === "model-done") this.#print(event.result, this.results);
+  }
+
+  #print(result: TestResult, into: TestResult[]): void {
+    into.push(result);
+    const output = this.#output;
+    if (output.json) {
+      const text = renderResults([result], { maxContext: this.#maxContext });
+      output.info(text.split("\n")[0]!);
+    } else {
+      output.data(renderResults([result], { maxContext: this.#maxContext, width: output.columns }));
+    }
+  }
 }
 
 /** Runs `test`. Exit 1 when a model could not be tested. */
@@ -251,10 +246,11 @@ export async function runTest(
   models: string[],
   options: TestCommandOptions,
   signal: AbortSignal,
+  now: () => number = () => performance.now(),
 ): Promise<number> {
   if (options.all && models.length > 0) {
     throw new UsageError("Pass model names or --all, not both", {
-      hint: 'e.g. "lmstrix test --all", or name models from "lmstrix list"',
+      hint: 'e.g. "lmstrix test --all" or "lmstrix test qwen"',
     });
   }
   if (!options.all && models.length === 0) {
@@ -262,7 +258,9 @@ export async function runTest(
       hint: 'e.g. "lmstrix test --all"',
     });
   }
+  const started = now();
   const reporter = progressReporter(output);
+  const printer = new ResultPrinter(output, options.maxContext);
   const testOptions: TestOptions = {
     force: options.force ?? false,
     retryFailed: options.retryFailed ?? false,
@@ -271,28 +269,49 @@ export async function runTest(
     maxContext: options.maxContext,
     timeoutSeconds: options.timeout,
     signal,
-    onEvent: reporter.onEvent,
+    onEvent: (event) => {
+      reporter.onEvent(event);
+      printer.onEvent(event);
+    },
+  };
+  /** The summary line (stderr, kept under --quiet but for --json) and the summary itself. */
+  const finish = (skipped: SkippedModel[]) => {
+    const { results, kept } = printer;
+    const summary = summarize(results, kept, skipped, now() - started);
+    const failed = results.filter((r) => r.status === "failed").map((r) => r.id);
+    const line = renderSummary(summary, failed, Math.max(0, printer.planned - results.length));
+    if (output.json) output.info(line);
+    else output.note(line);
+    return summary;
   };
   let run: TestRun;
   try {
     run = await lmstrix.testRun(options.all ? "all" : models, testOptions);
-  } finally {
+  } catch (error) {
     reporter.stop();
+    const stopped = stopKindOf(error);
+    if (stopped === null) throw error;
+    // Results so far survive a stop: printed already, summed up, and in the --json document
+    // that main prints with the error.
+    const summary = finish(printer.skipped);
+    output.errorDocumentFields = {
+      results: [...printer.kept, ...printer.results],
+      summary,
+      stopped,
+    };
+    throw error;
   }
-  const { results, skipped } = run;
-  // Results print whatever --quiet says: it silences progress only, and a cron log keeps them.
-  if (output.json) {
-    output.document({ results, skipped });
-  } else if (results.length === 0 && skipped.length === 0) {
+  reporter.stop();
+  const { results, kept, skipped } = run;
+  if (!output.json && results.length === 0 && kept.length === 0 && skipped.length === 0) {
     output.data('Nothing to test: the registry has no LLMs (run "lmstrix scan" first).');
-  } else {
-    if (results.length > 0) {
-      output.data(
-        renderResults(results, { maxContext: options.maxContext, width: output.columns }),
-      );
-    }
-    const summary = renderSkipped(skipped);
-    if (summary !== "") output.data(summary);
+    return ExitCode.ok;
+  }
+  const left = renderSkipped(skipped, output.columns);
+  if (!output.json && left !== "") output.data(left);
+  const summary = finish(skipped);
+  if (output.json) {
+    output.document({ results: [...kept, ...results], summary, stopped: null, skipped });
   }
   return results.some((r) => r.status === "failed") ? ExitCode.someFailed : ExitCode.ok;
 }

@@ -109,10 +109,14 @@ export function recordAfterFault(record: ModelRecord, message: string): ModelRec
   return { ...rest, status: "failed", error: message };
 }
 
-/** What a run reports for `record`, with the loads and prompt tokens it spent on it. */
+/**
+ * What a run reports for `record`, with the loads and prompt tokens it spent on it; `kept` for a
+ * model tested before whose numbers the run keeps.
+ */
 export function resultOf(
   record: ModelRecord,
   spent: { loads: number; promptTokens: number },
+  kept = false,
 ): TestResult {
   return {
     id: record.id,
@@ -124,6 +128,7 @@ export function resultOf(
     loads: spent.loads,
     promptTokens: spent.promptTokens,
     error: record.error,
+    kept,
   };
 }
 

@@ -13,11 +13,19 @@ export type { SkippedModel };
 
 /** What happens during a test run, as it happens. */
 export type TestEvent =
+  /** The models a run is about to test, in order, with their file sizes (to estimate time). */
+  | { type: "run-start"; models: { id: string; sizeBytes: number }[] }
+  /**
+   * What the run covers besides the models it tests, sent before testing starts: the models that
+   * keep the numbers of an earlier test (no `force`), and those it leaves out and why.
+   */
+  | { type: "selected"; kept: TestResult[]; skipped: SkippedModel[] }
   | { type: "model-start"; id: string; index: number; total: number; resumed: boolean }
   | {
     type: "attempt-start";
     id: string;
     action: Attempt["action"];
+    /** The context asked for: for a needle or a sanity check, the context loaded. */
     context: number;
     promptTokens?: number;
   }
@@ -37,11 +45,16 @@ export interface TestResult {
   loads: number;
   promptTokens: number;
   error: string | null;
+  /** True for a model tested before and not tested again: its numbers as kept. */
+  kept: boolean;
 }
 
 /** What a test run did: the models it tested, and those it left out and why. */
 export interface TestRun {
+  /** The models tested by this run, in order. */
   results: TestResult[];
+  /** The models that keep the numbers of an earlier test, marked `kept`. */
+  kept: TestResult[];
   skipped: SkippedModel[];
 }
 

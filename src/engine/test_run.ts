@@ -8,7 +8,12 @@
  * @module
  */
 
-import { InterruptedError, LmStudioNotAnsweringError } from "../errors.ts";
+import {
+  InterruptedError,
+  LmstrixError,
+  LmStudioNotAnsweringError,
+  LmStudioUnreachableError,
+} from "../errors.ts";
 import { fnv1a32 } from "../ids.ts";
 import { INSTANCE_PREFIX, type LmStudio } from "../lmstudio/client.ts";
 import { classifyFailure, LmStudioCallError, messageOf } from "../lmstudio/failures.ts";
@@ -22,7 +27,7 @@ import {
   type SearchHooks,
   type SearchState,
 } from "../search/context_search.ts";
-import type { BootMark } from "./boot_time.ts";
+import { unreachableReason } from "./connection.ts";
 import type { Journal } from "./journal.ts";
 import {
   attemptEntry,
@@ -47,8 +52,8 @@ export interface RunContext {
    * a run that is dead; instances of other homes may belong to live runs and are left alone.
    */
   home: string;
-  /** The machine's boot (`boot_time.ts`), evidence about a run that died during a load. */
-  bootTime: () => BootMark | undefined;
+  /** The machine's boot time, evidence about a run that died during a load. */
+  bootTime: () => number | undefined;
   /** First backoff delay after a fault, in ms (the probe's default when undefined). */
   backoffMs: number | undefined;
   /** Retries of a fault (the probe's default when undefined). */
@@ -60,7 +65,20 @@ export interface RunContext {
  * (after unloading and saving) on an interrupt or when LM Studio is gone.
  */
 export async function runTests(context: RunContext, models: ModelRecord[]): Promise<TestReport[]> {
+  try {
+    return await testInTurn(context, models);
+  } catch (error) {
+    throw lostMidRun(error, context.lms.baseUrl);
+  }
+}
+
+/** {@link runTests} itself: clears the leftovers, then tests each model in turn. */
+async function testInTurn(context: RunContext, models: ModelRecord[]): Promise<TestReport[]> {
   const { options } = context;
+  options.onEvent?.({
+    type: "run-start",
+    models: models.map((m) => ({ id: m.id, sizeBytes: m.sizeBytes })),
+  });
   const orphans = await clearLeftovers(context.lms, context.home, options.onEvent);
   const reports: TestReport[] = [];
   for (const [index, chosen] of models.entries()) {
@@ -86,6 +104,22 @@ export async function runTests(context: RunContext, models: ModelRecord[]): Prom
     }
   }
   return reports;
+}
+
+/**
+ * `error` as the run reports it: a connection to LM Studio lost for good mid-run becomes
+ * {@link LmStudioUnreachableError} whose hint says that progress is saved and that running the
+ * same command again resumes (the generic hint only says how to start the server).
+ */
+function lostMidRun(error: unknown, server: string): unknown {
+  if (error instanceof LmstrixError) return error; // says what happened already
+  const reason = unreachableReason(error);
+  if (reason === null) return error;
+  return new LmStudioUnreachableError(server, reason, {
+    cause: error,
+    hint: 'progress is saved; start LM Studio again ("lms server start"), then run the same ' +
+      "command to resume where it stopped",
+  });
 }
 
 /** Thrown by {@link afterFault} when LM Studio answers again after a lost connection. */
@@ -168,12 +202,7 @@ async function testModel(
   let current: ModelRecord = recordStarting(record, config);
   await save(start.state);
   const hooks: SearchHooks = {
-    beforeLoad: (_context, next) =>
-      save(next, {
-        pendingSince: new Date().toISOString(),
-        pendingBoot: context.bootTime(),
-        settled,
-      }),
+    beforeLoad: (_context, next) => save(next, { pendingSince: new Date().toISOString(), settled }),
     afterAttempt: async (attempt, next) => {
       settled = next;
       settledSeed = probe.seed;
@@ -299,9 +328,26 @@ function probeFor(
         message: error.kind === "not-found"
           ? `${id}: its instance was unloaded by another client (${error.message}); ` +
             "loading it again"
-          : `${id}: ${what} failed (${error.message}); retry ${attempt}`,
+          : `${id}: ${callInWords(what)} failed (${error.message}); trying again ` +
+            `(retry ${attempt})`,
       }),
   });
+}
+
+/** The probe's name of a call to LM Studio (`complete`, `countTokens`), in a user's words. */
+function callInWords(what: string): string {
+  switch (what) {
+    case "load":
+      return "loading the model";
+    case "check":
+      return "a load check";
+    case "complete":
+      return "a prediction";
+    case "countTokens":
+      return "counting the prompt's tokens";
+    default:
+      return `a call to LM Studio (${what})`;
+  }
 }
 
 /** Whether LM Studio answers a small call (within the usual deadline). */
@@ -339,17 +385,20 @@ function announcing(probe: Probe, id: string, onEvent: TestOptions["onEvent"]): 
   const announce = (event: Omit<Extract<TestEvent, { type: "attempt-start" }>, "type" | "id">) =>
     onEvent({ type: "attempt-start", id, ...event });
   const check = probe.check?.bind(probe);
+  // The context of the latest load: a needle or a sanity check runs in it.
+  let loaded = 0;
   return {
     load(context) {
+      loaded = context;
       announce({ action: "load", context });
       return probe.load(context);
     },
     sanity() {
-      announce({ action: "sanity", context: 0 });
+      announce({ action: "sanity", context: loaded });
       return probe.sanity();
     },
     needle(promptTokens, opts) {
-      announce({ action: "needle", context: 0, promptTokens });
+      announce({ action: "needle", context: loaded, promptTokens });
       return probe.needle(promptTokens, opts);
     },
     unload() {

@@ -102,23 +102,6 @@ export interface Completion {
   promptTokens: number | undefined;
   /** The server's own measure of what the prompt cost (`stats.timeToFirstTokenSec`), if sent. */
   timeToFirstTokenSec?: number | undefined;
-  /** LM Studio's statistics of the prediction, as it sent them (`stopReason`, speeds, counts). */
-  stats?: Readonly<Record<string, unknown>>;
-}
-
-/** Options of {@link LoadedModel.complete}. */
-export interface CompleteOptions {
-  /** At most this many new tokens; `false`: until the model stops or the context is full. */
-  maxTokens: number | false;
-  /** The prompt's length, for the deadline. */
-  promptTokens: number;
-  signal?: AbortSignal;
-  /** Sampling temperature (default 0, as the probes need). */
-  temperature?: number;
-  /** Told each fragment of the answer as it arrives (streaming). */
-  onText?: (text: string) => void;
-  /** The prediction's deadline in ms, instead of the one made from the prompt's length. */
-  deadlineMs?: number;
 }
 
 /** A loaded instance LMStrix can use. */
@@ -129,8 +112,11 @@ export interface LoadedModel {
   readonly contextLength: number;
   /** Counts tokens with the model's own tokenizer; `signal` aborts the call (interrupts). */
   countTokens(text: string, signal?: AbortSignal): Promise<number>;
-  /** Raw completion, at temperature 0 unless told otherwise. */
-  complete(prompt: string, options: CompleteOptions): Promise<Completion>;
+  /** Raw completion at temperature 0. */
+  complete(
+    prompt: string,
+    options: { maxTokens: number; promptTokens: number; signal?: AbortSignal },
+  ): Promise<Completion>;
   /** Unloads this instance. */
   unload(): Promise<void>;
 }
@@ -512,23 +498,23 @@ class SdkLoadedModel implements LoadedModel {
     );
   }
 
-  complete(prompt: string, options: CompleteOptions): Promise<Completion> {
-    const ms = options.deadlineMs ?? this.#timeouts.predictBaseMs +
-        options.promptTokens * this.#timeouts.predictPerTokenMs;
-    const onText = options.onText;
+  complete(
+    prompt: string,
+    options: { maxTokens: number; promptTokens: number; signal?: AbortSignal },
+  ): Promise<Completion> {
+    const ms = this.#timeouts.predictBaseMs +
+      options.promptTokens * this.#timeouts.predictPerTokenMs;
     return this.#link.call("complete", ms, options.signal, async (signal) => {
       const result = await this.#model.complete(prompt, {
         maxTokens: options.maxTokens,
-        temperature: options.temperature ?? 0,
+        temperature: 0,
         contextOverflowPolicy: "stopAtLimit",
         signal,
-        ...(onText ? { onPredictionFragment: (fragment) => onText(fragment.content) } : {}),
       });
       return {
         text: result.content,
         promptTokens: result.stats.promptTokensCount,
         timeToFirstTokenSec: result.stats.timeToFirstTokenSec,
-        stats: { ...result.stats },
       };
     });
   }

@@ -5,24 +5,18 @@
  * @module
  */
 
-/**
- * The keys of a model record (`list --json`, `scan --json`, `show --json`), in order: the
- * contract's, then LM Studio's display name, which every one of them shows too.
- */
+/** The keys of a model record (`list --json`, `scan --json`, `show --json`), in order. */
 export const RECORD_KEYS: readonly string[] = [
   "id",
-  "type",
   "path",
   "sizeBytes",
   "architecture",
   "declaredContext",
   "loadableContext",
   "workingContext",
-  "reductionPercent",
   "status",
   "testedAt",
   "error",
-  "displayName",
 ];
 
 /** The values a model record's `status` may take. */
@@ -32,7 +26,6 @@ export const RECORD_STATUSES: readonly string[] = [
   "tested",
   "failed",
   "missing",
-  "skipped",
 ];
 
 /** The keys of one entry of `results` in `test --json`, in order. */
@@ -46,6 +39,18 @@ export const RESULT_KEYS: readonly string[] = [
   "loads",
   "promptTokens",
   "error",
+  "kept",
+];
+
+/** The keys of the `summary` of `test --json`, in order. */
+export const SUMMARY_KEYS: readonly string[] = ["tested", "failed", "kept", "skipped", "seconds"];
+
+/** The values `stopped` of `test --json` may take. */
+export const STOPPED_VALUES: readonly (string | null)[] = [
+  null,
+  "interrupted",
+  "terminated",
+  "server-lost",
 ];
 
 /** The keys of the `status --json` document, in order. */
