@@ -8,8 +8,12 @@ import config from "./deno.json" with { type: "json" };
 import { type ApplyCommandOptions, runApply } from "./src/cli/apply.ts";
 import { runCheck } from "./src/cli/check.ts";
 import { describeFileError } from "./src/cli/file_errors.ts";
+import { suggestFlags } from "./src/cli/flag_suggestion.ts";
+import { EXAMPLES, examples } from "./src/cli/help_examples.ts";
 import { type ListOptions, runList, SORT_KEYS } from "./src/cli/list.ts";
 import { LIST_FORMATS } from "./src/cli/list_export.ts";
+import { type ReportCommandOptions, runReport } from "./src/cli/report.ts";
+import { parseTemperature, type RunCommandOptions, runRun } from "./src/cli/run.ts";
 import { runScan } from "./src/cli/scan.ts";
 import { runShow } from "./src/cli/show.ts";
 import { runStatus } from "./src/cli/status.ts";
@@ -96,12 +100,18 @@ function noColorEnv(): boolean {
   return noColorRequested(Deno.env.get("NO_COLOR"));
 }
 
-function addGlobalOptions(command: Command): Command {
+/**
+ * The global options. `server: false` keeps `--server` out of the help of a command that never
+ * talks to LM Studio (it is still accepted, as a global option is everywhere).
+ */
+function addGlobalOptions(command: Command, { server = true } = {}): Command {
+  const serverOption = new Option(
+    "--server <url>",
+    "LM Studio address: http://host:port or ws://host:port, as LM Studio shows it " +
+      "(env LMSTRIX_SERVER; default: discovery)",
+  );
   return command
-    .option(
-      "--server <url>",
-      "LM Studio address, ws://host:port (env LMSTRIX_SERVER; default: discovery)",
-    )
+    .addOption(server ? serverOption : serverOption.hideHelp())
     .option("--lmstudio-dir <dir>", "LM Studio home directory (env LMSTRIX_LMSTUDIO_DIR)")
     .option("--json", "print one JSON document on stdout")
     .option("-q, --quiet", "no progress; results and errors still print")
@@ -151,6 +161,7 @@ export async function main(args: string[]): Promise<number> {
     )
     .version(config.version, "-V, --version", "print the version")
     .showSuggestionAfterError(true)
+    .addHelpText("after", examples(EXAMPLES.lmstrix))
     .exitOverride()
     .configureOutput({
       writeOut: (text) => output.stdout.write(text),
@@ -165,11 +176,12 @@ export async function main(args: string[]): Promise<number> {
   addGlobalOptions(program.command("scan"))
     .description("discover the models in LM Studio and add them to the registry")
     .addOption(timeoutOption())
+    .addHelpText("after", examples(EXAMPLES.scan))
     .action(async (options: { timeout?: number }, command: Command) => {
       exitCode = await runScan(setup(command), output, { timeoutSeconds: options.timeout });
     });
 
-  addGlobalOptions(program.command("list"))
+  addGlobalOptions(program.command("list"), { server: false })
     .description("show the registry: declared, loadable and working context of every model")
     .addOption(new Option("--sort <key>", "sort by").choices([...SORT_KEYS]).default("name"))
     .option("--reverse", "reverse the order")
@@ -177,6 +189,7 @@ export async function main(args: string[]): Promise<number> {
       new Option("--format <format>", "table, or csv / markdown to export")
         .choices([...LIST_FORMATS]),
     )
+    .addHelpText("after", examples(EXAMPLES.list))
     .action(async (options: ListOptions, command: Command) => {
       exitCode = await runList(setup(command), output, options, interrupt.signal);
     });
@@ -195,6 +208,7 @@ export async function main(args: string[]): Promise<number> {
         "whether it is named or picked by --all. --all leaves out models whose test",
         "failed (their file unchanged) unless --retry-failed or --force. A test cut",
         "short resumes where it stopped, also under --force: run the same command again.",
+        examples(EXAMPLES.test),
       ].join("\n"),
     )
     .option(
@@ -224,20 +238,22 @@ export async function main(args: string[]): Promise<number> {
       },
     );
 
-  addGlobalOptions(program.command("status"))
+  addGlobalOptions(program.command("status"), { server: false })
     .description("count models by status and show who holds the lock")
+    .addHelpText("after", examples(EXAMPLES.status))
     .action(async (_options, command: Command) => {
       exitCode = await runStatus(setup(command), output);
     });
 
-  addGlobalOptions(program.command("show"))
+  addGlobalOptions(program.command("show"), { server: false })
     .description("show one model's record and its latest attempts")
+    .addHelpText("after", examples(EXAMPLES.show))
     .argument("<model>", "model id, or a unique part of one")
     .action(async (model: string, _options, command: Command) => {
       exitCode = await runShow(setup(command), output, model);
     });
 
-  addGlobalOptions(program.command("apply"))
+  addGlobalOptions(program.command("apply"), { server: false })
     .description(
       "write each tested model's working context into LM Studio's per-model defaults " +
         "(--undo puts the files back)",
@@ -251,9 +267,80 @@ export async function main(args: string[]): Promise<number> {
       "take this many tokens (512, 1k) or this share of the working context (10%) off " +
         "the value written (default 0)",
     )
+    .addHelpText("after", examples(EXAMPLES.apply))
     .action(async (models: string[], options: ApplyCommandOptions, command: Command) => {
       exitCode = await runApply(setup(command), output, models, options, interrupt.signal);
     });
+
+  addGlobalOptions(program.command("report"))
+    .description(
+      "write one self-contained HTML page: every model's limits on one axis, and the probes " +
+        "each number rests on",
+    )
+    .option("--out <file>", "where to write it (default: lmstrix-report.html here)")
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Examples:",
+        "  lmstrix report                     writes ./lmstrix-report.html, prints its path",
+        "  lmstrix report --out ~/limits.html",
+        "The page makes no network request (no script, font or image from elsewhere): open",
+        "it from disk in any browser, or mail it.",
+      ].join("\n"),
+    )
+    .action(async (options: ReportCommandOptions, command: Command) => {
+      exitCode = await runReport(setup(command), output, options);
+    });
+
+  addGlobalOptions(program.command("run"))
+    .description(
+      "complete a prompt with a tested model at its working context, streaming the answer",
+    )
+    .argument("<model>", "model id, or a unique part of one")
+    .argument("[prompt]", "the prompt (or --file)")
+    .option("--file <path>", "read the prompt from a file (- reads stdin)")
+    .option(
+      "--max-tokens <tokens>",
+      "at most this many answer tokens (default: no limit)",
+      parseTokens,
+    )
+    .option(
+      "--temperature <t>",
+      "sampling temperature, 0 to 10 (default 0: the same answer each time)",
+      (value: string) => {
+        try {
+          return parseTemperature(value);
+        } catch (error) {
+          throw new InvalidArgumentError(errorText(error));
+        }
+      },
+    )
+    .addOption(timeoutOption())
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Examples:",
+        '  lmstrix run qwen2.5-7b "Write a haiku about context windows."',
+        "  lmstrix run llama-3.1 --file report.txt --max-tokens 500",
+        "  git diff | lmstrix run qwen --file - --json",
+        "The model loads at its tested working context and is unloaded at the end (also on",
+        "Ctrl-C). A prompt longer than that context allows is refused (exit 2), naming the",
+        "tested models it would fit. The prompt is sent as it is (a raw completion, no chat",
+        "template), the way the needle probe measured the model.",
+      ].join("\n"),
+    )
+    .action(
+      async (
+        model: string,
+        prompt: string | undefined,
+        options: RunCommandOptions,
+        command: Command,
+      ) => {
+        exitCode = await runRun(setup(command), output, model, prompt, options, interrupt.signal);
+      },
+    );
 
   // First signal: stop cleanly (unload, save, release the lock). A person's second one (after a
   // clear gap, or another signal) leaves at once; the same one delivered twice (the terminal's
@@ -289,7 +376,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     exitCode = interrupt.signal.reason === BROKEN_PIPE && error instanceof InterruptedError
       ? ExitCode.brokenPipe // The reader has gone: nothing more to say to it.
-      : report(error, output, stderrText);
+      : report(error, output, stderrText, commandOf(program, args));
   } finally {
     // A damaged record does not stop the command; say which one was left out, and why.
     for (const { id, problem } of lmstrix?.quarantined ?? []) {
@@ -310,6 +397,11 @@ export async function main(args: string[]): Promise<number> {
   return exitCode;
 }
 
+/** The command `args` run (as commander would pick it), or null when there is none. */
+function commandOf(program: Command, args: string[]): Command | null {
+  return program.commands.find((c) => args.includes(c.name())) ?? null;
+}
+
 /** The interrupt's reason when stdout or stderr lost its reader (as a shell names it). */
 const BROKEN_PIPE = "SIGPIPE";
 
@@ -320,7 +412,12 @@ const MAX_TIMEOUT_SECONDS = 86_400;
  * Prints an error the user can act on (on stderr, and with `--json` also as the contract's
  * `{ "error": { "exitCode", "message" } }` on stdout); returns its exit code.
  */
-function report(error: unknown, output: Output, commanderText: string): number {
+function report(
+  error: unknown,
+  output: Output,
+  commanderText: string,
+  command: Command | null,
+): number {
   const fail = (exitCode: number, message: string, hint?: string) => {
     output.error(message, hint);
     // A test stopped midway adds its results so far: still one document.
@@ -337,13 +434,17 @@ function report(error: unknown, output: Output, commanderText: string): number {
       return ExitCode.ok;
     }
     // One line: commander puts its "(Did you mean ...?)" on a line of its own.
-    const message = commanderText.trim().replace(/^error:\s*/i, "").replace(/\s*\n\s*/g, " ") ||
+    let message = commanderText.trim().replace(/^error:\s*/i, "").replace(/\s*\n\s*/g, " ") ||
       error.message;
-    return fail(
-      ExitCode.usage,
-      message,
-      'run "lmstrix --help" (or "lmstrix <command> --help") to see the options',
-    );
+    const unknown = /^unknown option '([^']+)'$/.exec(message)?.[1];
+    if (error.code === "commander.unknownOption" && unknown !== undefined) {
+      const known = [...(command?.options ?? []), ...(command?.parent ?? command)?.options ?? []]
+        .map((o) => o.long).filter((f): f is string => f !== undefined);
+      const close = suggestFlags(unknown, known);
+      if (close.length > 0) message += ` (Did you mean ${close.join(" or ")}?)`;
+    }
+    const help = command === null ? "lmstrix --help" : `lmstrix ${command.name()} --help`;
+    return fail(ExitCode.usage, message, `run "${help}" to see the options`);
   }
   if (error instanceof LmstrixError) {
     const code = fail(exitCodeFor(error), error.message, error.hint);

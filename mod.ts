@@ -11,6 +11,8 @@
  * console.log(limits.working);                     // e.g. 32512
  * const check = await lmstrix.checkContext("qwen2.5-7b-instruct", 32768); // one size, no search
  * console.log(check.verdict);                      // "works", "loads-but-fails", "does-not-load"
+ * await lmstrix.run("qwen2.5-7b-instruct", { prompt: "Hello", onText: (t) => console.log(t) });
+ * const page = await lmstrix.report();             // the report's HTML
  * ```
  *
  * @module
@@ -26,6 +28,10 @@ export {
   LMStrix,
   type LMStrixOptions,
   type ModelHistory,
+  PromptTooLongError,
+  RunLoadError,
+  type RunRequest,
+  type RunResult,
   type ScanResult,
   type SkippedModel,
   type StatusReport,

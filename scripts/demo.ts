@@ -4,8 +4,8 @@
  * flags, as `deno task start` does) for `scan`, `test --all`, `list` and `apply --all --dry-run`
  * against it, in a fresh LM Studio home under `.demo/`. The home starts with one per-model config
  * file, as if its user had set a context length and a KV-cache type in LM Studio, so the dry run
- * shows a current value being replaced. Finally it sets the results beside the profiles' known
- * truth.
+ * shows a current value being replaced. Then it sets the results beside the profiles' known
+ * truth, and ends by writing the fleet's report page (`lmstrix report`) and printing its path.
  *
  * Usage: deno task demo [--keep-going]
  */
@@ -135,6 +135,8 @@ try {
       `${stats.loaded.length} model(s) left loaded.`,
   );
   if (wrong > 0 || stats.loaded.length > 0) failed = true;
+  const reportFile = new URL("lmstrix-report.html", home).pathname;
+  if ((await lmstrix("report", "--out", reportFile)) !== 0) failed = true;
   console.log(
     `\nTry more (with LMSTRIX_LMSTUDIO_DIR=${home.pathname}):\n` +
       `  deno task start show mistral-nemo\n` +

@@ -16,7 +16,7 @@ import type { ApplyEntry } from "./apply/step.ts";
 import { InterruptedError, UsageError } from "./errors.ts";
 import { chooseModels, sortedRecords } from "./engine/choose_models.ts";
 import { type ConnectSettings, withLmStudio } from "./engine/connection.ts";
-import { bootTimeMs } from "./engine/boot_time.ts";
+import { type BootMark, bootMark } from "./engine/boot_time.ts";
 import { Journal } from "./engine/journal.ts";
 import { resultOf } from "./engine/outcome.ts";
 import type {
@@ -27,12 +27,9 @@ import type {
   TestResult,
   TestRun,
 } from "./engine/test_events.ts";
-import {
-  MIN_TESTABLE_CONTEXT,
-  type TestOptions,
-  validateTestOptions,
-} from "./engine/test_options.ts";
+import { type TestOptions, validateTestOptions } from "./engine/test_options.ts";
 import type { ContextCheck } from "./engine/check_one.ts";
+import type { RunRequest, RunResult } from "./engine/run_prompt.ts";
 import { timeoutsFromSeconds } from "./lmstudio/client.ts";
 import type { Timeouts } from "./lmstudio/client.ts";
 import { fnv1a32 } from "./ids.ts";
@@ -69,6 +66,12 @@ export {
 } from "./engine/test_events.ts";
 export type { AttemptLogEntry } from "./registry/attempt_log.ts";
 export type { CheckLoad, CheckVerdict, ContextCheck } from "./engine/check_one.ts";
+export {
+  PromptTooLongError,
+  RunLoadError,
+  type RunRequest,
+  type RunResult,
+} from "./engine/run_prompt.ts";
 
 /** The longest base deadline of a call to LM Studio, in seconds: a day. */
 const MAX_TIMEOUT_SECONDS = 86_400;
@@ -89,8 +92,8 @@ export interface LMStrixOptions {
   backoffMs?: number;
   /** Retries of a dropped connection or a hung call (default 3). */
   retries?: number;
-  /** The machine's boot time in ms since the epoch (default: read from the system). */
-  bootTime?: () => number | undefined;
+  /** The machine's current boot (default: read from the system; see `boot_time.ts`). */
+  bootTime?: () => BootMark | undefined;
 }
 
 /** `scan`'s result. */
@@ -281,6 +284,16 @@ export class LMStrix {
     };
   }
 
+  /**
+   * The report: one self-contained HTML page (no script, no request) with every model's numbers
+   * on one axis and, for each model with attempts, the probes its numbers rest on. Reads the
+   * registry and the attempt logs; needs neither LM Studio nor the lock.
+   */
+  async report(options: { now?: Date } = {}): Promise<string> {
+    const { buildReport } = await import("./report/report.ts");
+    return await buildReport(this.paths, await this.records(), options.now ?? new Date());
+  }
+
   /** Counts by status and the lock holder, as in `status --json`. */
   async status(): Promise<StatusReport> {
     const registry = await this.#read();
@@ -330,12 +343,8 @@ export class LMStrix {
     context: number,
     options: CheckOptions = {},
   ): Promise<ContextCheck> {
-    if (!Number.isSafeInteger(context) || context < MIN_TESTABLE_CONTEXT) {
-      throw new UsageError(
-        `A check needs a context of at least ${MIN_TESTABLE_CONTEXT} tokens, not ${context}`,
-        { hint: 'e.g. "lmstrix test qwen --ctx 32k"' },
-      );
-    }
+    const { checkOne, checkableSize } = await import("./engine/check_one.ts");
+    checkableSize(context);
     const settings = this.#connectSettings(this.#testTimeouts(options.timeoutSeconds));
     const backoffMs = this.#options.backoffMs ??
       this.#envNumber("LMSTRIX_BACKOFF_MS", "a number of milliseconds", true);
@@ -345,7 +354,6 @@ export class LMStrix {
       if (record.type === "embedding") {
         throw new UsageError(`"${record.id}" is an embedding model: it has no context to check`);
       }
-      const { checkOne } = await import("./engine/check_one.ts");
       const { stopIfInterrupted } = await import("./engine/test_run.ts");
       stopIfInterrupted(options.signal);
       return await withLmStudio(settings, async (lms) => {
@@ -369,6 +377,30 @@ export class LMStrix {
           throw error;
         }
       });
+    });
+  }
+
+  /**
+   * Runs one prompt on a tested model: loads it at its working context, counts the prompt with
+   * its tokenizer, completes it (streaming to `request.onText`) and unloads it, also when
+   * interrupted. An untested model, or a prompt longer than the working context leaves room for
+   * ({@linkcode PromptTooLongError}, naming the tested models it would fit), is a usage error.
+   */
+  async run(query: string, request: RunRequest): Promise<RunResult> {
+    const settings = this.#connectSettings(this.#testTimeouts(undefined));
+    requirePermissions([{ name: "net", host: serverHost(settings.server) }]);
+    const registry = await this.#read();
+    const record = findModel(registry, query);
+    const { runContextOf, runPrompt } = await import("./engine/run_prompt.ts");
+    runContextOf(record); // untested: said before anything is loaded
+    const { stopIfInterrupted } = await import("./engine/test_run.ts");
+    return await withLmStudio(settings, async (lms) => {
+      try {
+        return await runPrompt(lms, record, sortedRecords(registry), request);
+      } catch (error) {
+        stopIfInterrupted(request.signal); // whatever an interrupt cut short ends as one
+        throw error;
+      }
     });
   }
 
@@ -455,7 +487,7 @@ export class LMStrix {
             backoffMs,
             retries: this.#options.retries,
             home: fnv1a32(this.paths.registry).toString(36),
-            bootTime: this.#options.bootTime ?? bootTimeMs,
+            bootTime: this.#options.bootTime ?? bootMark,
           }, chosen);
         } catch (error) {
           // Whatever an interrupt cut short (a listing, an unload) ends the run as an interrupt.

@@ -29,7 +29,7 @@ export function visibleWidth(text: string): number {
  * fills the last column wraps on some terminals); no limit when `width` is undefined. The first
  * line starts with `first` (default `indent`), the others with `indent`. The one word-wrap of
  * every text a person reads: a word longer than the line keeps a line of its own rather than
- * being cut, so a name or a path can still be copied.
+ * being cut, and a quoted command stays whole, so a name, a path or a command can be copied.
  */
 export function wrapWords(
   text: string,
@@ -41,7 +41,11 @@ export function wrapWords(
   const lines: string[] = [];
   let lead = first;
   let line = "";
-  for (const word of text.split(" ")) {
+  // A quoted span ("lmstrix apply --undo --all") stays on one line, to be copied, when it fits.
+  const room = width - 1 - visibleWidth(indent);
+  const words = (text.match(/(?:[^ "]+|"[^"]*"?)+/g) ?? [])
+    .flatMap((word) => visibleWidth(word) > room ? word.split(" ") : [word]);
+  for (const word of words) {
     if (line !== "" && visibleWidth(lead + line) + 1 + visibleWidth(word) > width - 1) {
       lines.push(lead + line);
       lead = indent;

@@ -6,11 +6,11 @@
  * `~/.lmstudio-home-pointer`, `~/.lmstudio`, `~/.cache/lm-studio`,
  * `~/Library/Application Support/LM Studio`, `/Users/Shared/lmstudio` (on Windows: the pointer,
  * then `%USERPROFILE%\.lmstudio`). When none exists, it is `~/.lmstudio`, the directory current LM
- * Studio versions create, so that a first run on a fresh machine has a sensible place to write to.
+ * Studio versions create.
  *
- * A home named explicitly (flag or variable) must be an existing directory that looks like LM
- * Studio's ({@linkcode checkLmstudioHome}): a misspelled path is refused rather than created and
- * filled. A relative one is resolved against the directory the user ran the command in, which
+ * One rule, whichever way the home was found: it must be an existing directory that looks like LM
+ * Studio's ({@linkcode checkLmstudioHome}); a misspelled path, or a machine without LM Studio, is
+ * refused rather than created and filled. A relative one is resolved against the directory the user ran the command in, which
  * under `deno task` is `INIT_CWD` (the task itself runs in the project's root).
  *
  * Side effects (environment, home directory, file checks) are injected, with production defaults.
@@ -18,6 +18,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { join, posix, win32 } from "node:path";
 import { UsageError } from "./errors.ts";
 import { fnv1a32 } from "./ids.ts";
@@ -186,9 +187,9 @@ function entriesOf(path: string): string[] {
 }
 
 /**
- * {@linkcode resolveLmstudioDir}, then, for a home named by the flag or the variable,
- * {@linkcode checkLmstudioHome}. A home found by looking in the usual places is not checked: a
- * fresh machine's `~/.lmstudio` may not exist yet.
+ * {@linkcode resolveLmstudioDir}, then {@linkcode checkLmstudioHome}, however the home was found:
+ * LMStrix never creates its files outside a real LM Studio home. When no usual place exists, the
+ * error says where it looked.
  */
 export function resolveCheckedLmstudioDir(
   options: ResolveLmstudioDirOptions & { beforeCheck?: (dir: string) => void } = {},
@@ -196,8 +197,23 @@ export function resolveCheckedLmstudioDir(
   const dir = resolveLmstudioDir(options);
   options.beforeCheck?.(dir);
   const env = options.env ?? ((name: string) => Deno.env.get(name));
-  if (nonEmpty(options.flag) !== undefined || nonEmpty(env(LMSTUDIO_DIR_ENV)) !== undefined) {
+  const named = nonEmpty(options.flag) ?? nonEmpty(env(LMSTUDIO_DIR_ENV));
+  try {
     checkLmstudioHome(dir);
+  } catch (error) {
+    if (
+      named !== undefined || !(error instanceof UsageError) || !/does not exist/.test(error.message)
+    ) {
+      throw error;
+    }
+    throw new UsageError(
+      `No LM Studio home found: "${dir}" does not exist, nor does LM Studio's pointer file or ` +
+        "any other usual place",
+      {
+        hint: 'start LM Studio once (it creates its home, usually "~/.lmstudio"), or pass its ' +
+          "home with --lmstudio-dir",
+      },
+    );
   }
   return dir;
 }
@@ -218,14 +234,36 @@ export function lmstrixPaths(lmstudioDir: string): LmstrixPaths {
 /** The longest file-safe id kept in a log file name, so the name stays under 255 bytes. */
 const MAX_SAFE_ID_LENGTH = 160;
 
+/** Hex digits of SHA-256 kept in a file-safe id: 128 bits, so no two ids are found to clash. */
+const SAFE_ID_HASH_DIGITS = 32;
+
 /**
- * Turns a model id into a string that is safe as a file name and distinct for distinct ids.
+ * Turns a model id into a string that is safe as a file name, and distinct for distinct ids.
  *
- * Characters other than `A-Z a-z 0-9 . _ -` become `_`. When that changes the id, or the id has
- * upper-case letters (case-insensitive file systems would merge `Qwen` and `qwen`), or it is cut
- * to length, an 8-hex-digit hash of the original id is appended.
+ * An id of lower-case letters, digits, `.`, `_` and `-` (not only dots, not too long, not
+ * ending like an older version's hashed name, `-` and 8 hex digits) is its own name. Any other id becomes its characters outside `A-Z a-z 0-9 . _ -` replaced with `_`, cut
+ * to length, then `~` and 128 bits of the id's SHA-256. A plain name never holds `~` and every
+ * other one does, so the two kinds never meet; two ids of the second kind meet only if SHA-256
+ * does. (Older versions appended `-` and a 32-bit FNV hash, which a model could be named after:
+ * {@linkcode legacyFileSafeModelId}, still read; no new name is an older hashed one.) Upper case is never a plain name, since
+ * case-insensitive file systems would merge `Qwen` and `qwen`.
  */
 export function fileSafeModelId(modelId: string): string {
+  const plain = /^[a-z0-9._-]+$/.test(modelId) && !/^\.+$/.test(modelId) &&
+    modelId.length <= MAX_SAFE_ID_LENGTH && !/-[0-9a-f]{8}$/.test(modelId);
+  if (plain) return modelId;
+  const safe = modelId.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, MAX_SAFE_ID_LENGTH);
+  const hash = createHash("sha256").update(modelId, "utf8").digest("hex");
+  return `${safe}~${hash.slice(0, SAFE_ID_HASH_DIGITS)}`;
+}
+
+/**
+ * The file-safe id older versions used: characters other than `A-Z a-z 0-9 . _ -` became `_`,
+ * and when that changed the id (or it had upper case, or was cut to length) `-` and an 8-digit
+ * FNV-1a hash were appended. Not injective (`a/b` gave `a_b-3a8e75c1`, which is also a model id
+ * of its own): read only, to find what older versions wrote, whose entries name their model.
+ */
+export function legacyFileSafeModelId(modelId: string): string {
   let safe = modelId.replace(/[^A-Za-z0-9._-]/g, "_");
   let changed = safe !== modelId || /[A-Z]/.test(modelId) || safe === "" || /^\.+$/.test(safe);
   if (safe.length > MAX_SAFE_ID_LENGTH) {
@@ -238,6 +276,18 @@ export function fileSafeModelId(modelId: string): string {
 /** The attempt log of `modelId`: `<logsDir>/<file-safe id>_context_test.log`. */
 export function logFileFor(paths: Pick<LmstrixPaths, "logsDir">, modelId: string): string {
   return join(paths.logsDir, `${fileSafeModelId(modelId)}_context_test.log`);
+}
+
+/**
+ * Where an older version kept the attempt log of `modelId`, when that is not where this one
+ * does: possibly shared with another model, so its entries are read only where they name it.
+ */
+export function legacyLogFileFor(
+  paths: Pick<LmstrixPaths, "logsDir">,
+  modelId: string,
+): string | undefined {
+  const legacy = join(paths.logsDir, `${legacyFileSafeModelId(modelId)}_context_test.log`);
+  return legacy === logFileFor(paths, modelId) ? undefined : legacy;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

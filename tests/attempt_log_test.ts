@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { logFileFor } from "../src/paths.ts";
+import { legacyFileSafeModelId, logFileFor } from "../src/paths.ts";
 import {
   appendAttempt,
   type AttemptLogEntry,
@@ -80,6 +80,48 @@ Deno.test("the attempt log keeps one JSON line per attempt", async (t) => {
       ]
     ) {
       assert.equal(parseAttemptLine(bad), undefined, bad);
+    }
+  });
+});
+
+Deno.test("a model reads only its own attempts, also from a log an older version shared", async () => {
+  await withTempPaths(async (paths) => {
+    // Older versions named both logs `a_b-<hash>`: `a/b` and the model called exactly that.
+    const twin = legacyFileSafeModelId("a/b");
+    assert.notEqual(logFileFor(paths, "a/b"), logFileFor(paths, twin), "two files now");
+    await Deno.mkdir(paths.logsDir, { recursive: true });
+    const shared = join(paths.logsDir, `${twin}_context_test.log`);
+    const old = [entry(1, { model: "a/b" }), entry(2, { model: twin }), entry(3, { model: "a/b" })];
+    await Deno.writeTextFile(shared, old.map((e) => JSON.stringify(e) + "\n").join(""));
+
+    assert.deepEqual(await readAttempts(paths, "a/b"), [old[0], old[2]]);
+    assert.deepEqual(await readAttempts(paths, twin), [old[1]]);
+    // New attempts go to each model's own file and read after the old ones.
+    await appendAttempt(paths, "a/b", entry(4, { model: "a/b" }));
+    await appendAttempt(paths, twin, entry(5, { model: twin }));
+    assert.deepEqual(await readAttempts(paths, "a/b"), [
+      old[0],
+      old[2],
+      entry(4, { model: "a/b" }),
+    ]);
+    assert.deepEqual(await readAttempts(paths, twin), [old[1], entry(5, { model: twin })]);
+    assert.equal(
+      await Deno.readTextFile(shared),
+      old.map((e) => JSON.stringify(e) + "\n").join(""),
+    );
+  });
+});
+
+Deno.test("a linked context_tests folder is not written through", async () => {
+  await withTempPaths(async (paths) => {
+    const outside = await Deno.makeTempDir({ prefix: "lmstrix-outside-" });
+    try {
+      await Deno.mkdir(join(paths.logsDir, ".."), { recursive: true });
+      await Deno.symlink(outside, paths.logsDir);
+      await assert.rejects(() => appendAttempt(paths, "m", entry(1)), /symbolic link/);
+      assert.deepEqual([...Deno.readDirSync(outside)], []);
+    } finally {
+      await Deno.remove(outside, { recursive: true });
     }
   });
 });

@@ -17,7 +17,7 @@ import {
   recordStarting,
   resultOf,
 } from "../src/engine/outcome.ts";
-import { resumePoint, savedSearch } from "../src/engine/resume.ts";
+import { type CrashEvidence, resumePoint, savedSearch } from "../src/engine/resume.ts";
 import {
   defaultPrecision,
   RESERVE_TOKENS,
@@ -78,7 +78,10 @@ Deno.test("a test resumes a saved search when it is the same search, forced or n
     assert.equal(point.resumed, true);
     assert.equal(point.seed, 77);
     assert.equal(point.state.loadOk, 4096);
-    assert.equal(point.state.pendingLoad, 6144);
+    // Nothing is known of the machine's boot: the marked size is probed again.
+    assert.equal(point.crash?.context, 6144);
+    assert.equal(point.crash?.verdict, "retry");
+    assert.equal(point.diedLoading, 6144);
     assert.equal("config" in point.state, false, "the engine's keys stay out of the search");
   });
   await t.step("a failed model's saved search resumes too", () => {
@@ -242,33 +245,53 @@ Deno.test("a crash marker is judged by the evidence", async (t) => {
   const settled = { ...initialState(config), loadOk: 4096 };
   const marked = { ...settled, pendingLoad: 6144, loadableLoads: 1 };
   const since = "2025-01-02T03:04:05.000Z";
-  const sinceMs = Date.parse(since);
-  const saved = savedSearch(marked, config, 7, { pendingSince: since, settled });
-  const at = (search: unknown, evidence: { orphans: number[]; bootTime: number | undefined }) =>
+  const boot = { bootId: "boot-1", uptimeMs: 3_600_000, bootTimeMs: Date.parse(since) - 3_600_000 };
+  const saved = savedSearch(marked, config, 7, { pendingSince: since, pendingBoot: boot, settled });
+  const at = (search: unknown, evidence: CrashEvidence) =>
     resumePoint(record("m", { status: "testing", search }), config, evidence);
 
-  await t.step("the machine up since before the marker: retried from the settled state", () => {
-    const point = at(saved, { orphans: [], bootTime: sinceMs - 3_600_000 });
+  await t.step("the same boot: retried from the settled state", () => {
+    const point = at(saved, { orphans: [], bootTime: { ...boot, uptimeMs: 3_700_000 } });
     assert.equal(point.crash?.verdict, "retry");
     assert.deepEqual(point.state, settled, "the load is not counted twice");
     assert.equal(point.diedLoading, 6144);
   });
-  await t.step("a restart since the marker, or no boot time: crashed", () => {
-    for (const bootTime of [sinceMs + 1000, undefined]) {
-      const point = at(saved, { orphans: [], bootTime });
-      assert.equal(point.crash?.verdict, "crashed");
+  await t.step("the wall clock stepped forward an hour, same boot: retried, not crashed", () => {
+    // NTP after boot, a VM resumed, `date -s`: now - uptime moves, the boot id does not.
+    const stepped = { ...boot, uptimeMs: 3_700_000, bootTimeMs: boot.bootTimeMs + 7_200_000 };
+    assert.equal(at(saved, { orphans: [], bootTime: stepped }).crash?.verdict, "retry");
+    const { bootId: _, ...noId } = stepped;
+    const point = at(saved, { orphans: [], bootTime: noId });
+    assert.equal(point.crash?.verdict, "retry", "without a boot id: unknown, probed again");
+    assert.match(point.crash!.reason, /unknown/);
+  });
+  await t.step("another boot id, or an uptime that went back: crashed", () => {
+    for (const now of [{ ...boot, bootId: "boot-2" }, { uptimeMs: 60_000 }]) {
+      const point = at(saved, { orphans: [], bootTime: now });
+      assert.equal(point.crash?.verdict, "crashed", JSON.stringify(now));
       assert.equal(point.state.pendingLoad, 6144, "the search counts it as not loadable");
     }
   });
+  await t.step("on macOS (no boot id) the boot time within a tolerance: the same boot", () => {
+    const mac = { uptimeMs: 3_600_000, bootTimeMs: boot.bootTimeMs };
+    const macSaved = savedSearch(marked, config, 7, { pendingSince: since, pendingBoot: mac });
+    const now = { uptimeMs: 3_650_000, bootTimeMs: boot.bootTimeMs + 1_000 };
+    const point = at(macSaved, { orphans: [], bootTime: now });
+    assert.deepEqual([point.crash?.verdict, point.crash?.reason], [
+      "retry",
+      "the machine did not restart since",
+    ]);
+  });
+  await t.step("nothing known of the boot: the size is probed again, never failed", () => {
+    assert.equal(at(saved, { orphans: [], bootTime: undefined }).crash?.verdict, "retry");
+    const old = savedSearch(marked, config, 7, { pendingSince: since });
+    assert.equal(at(old, { orphans: [], bootTime: boot }).crash?.verdict, "retry");
+  });
   await t.step("a second death at the same size: crashed, unless its instance is there", () => {
     const twice = { ...saved, diedLoading: 6144 };
-    assert.equal(at(twice, { orphans: [], bootTime: 0 }).crash?.verdict, "crashed");
-    assert.equal(at(twice, { orphans: [6144], bootTime: 0 }).crash?.verdict, "retry");
-    assert.equal(at(twice, { orphans: [4096], bootTime: 0 }).crash?.verdict, "crashed");
-  });
-  await t.step("a marker without its time (an older version's) counts as crashed", () => {
-    const old = savedSearch(marked, config, 7);
-    assert.equal(at(old, { orphans: [], bootTime: 0 }).crash?.verdict, "crashed");
+    assert.equal(at(twice, { orphans: [], bootTime: boot }).crash?.verdict, "crashed");
+    assert.equal(at(twice, { orphans: [6144], bootTime: boot }).crash?.verdict, "retry");
+    assert.equal(at(twice, { orphans: [4096], bootTime: boot }).crash?.verdict, "crashed");
   });
 });
 

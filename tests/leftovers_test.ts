@@ -154,7 +154,8 @@ Deno.test("a death during a load: the size is loaded again unless the evidence s
       const restarted = new LMStrix({
         server: emulator.url,
         lmstudioDir: home.path,
-        bootTime: () => Date.now(),
+        // A new boot: another boot id where there is one, an uptime back near zero.
+        bootTime: () => ({ bootId: "another boot", uptimeMs: 1_000, bootTimeMs: Date.now() }),
       });
       const events: string[] = [];
       const limits = await restarted.testContextLimits("beta", {

@@ -26,6 +26,11 @@ Deno.test("wrapWords breaks at spaces, never inside a word, and keeps a line tha
   // A word longer than the line keeps a line of its own, whole.
   const path = "/home/me/.lmstudio/models/" + "x".repeat(60);
   assert.ok(wrapWords(`see ${path} now`, "", 40).includes(path));
+  // A quoted command is not split across lines.
+  const hint = 'e.g. "lmstrix apply --undo --all --dry-run", or name models from "lmstrix list"';
+  const wrapped = wrapWords(hint, "  ", 80, "hint: ");
+  assert.equal(wrapped.length, 2);
+  assert.ok(wrapped[1]!.includes('"lmstrix list"'));
 });
 
 Deno.test("errors, hints, warnings and notes wrap at words at 80 columns", () => {

@@ -10,6 +10,7 @@ import { UsageError } from "../src/errors.ts";
 import {
   checkLmstudioHome,
   fileSafeModelId,
+  legacyFileSafeModelId,
   lmstrixPaths,
   logFileFor,
   resolveLmstudioDir,
@@ -149,14 +150,23 @@ Deno.test("logFileFor names a file-safe log per model and keeps distinct ids dis
 
   await t.step("unsafe characters become _ and a hash is appended", () => {
     const name = fileSafeModelId("lmstudio-community/Qwen 3:8b@q4");
-    assert.match(name, /^lmstudio-community_Qwen_3_8b_q4-[0-9a-f]{8}$/);
+    assert.match(name, /^lmstudio-community_Qwen_3_8b_q4~[0-9a-f]{32}$/);
+  });
+
+  await t.step("an id named like another's old hashed name gets a name of its own", () => {
+    // Older versions gave `a/b` the name `a_b-3a8e75c1`, which is also a valid model id.
+    const twin = legacyFileSafeModelId("a/b");
+    assert.equal(twin, "a_b-3a8e75c1");
+    const names = ["a/b", twin, "a_b"].map((id) => fileSafeModelId(id));
+    assert.equal(new Set(names).size, 3);
+    assert.ok(!names.includes(twin), "no new name is an old hashed one");
   });
 
   await t.step("the name never leaves the logs directory", () => {
     for (const id of ["../../etc/passwd", "..", ".", "a/../../b", "C:\\x"]) {
       const file = logFileFor(paths, id);
       assert.equal(join(file, ".."), paths.logsDir, id);
-      assert.match(file.slice(paths.logsDir.length + 1), /^[A-Za-z0-9._-]+$/, id);
+      assert.match(file.slice(paths.logsDir.length + 1), /^[A-Za-z0-9._~-]+$/, id);
     }
   });
 

@@ -51,6 +51,7 @@ const NO_CHANGES = { changes: [], invalid: [] };
 
 Deno.test("toContractJson shows exactly the contract's keys in the contract's order", () => {
   const full = record("m", {
+    declaredContext: 131072,
     loadableContext: 65536,
     workingContext: 32768,
     status: "tested",
@@ -62,6 +63,12 @@ Deno.test("toContractJson shows exactly the contract's keys in the contract's or
   });
   assert.deepEqual(Object.keys(toContractJson(full)), RECORD_KEYS);
   assert.equal(toContractJson(full).workingContext, 32768);
+  assert.equal(toContractJson(full).reductionPercent, 75);
+  assert.equal(toContractJson(full).displayName, "M");
+  assert.equal(
+    toContractJson({ ...full, type: "embedding", status: "untested" }).status,
+    "skipped",
+  );
 });
 
 Deno.test("loadRegistry and saveRegistry keep models.json safe", async (t) => {
@@ -243,15 +250,18 @@ Deno.test("loadRegistry imports lmsm.json when no registry exists yet", async (t
       ]);
       assert.deepEqual(toContractJson(registry.models["plain-old"]!), {
         id: "plain-old",
+        type: "llm",
         path: "/lms/models/a/plain.gguf",
         sizeBytes: 4000,
         architecture: "",
         declaredContext: 32768,
         loadableContext: null,
         workingContext: null,
+        reductionPercent: null,
         status: "untested",
         testedAt: null,
         error: null,
+        displayName: null,
       });
       const tested = registry.models["was-tested"]!;
       assert.equal(tested.status, "tested");

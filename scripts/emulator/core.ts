@@ -14,7 +14,7 @@ import type {
   OneShotFaults,
   PredictionRecord,
 } from "./stats.ts";
-import { isRecord, type Json, type KvField, LmsError } from "./wire.ts";
+import { isRecord, type Json, type KvField, LmsError } from "../protocol/wire.ts";
 
 export interface Instance {
   identifier: string;
@@ -31,38 +31,9 @@ export interface FaultCounters {
   countTokens: number;
 }
 
-export interface ChannelState {
-  endpoint: string;
-  /** Set while the channel can still be cancelled. */
-  abort: AbortController;
-  /** A hung channel ignores everything. */
-  hung: boolean;
-}
-
-export interface Connection {
-  socket: WebSocket;
-  namespace: string;
-  authenticated: boolean;
-  channels: Map<number, ChannelState>;
-}
-
-export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-/** Thrown inside a handler to end it without an answer (the socket was dropped or it hangs). */
-export class Silenced extends Error {}
+export type { ChannelState, Connection } from "../protocol/frames.ts";
+export { Silenced, sleep } from "../protocol/frames.ts";
+import type { Connection } from "../protocol/frames.ts";
 
 /**
  * A load the engine fails after the guardrail let it start (the weights were read, then the

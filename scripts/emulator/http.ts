@@ -6,10 +6,11 @@
  */
 
 import { EMULATOR_GREETING_MARK } from "../../src/lmstudio/discovery.ts";
-import type { Connection, EmulatorCore } from "./core.ts";
-import { handleFrame } from "./protocol.ts";
+import type { EmulatorCore } from "./core.ts";
+import { acceptSocket } from "../protocol/frames.ts";
+import { emulatorBackend } from "./protocol.ts";
 import type { LoadedRecord } from "./stats.ts";
-import { isRecord, type Json, LmsError, NAMESPACES } from "./wire.ts";
+import { isRecord, type Json, LmsError } from "../protocol/wire.ts";
 
 export function json(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), {
@@ -92,27 +93,7 @@ export async function handleHttp(core: EmulatorCore, request: Request): Promise<
   } catch (error) {
     return json({ error: (error as Error).message }, 400);
   }
-  const namespace = url.pathname.slice(1);
-  if (request.method === "GET" && NAMESPACES.has(namespace)) {
-    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-      return json({ error: "expected a WebSocket upgrade" }, 426);
-    }
-    const { socket, response } = Deno.upgradeWebSocket(request);
-    const connection: Connection = {
-      socket,
-      namespace,
-      authenticated: false,
-      channels: new Map(),
-    };
-    core.connections.add(connection);
-    socket.onmessage = (event) => handleFrame(core, connection, event.data);
-    socket.onclose = () => {
-      core.connections.delete(connection);
-      for (const channel of connection.channels.values()) channel.abort.abort();
-      connection.channels.clear();
-    };
-    socket.onerror = () => {};
-    return response;
-  }
+  const upgraded = acceptSocket(emulatorBackend(core), request);
+  if (upgraded !== null) return upgraded;
   return json({ error: `no route for ${route}` }, 404);
 }

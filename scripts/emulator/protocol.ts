@@ -1,37 +1,26 @@
 /**
- * The LM Studio emulator's WebSocket protocol: authentication, RPC calls, the load and predict
- * channels, and scripted faults.
+ * The LM Studio emulator's back end of the shared protocol layer (`scripts/protocol/`): what its
+ * RPC calls and its load and predict channels answer, with scripted faults.
  *
  * @module
  */
 
 import { emulatedAnswer, readPrompt } from "./answers.ts";
+import { type EmulatorCore, EngineFailure } from "./core.ts";
 import {
   type ChannelState,
   type Connection,
-  type EmulatorCore,
-  EngineFailure,
+  historyText,
+  type ProtocolBackend,
+  send,
   Silenced,
   sleep,
-} from "./core.ts";
+} from "../protocol/frames.ts";
 import type { ProfileFaults } from "./profile.ts";
 import type { LoadRecord, OneShotFaults, PredictionRecord } from "./stats.ts";
 import { cancelledLoadMs, generateMs, loadMs, prefillMs, refusalMs, TIMING } from "./timing.ts";
 import { cachedPrefixTokens, countTokens, tokenize, tokenPieces } from "./tokenizer.ts";
-import {
-  collapseStack,
-  isRecord,
-  type Json,
-  LmsError,
-  stackValue,
-  type WireError,
-} from "./wire.ts";
-
-function send(connection: Connection, message: Json): void {
-  if (connection.socket.readyState === WebSocket.OPEN) {
-    connection.socket.send(JSON.stringify(message));
-  }
-}
+import { collapseStack, isRecord, type Json, LmsError, stackValue } from "../protocol/wire.ts";
 
 function drop(connection: Connection): never {
   try {
@@ -98,10 +87,6 @@ function handleRpc(
         }
         return listing;
       }
-      case "version":
-        return { version: "0.3.30", build: 1 };
-      case "getExperimentFlags":
-        return [];
     }
   }
   if (namespace === "llm" || namespace === "embedding") {
@@ -164,20 +149,6 @@ function handleRpc(
   throw new LmsError(`Unknown RPC endpoint "${namespace}/${endpoint}"`, {
     cause: "The LM Studio emulator does not implement this endpoint.",
   });
-}
-
-function historyText(history: unknown): string {
-  if (!isRecord(history) || !Array.isArray(history.messages)) return "";
-  const texts: string[] = [];
-  for (const message of history.messages) {
-    if (!isRecord(message) || !Array.isArray(message.content)) continue;
-    for (const part of message.content) {
-      if (isRecord(part) && part.type === "text" && typeof part.text === "string") {
-        texts.push(part.text);
-      }
-    }
-  }
-  return texts.join("\n\n");
 }
 
 async function handleLoad(
@@ -364,6 +335,8 @@ async function handlePredict(
     stopReason: null,
     error: null,
   };
+  const temperature = stackValue(creation.predictionConfigStack, "llm.prediction.temperature");
+  if (typeof temperature === "number") record.temperature = temperature;
   core.predictions.push(record);
   const k = ++core.counter(profile.modelKey).predict;
   injectFaults(core, connection, channel, record, { call: "Predict", k, scripted: profile.faults });
@@ -504,121 +477,22 @@ async function handlePredict(
   send(connection, { type: "channelClose", channelId });
 }
 
-function handleChannelCreate(
-  core: EmulatorCore,
-  connection: Connection,
-  channelId: number,
-  endpoint: string,
-  creationParameter: unknown,
-): void {
-  const channel: ChannelState = { endpoint, abort: new AbortController(), hung: false };
-  connection.channels.set(channelId, channel);
-  const creation = isRecord(creationParameter) ? creationParameter : {};
-  const namespace = connection.namespace;
-  let work: Promise<void>;
-  if ((namespace === "llm" || namespace === "embedding") && endpoint === "loadModel") {
-    work = handleLoad(core, connection, channelId, channel, creation, namespace, "loadModel");
-  } else if ((namespace === "llm" || namespace === "embedding") && endpoint === "getOrLoad") {
-    work = handleLoad(core, connection, channelId, channel, creation, namespace, "getOrLoad");
-  } else if (namespace === "llm" && endpoint === "predict") {
-    work = handlePredict(core, connection, channelId, channel, creation);
-  } else if (namespace === "system" && endpoint === "alive") {
-    return; // Stays open for as long as the client wants.
-  } else {
-    work = Promise.reject(
-      new LmsError(`Unknown channel endpoint "${namespace}/${endpoint}"`, {
-        cause: "The LM Studio emulator does not implement this endpoint.",
-      }),
-    );
-  }
-  work.then(
-    () => connection.channels.delete(channelId),
-    (error: unknown) => {
-      if (error instanceof Silenced) {
-        if (!channel.hung) connection.channels.delete(channelId);
-        return;
+/** The emulator as a back end of the shared protocol layer. */
+export function emulatorBackend(core: EmulatorCore): ProtocolBackend {
+  return {
+    connections: core.connections,
+    name: "emulator",
+    rpc: (connection, endpoint, parameter) => handleRpc(core, connection, endpoint, parameter),
+    channel(connection, channelId, channel, endpoint, creation) {
+      const namespace = connection.namespace;
+      const domain = namespace === "llm" || namespace === "embedding" ? namespace : null;
+      if (domain !== null && (endpoint === "loadModel" || endpoint === "getOrLoad")) {
+        return handleLoad(core, connection, channelId, channel, creation, domain, endpoint);
       }
-      connection.channels.delete(channelId);
-      send(connection, { type: "channelError", channelId, error: toWireError(error) });
+      if (namespace === "llm" && endpoint === "predict") {
+        return handlePredict(core, connection, channelId, channel, creation);
+      }
+      return null;
     },
-  );
-}
-
-function toWireError(error: unknown): WireError {
-  if (error instanceof LmsError) return error.wire;
-  const title = `Internal emulator error: ${
-    error instanceof Error ? error.message : String(error)
-  }`;
-  return { title, rootTitle: title };
-}
-
-export function handleFrame(core: EmulatorCore, connection: Connection, data: unknown): void {
-  let message: unknown;
-  try {
-    message = JSON.parse(String(data));
-  } catch {
-    send(connection, { type: "communicationWarning", warning: "Received invalid JSON" });
-    return;
-  }
-  if (!isRecord(message)) return;
-  if (!connection.authenticated) {
-    if (message.authVersion === 1) {
-      connection.authenticated = true;
-      send(connection, { success: true });
-    } else {
-      send(connection, { success: false, error: "Expected an authentication message first" });
-    }
-    return;
-  }
-  switch (message.type) {
-    case "keepAlive":
-      send(connection, { type: "keepAliveAck" });
-      return;
-    case "rpcCall": {
-      const callId = message.callId;
-      const endpoint = String(message.endpoint);
-      try {
-        const result = handleRpc(core, connection, endpoint, message.parameter);
-        send(connection, { type: "rpcResult", callId, result });
-      } catch (error) {
-        if (error instanceof Silenced) return;
-        send(connection, { type: "rpcError", callId, error: toWireError(error) });
-      }
-      return;
-    }
-    case "channelCreate":
-      handleChannelCreate(
-        core,
-        connection,
-        Number(message.channelId),
-        String(message.endpoint),
-        message.creationParameter,
-      );
-      return;
-    case "channelSend": {
-      const channel = connection.channels.get(Number(message.channelId));
-      if (channel === undefined || channel.hung) return;
-      if (isRecord(message.message) && message.message.type === "cancel") channel.abort.abort();
-      return;
-    }
-    case "signalSubscribe":
-      send(connection, {
-        type: "signalError",
-        subscribeId: message.subscribeId,
-        error: toWireError(new LmsError(`Unknown signal endpoint "${String(message.endpoint)}"`)),
-      });
-      return;
-    case "writableSignalSubscribe":
-      send(connection, {
-        type: "writableSignalError",
-        subscribeId: message.subscribeId,
-        error: toWireError(
-          new LmsError(`Unknown writable signal endpoint "${String(message.endpoint)}"`),
-        ),
-      });
-      return;
-    default:
-      // communicationWarning, channelAck, unsubscribes: nothing to do.
-      return;
-  }
+  };
 }

@@ -16,7 +16,8 @@
  * prints `LM Studio emulator listening on ws://127.0.0.1:N` and runs until SIGINT/SIGTERM.
  *
  * The folder, one concern a file: `server.ts` (this: start and stop), `http.ts` (routes),
- * `protocol.ts` (the WebSocket protocol), `core.ts` (state), `wire.ts` (error shape, config
+ * `protocol.ts` (its back end of the shared protocol layer in `scripts/protocol/`: what each
+ * call answers), `core.ts` (state), `../protocol/wire.ts` (error shape, config
  * stacks), `stats.ts` (what it observed); for the models, `profile.ts` (types and truth),
  * `validation.ts`, `tokenizer.ts`, `answers.ts` and `timing.ts` (the virtual clock);
  * `main.ts` is the command line.

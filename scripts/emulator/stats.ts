@@ -49,6 +49,8 @@ export interface PredictionRecord {
   stopReason: string | null;
   /** Error title sent to the client, or a fault name; null on success. */
   error: string | null;
+  /** The sampling temperature the client asked for (`llm.prediction.temperature`), if any. */
+  temperature?: number;
 }
 
 /** One loaded instance, as `GET /__emulator/stats` reports it. */

@@ -160,6 +160,27 @@ export function appliedState(
   return entry.workingContext === workingContext ? "current" : "stale";
 }
 
+/**
+ * Whether `name`, read from the manifest, names a file directly inside `config_backups/`: the
+ * manifest is a file on disk that anyone may edit, and a backup of `../../x` would have undo
+ * copy that file into LM Studio's config and delete it.
+ */
+export function isPlainBackupName(name: unknown): name is string {
+  return typeof name === "string" && name !== "" && name !== "." && name !== ".." &&
+    !/[\\/\0]/.test(name) && !/^[A-Za-z]:/.test(name);
+}
+
+/**
+ * Whether a folder read from the manifest is one `apply` can have made: the config folder itself
+ * (`""`), its parent `.internal` (`".."`), or a relative path below it with no `..`.
+ */
+export function isCreatedDirName(dir: string): boolean {
+  if (dir === "" || dir === "..") return true;
+  const parts = dir.split(/[\\/]/);
+  return !dir.includes("\0") && !/^[A-Za-z]:/.test(dir) &&
+    parts.every((part) => part !== "" && part !== "." && part !== "..");
+}
+
 /** SHA-256 of `bytes`, in hex. */
 export async function sha256(bytes: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);

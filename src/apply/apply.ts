@@ -51,15 +51,18 @@ import { parseConfig, setContextLength, skeletonConfig } from "./lmstudio_config
 import { contextWithMargin, formatMargin, type Margin, NO_MARGIN, parseMargin } from "./margin.ts";
 import {
   type ApplyEntry,
+  ChangedSincePlan,
   changedSincePlan,
   newStep,
   readStepFile,
   type Refusal,
   refuse,
   type Step,
+  stillAsPlanned,
   undone,
 } from "./step.ts";
-import { executeUndo, planUndo } from "./undo.ts";
+import { executeUndo, planUndo, UndoBatch } from "./undo.ts";
+import { refuseLinkBelow } from "../registry/no_follow.ts";
 
 /** Options of {@linkcode applyContextLimits}. */
 export interface ApplyOptions {
@@ -77,6 +80,11 @@ export interface ApplyOptions {
   onEntry?: ((entry: Readonly<ApplyEntry>) => void) | undefined;
   /** Called for each warning (e.g. a file someone changed since the apply). */
   onWarning?: ((message: string) => void) | undefined;
+  /**
+   * Called just before a config file is replaced (after its backup and the manifest are written):
+   * where a save LM Studio makes would be lost; tests use it to make one.
+   */
+  beforeReplace?: ((file: string) => void | Promise<void>) | undefined;
   /** The clock for `appliedAt` (default `new Date()`). */
   now?: (() => Date) | undefined;
 }
@@ -127,12 +135,21 @@ export async function applyContextLimits(
     options.onPlan?.(steps.map((s) => ({ ...s.entry })));
     if (options.dryRun) return steps.map((s) => s.entry);
     const done: ApplyEntry[] = [];
-    for (const step of steps) {
-      if (options.signal?.aborted) throw new ApplyInterrupted(done);
-      if (options.undo) await executeUndo(where, manifest, step, options.onWarning);
-      else await executeApply(where, manifest, step, margin, options);
-      done.push(step.entry);
-      options.onEntry?.(step.entry);
+    // The manifest is written once before the files (apply) and once after them, not per file.
+    const batch = options.undo
+      ? new UndoBatch(where, manifest)
+      : await ApplyBatch.prepare(where, manifest, steps, margin, options);
+    try {
+      for (const step of steps) {
+        if (options.signal?.aborted) throw new ApplyInterrupted(done);
+        if (batch instanceof UndoBatch) {
+          await executeUndo(manifest, step, batch, options.onWarning);
+        } else await batch.write(step, options);
+        done.push(step.entry);
+        options.onEntry?.(step.entry);
+      }
+    } finally {
+      await batch.finish();
     }
     return done;
   };
@@ -199,7 +216,12 @@ async function planApplyStep(
   record: ModelRecord,
   margin: Margin,
 ): Promise<Step> {
-  const step = newStep(record.id, configFileFor(where.configDir, record.path), record);
+  const step = newStep(
+    record.id,
+    configFileFor(where.configDir, record.path),
+    record,
+    where.configDir,
+  );
   const refusal = refuseApply(record, step.entry.file, margin, manifest);
   if (refusal !== null) return refuse(step, refusal);
   if (!(await readStepFile(step, true))) return step;
@@ -259,54 +281,116 @@ function refuseApply(
 }
 
 /**
- * Writes the step's file, after recording in the manifest what undo needs; a write that fails
- * takes the record back, so the manifest never names a change that did not happen.
+ * An apply run's writes. Before any config file is changed, every backup is written and the
+ * manifest records every planned change, in one write: no change reaches the disk that undo does
+ * not know about. Each file is then replaced, after a last check that it is as planned. When the
+ * run ends (or stops), the manifest is written once more without the changes that were not made.
+ * An entry whose file was not changed is harmless meanwhile: undo finds the original there.
  */
-async function executeApply(
-  where: ApplyPaths,
-  manifest: AppliedManifest,
-  step: Step,
-  margin: Margin,
-  options: ApplyOptions,
-): Promise<void> {
-  const { entry, record } = step;
-  if (record === null || entry.file === null) return;
-  const before = manifest.entries[record.id];
-  if (entry.action === "unchanged") {
-    // A retest that gives the same value: the applied value is current again.
-    if (before !== undefined && before.workingContext !== record.workingContext) {
-      manifest.entries[record.id] = { ...before, workingContext: record.workingContext! };
-      await saveApplied(where, manifest);
-    }
-    return;
+class ApplyBatch {
+  readonly #where: ApplyPaths;
+  readonly #manifest: AppliedManifest;
+  /** Steps recorded but not yet written, with the entry they replaced and any new backup. */
+  readonly #pending = new Map<Step, { before: AppliedEntry | undefined; backup: string | null }>();
+  #changed = false;
+
+  private constructor(where: ApplyPaths, manifest: AppliedManifest) {
+    this.#where = where;
+    this.#manifest = manifest;
   }
-  if (entry.action !== "set" || step.next === null) return;
-  const file = entry.file;
-  if (await changedSincePlan(step)) return;
-  const { applied, newBackup } = await startRecord(where, step, before, options.onWarning);
-  applied.writtenSha256 = await sha256(step.next);
-  applied.contextLength = entry.contextLength!;
-  applied.workingContext = record.workingContext!;
-  applied.margin = formatMargin(margin);
-  applied.appliedAt = (options.now ?? (() => new Date()))().toISOString();
-  // The record first: a change undo does not know about must never reach the disk.
-  manifest.entries[record.id] = applied;
-  const newDirs = missingDirs(where.configDir, dirname(file))
-    .filter((dir) => !manifest.createdDirs.includes(dir));
-  manifest.createdDirs.push(...newDirs);
-  await saveApplied(where, manifest);
-  try {
-    await Deno.mkdir(dirname(file), { recursive: true });
-    await writeFileAtomic(file, step.next, { mode: step.mode ?? undefined });
-  } catch (error) {
-    if (before === undefined) delete manifest.entries[record.id];
-    else manifest.entries[record.id] = before;
-    await pruneCreatedDirs(where, manifest);
-    await saveApplied(where, manifest);
-    if (newBackup !== null && before === undefined) {
-      await Deno.remove(join(where.backupsDir, newBackup)).catch(() => {});
+
+  /** Keeps the backups and records every planned change in the manifest (one write). */
+  static async prepare(
+    where: ApplyPaths,
+    manifest: AppliedManifest,
+    steps: readonly Step[],
+    margin: Margin,
+    options: ApplyOptions,
+  ): Promise<ApplyBatch> {
+    const batch = new ApplyBatch(where, manifest);
+    for (const step of steps) {
+      try {
+        await batch.#record(step, margin, options);
+      } catch (error) {
+        undone(step, `cannot keep what it holds now: ${fileErrorText(error)}`);
+      }
     }
-    undone(step, `cannot write it: ${fileErrorText(error)}`);
+    if (batch.#changed) await saveApplied(where, manifest);
+    return batch;
+  }
+
+  async #record(step: Step, margin: Margin, options: ApplyOptions): Promise<void> {
+    const { entry, record } = step;
+    if (record === null || entry.file === null) return;
+    const manifest = this.#manifest;
+    const before = manifest.entries[record.id];
+    if (entry.action === "unchanged") {
+      // A retest that gives the same value: the applied value is current again.
+      if (before !== undefined && before.workingContext !== record.workingContext) {
+        manifest.entries[record.id] = { ...before, workingContext: record.workingContext! };
+        this.#changed = true;
+      }
+      return;
+    }
+    if (entry.action !== "set" || step.next === null) return;
+    if (await changedSincePlan(step)) return;
+    const { applied, newBackup } = await startRecord(
+      this.#where,
+      manifest,
+      step,
+      before,
+      options.onWarning,
+    );
+    applied.writtenSha256 = await sha256(step.next);
+    applied.contextLength = entry.contextLength!;
+    applied.workingContext = record.workingContext!;
+    applied.margin = formatMargin(margin);
+    applied.appliedAt = (options.now ?? (() => new Date()))().toISOString();
+    manifest.entries[record.id] = applied;
+    const newDirs = missingDirs(this.#where.configDir, dirname(entry.file))
+      .filter((dir) => !manifest.createdDirs.includes(dir));
+    manifest.createdDirs.push(...newDirs);
+    this.#pending.set(step, { before, backup: newBackup });
+    this.#changed = true;
+  }
+
+  /** Replaces the step's file, if its change was recorded; a failed write is taken back. */
+  async write(step: Step, options: ApplyOptions): Promise<void> {
+    const pending = this.#pending.get(step);
+    const file = step.entry.file;
+    if (pending === undefined || file === null || step.next === null) return;
+    try {
+      await refuseLinkBelow(this.#where.configDir, dirname(file));
+      await Deno.mkdir(dirname(file), { recursive: true });
+      await refuseLinkBelow(this.#where.configDir, dirname(file));
+      await options.beforeReplace?.(file);
+      await writeFileAtomic(file, step.next, {
+        mode: step.mode ?? undefined,
+        beforeRename: () => stillAsPlanned(step),
+      });
+      this.#pending.delete(step);
+    } catch (error) {
+      if (error instanceof ChangedSincePlan) {
+        options.onWarning?.(`"${file}" changed while lmstrix was writing it; left as it is`);
+      } else undone(step, `cannot write it: ${fileErrorText(error)}`);
+    }
+  }
+
+  /** Takes back what was recorded but not written, then writes the manifest as it now is. */
+  async finish(): Promise<void> {
+    const manifest = this.#manifest;
+    for (const [step, { before, backup }] of this.#pending) {
+      const id = step.entry.id;
+      if (before === undefined) delete manifest.entries[id];
+      else manifest.entries[id] = before;
+      if (backup !== null && before === undefined) {
+        await Deno.remove(join(this.#where.backupsDir, backup)).catch(() => {});
+      }
+    }
+    if (this.#pending.size === 0) return;
+    this.#pending.clear();
+    await pruneCreatedDirs(this.#where, manifest);
+    await saveApplied(this.#where, manifest);
   }
 }
 
@@ -317,6 +401,7 @@ async function executeApply(
  */
 async function startRecord(
   where: ApplyPaths,
+  manifest: AppliedManifest,
   step: Step,
   before: AppliedEntry | undefined,
   onWarning: ((message: string) => void) | undefined,
@@ -333,8 +418,11 @@ async function startRecord(
   }
   let backup: string | null = null;
   if (step.current !== null) {
-    backup = `${fileSafeModelId(step.entry.id)}.json`;
+    backup = backupName(manifest, step.entry.id);
+    const root = dirname(where.backupsDir);
+    await refuseLinkBelow(root, where.backupsDir);
     await Deno.mkdir(where.backupsDir, { recursive: true });
+    await refuseLinkBelow(root, join(where.backupsDir, backup));
     await writeFileAtomic(join(where.backupsDir, backup), step.current);
   }
   const applied: AppliedEntry = {
@@ -350,4 +438,15 @@ async function startRecord(
     appliedAt: "",
   };
   return { applied, newBackup: backup };
+}
+
+/**
+ * The backup's file name for model `id`: its file-safe id, unless another model's entry already
+ * names that file (a manifest of an older version, whose names could clash): then a fresh one.
+ */
+function backupName(manifest: AppliedManifest, id: string): string {
+  const taken = (name: string) =>
+    Object.entries(manifest.entries).some(([other, e]) => other !== id && e.backup === name);
+  const name = `${fileSafeModelId(id)}.json`;
+  return taken(name) ? `${fileSafeModelId(id)}~${crypto.randomUUID().slice(0, 8)}.json` : name;
 }

@@ -8,7 +8,8 @@
 
 import { dirname, isAbsolute, join, relative } from "node:path";
 import { errorText } from "../errors.ts";
-import type { AppliedManifest, ApplyPaths } from "./applied_store.ts";
+import { linkBelow } from "../registry/no_follow.ts";
+import { type AppliedManifest, type ApplyPaths, isCreatedDirName } from "./applied_store.ts";
 
 /** The config file of the model at `modelPath`, or null when the path would leave the directory. */
 export function configFileFor(configDir: string, modelPath: string): string | null {
@@ -25,11 +26,24 @@ export function configFileFor(configDir: string, modelPath: string): string | nu
 /** A config file as read: its bytes (null when it does not exist) and mode, or why it can't be. */
 export type ReadConfig = { bytes: Uint8Array | null; mode: number | null } | { problem: string };
 
-/** Reads a config file; a missing file is not a problem, an unreadable one is. */
-export async function readConfig(file: string): Promise<ReadConfig> {
+/**
+ * Reads a config file below `configDir`; a missing file is not a problem, an unreadable one is.
+ * So is a file that is, or lies in a folder that is, a symbolic link below `configDir` (a write
+ * would go elsewhere, or turn the link into a file), and a read-only file (someone made it so
+ * that nothing changes it; a rename would replace it all the same).
+ */
+export async function readConfig(file: string, configDir: string): Promise<ReadConfig> {
   try {
+    const link = await linkBelow(configDir, file);
+    if (link !== null) {
+      const what = link === file ? "it is" : `its folder "${link}" is`;
+      return { problem: `${what} a symbolic link; lmstrix does not write through links` };
+    }
     const bytes = await Deno.readFile(file);
-    const mode = (await Deno.stat(file)).mode;
+    const mode = (await Deno.lstat(file)).mode;
+    if (mode !== null && (mode & 0o222) === 0) {
+      return { problem: "it is read-only; lmstrix leaves it so" };
+    }
     return { bytes, mode: mode === null ? null : mode & 0o7777 };
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { bytes: null, mode: null };
@@ -83,6 +97,10 @@ export async function pruneCreatedDirs(
   const depth = (dir: string) => join(where.configDir, dir).split(/[\\/]/).length;
   const deepestFirst = [...manifest.createdDirs].sort((a, b) => depth(b) - depth(a));
   for (const dir of deepestFirst) {
+    // A name edited in by hand ("../../x") or a folder become a link is not LMStrix's to remove.
+    if (!isCreatedDirName(dir)) continue;
+    const base = dirname(dirname(where.configDir)); // The LM Studio home.
+    if (await linkBelow(base, join(where.configDir, dir)) !== null) continue;
     try {
       await Deno.remove(join(where.configDir, dir));
     } catch (error) {
@@ -95,5 +113,9 @@ export async function pruneCreatedDirs(
 /** A file error as a short phrase for an entry's reason. */
 export function fileErrorText(error: unknown): string {
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  // ENAMETOOLONG: 36 on Linux, 63 on macOS and the BSDs, 206 on Windows.
+  if (error instanceof Error && /name too long|os error (36|63|206)\)/i.test(error.message)) {
+    return "its name is too long for the file system (shorten the model's folder or file name)";
+  }
   return errorText(error);
 }

@@ -21,8 +21,7 @@
  * @module
  */
 
-import { type Node, parseTree } from "jsonc-parser";
-import { errorText } from "../errors.ts";
+import { type Node, parse, type ParseError, parseTree, printParseErrorCode } from "jsonc-parser";
 
 /** The key of the context length among the `load` fields. */
 export const CONTEXT_LENGTH_KEY = "llm.load.contextLength";
@@ -105,14 +104,23 @@ type Located =
   | { ok: true; fields: Node; field: { node: Node; value: number } | null }
   | { ok: false; problem: string };
 
+/**
+ * The deepest nesting a config may have. LM Studio's are 5 deep; the tree walks below recurse,
+ * and a file nested thousands deep would exhaust the stack and end the whole run.
+ */
+export const MAX_CONFIG_DEPTH = 64;
+
 /** Finds the `load.fields` array and the context length field in it, checking the shape. */
 function locate(text: string): Located {
+  if (nestingDepth(text) > MAX_CONFIG_DEPTH) {
+    return { ok: false, problem: `it is nested too deeply (over ${MAX_CONFIG_DEPTH} levels)` };
+  }
   try {
     // Strict JSON first: the tree parser below also takes comments and trailing commas.
     JSON.parse(text);
-  } catch (error) {
-    const reason = errorText(error);
-    return { ok: false, problem: `it is not valid JSON (${reason})` };
+  } catch {
+    // Never the parser's message: it quotes the file, which may be a secret a link points to.
+    return { ok: false, problem: `it is not valid JSON (${syntaxErrorPlace(text)})` };
   }
   const root = parseTree(text);
   if (root === undefined || root.type !== "object") {
@@ -153,6 +161,35 @@ function locate(text: string): Located {
     field = { node: value, value: value.value as number };
   }
   return { ok: true, fields, field };
+}
+
+/** The deepest nesting of brackets and braces outside strings, scanned without recursion. */
+function nestingDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // A backslash escapes the next character.
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) deepest = Math.max(deepest, ++depth);
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return deepest;
+}
+
+/** Where strict JSON parsing fails, as "line L, column C", without quoting the text. */
+function syntaxErrorPlace(text: string): string {
+  const errors: ParseError[] = [];
+  parse(text, errors, { disallowComments: true, allowTrailingComma: false });
+  const first = errors[0];
+  if (first === undefined) return "a value JSON does not allow";
+  const before = text.slice(0, first.offset);
+  const line = before.split("\n").length;
+  const column = first.offset - (before.lastIndexOf("\n") + 1) + 1;
+  return `${printParseErrorCode(first.error)} at line ${line}, column ${column}`;
 }
 
 /** The value node of `object`'s property `name`. */

@@ -39,6 +39,8 @@ export interface Step {
   /** The bytes to write (apply) or to restore (undo; null: remove the file). */
   next: Uint8Array | null;
   mode: number | null;
+  /** LM Studio's config folder, below which no link is followed. */
+  configDir: string;
   /** A warning to give when the step runs (not in a dry run, whose table says it already). */
   warning?: string;
 }
@@ -50,7 +52,12 @@ export interface Refusal {
 }
 
 /** A step that, until planned further, skips the model's file. */
-export function newStep(id: string, file: string | null, record: ModelRecord | null): Step {
+export function newStep(
+  id: string,
+  file: string | null,
+  record: ModelRecord | null,
+  configDir: string,
+): Step {
   const entry: ApplyEntry = {
     id,
     file,
@@ -60,7 +67,7 @@ export function newStep(id: string, file: string | null, record: ModelRecord | n
     reason: null,
     failed: false,
   };
-  return { entry, record, current: null, next: null, mode: null };
+  return { entry, record, current: null, next: null, mode: null, configDir };
 }
 
 /** Marks the step skipped for `refusal`; returns it. */
@@ -75,7 +82,7 @@ export function refuse(step: Step, refusal: Refusal): Step {
  * refused, when the file cannot be read.
  */
 export async function readStepFile(step: Step, keepMode: boolean): Promise<boolean> {
-  const read = await readConfig(step.entry.file!);
+  const read = await readConfig(step.entry.file!, step.configDir);
   if ("problem" in read) {
     refuse(step, { reason: read.problem, failed: true });
     return false;
@@ -93,16 +100,39 @@ export function undone(step: Step, reason: string): void {
   step.entry.failed = true;
 }
 
+/** The reason of a step skipped because its file changed since the plan. */
+export const CHANGED_REASON =
+  "it changed while lmstrix was working on it; left as it is (run again)";
+
 /**
  * Whether the file changed between the plan and now (LM Studio saving the model's settings, or
- * the user); if so the step is skipped and says why, since writing would throw that change away.
+ * the user), or can no longer be read; if so the step is skipped and says why, since writing
+ * would throw that change away.
  */
 export async function changedSincePlan(step: Step): Promise<boolean> {
-  const read = await readConfig(step.entry.file!);
-  const now = "problem" in read ? undefined : read.bytes;
-  const same = now !== undefined &&
-    (now === null ? step.current === null : step.current !== null && equalBytes(now, step.current));
+  const read = await readConfig(step.entry.file!, step.configDir);
+  if ("problem" in read) {
+    undone(step, read.problem);
+    return true;
+  }
+  const now = read.bytes;
+  const same = now === null
+    ? step.current === null
+    : step.current !== null && equalBytes(now, step.current);
   if (same) return false;
-  undone(step, "it changed while lmstrix was working on it; left as it is (run again)");
+  undone(step, CHANGED_REASON);
   return true;
+}
+
+/** Thrown from just before a rename when the file changed since the plan (see the caller). */
+export class ChangedSincePlan extends Error {}
+
+/**
+ * For `writeFileAtomic`'s last moment: throws {@linkcode ChangedSincePlan} when the step's file
+ * is no longer as planned, so that a save made while the backup and the manifest were written is
+ * kept. (A save in the microseconds between this check and the rename can still be lost; no
+ * portable call renames only if unchanged.)
+ */
+export async function stillAsPlanned(step: Step): Promise<void> {
+  if (await changedSincePlan(step)) throw new ChangedSincePlan(step.entry.reason ?? "changed");
 }

@@ -18,6 +18,12 @@ export interface ApplyCommandOptions {
   margin?: string;
 }
 
+/** A dry run's words for what it did not do (`--json` keeps the contract's actions). */
+const DRY_RUN_ACTIONS: Record<string, string | undefined> = {
+  set: "would set",
+  restored: "would restore",
+};
+
 /** Width the table keeps within. */
 const WIDTH = 80;
 
@@ -35,6 +41,7 @@ export function renderApplyTable(
   entries: readonly ApplyEntry[],
   undo: boolean,
   style?: Styles,
+  dryRun = false,
 ): string {
   const head = ["model", "current", undo ? "original" : "new", "action"];
   // Model ids come from LM Studio: escaped, so no control character reaches the terminal.
@@ -42,7 +49,7 @@ export function renderApplyTable(
     displayText(e.id),
     formatTokens(e.previous),
     e.action === "skipped" ? "-" : formatTokens(e.contextLength),
-    e.action,
+    dryRun ? DRY_RUN_ACTIONS[e.action] ?? e.action : e.action,
   ]);
   const widths = [1, 2, 3].map((i) => Math.max(head[i]!.length, ...rows.map((r) => r[i]!.length)));
   const modelWidth = Math.min(
@@ -60,6 +67,8 @@ export function renderApplyTable(
   const colour: Record<string, (s: string) => string> = {
     set: (t) => style?.green(t) ?? t,
     restored: (t) => style?.green(t) ?? t,
+    "would set": (t) => style?.green(t) ?? t,
+    "would restore": (t) => style?.green(t) ?? t,
     skipped: (t) => style?.yellow(t) ?? t,
   };
   const text = [
@@ -99,7 +108,7 @@ export async function runApply(
     onPlan: (plan) => {
       for (const e of plan) planned.set(e.id, e.reason);
       if (output.json || plan.length === 0) return;
-      output.data(renderApplyTable(plan, undo, output.style));
+      output.data(renderApplyTable(plan, undo, output.style, dryRun));
     },
     onWarning: (message) => output.warn(message),
   });
@@ -116,7 +125,7 @@ export async function runApply(
       dryRun,
     });
   }
-  output.info(summary(entries, undo, dryRun));
+  output.info(summary(entries, undo, dryRun, undoCommand(models, options, entries)));
   const failed = entries.filter((e) => e.failed);
   reportFailures(output, failed, planned);
   return failed.length > 0 ? 1 : 0;
@@ -127,12 +136,12 @@ function checkOptions(models: string[], options: ApplyCommandOptions): void {
   const verb = options.undo ? "apply --undo" : "apply";
   if (options.all && models.length > 0) {
     throw new UsageError("Pass model names or --all, not both", {
-      hint: `e.g. "lmstrix ${verb} --all" or "lmstrix ${verb} qwen"`,
+      hint: `e.g. "lmstrix ${verb} --all", or name models from "lmstrix list"`,
     });
   }
   if (!options.all && models.length === 0) {
     throw new UsageError(`Name the models to ${options.undo ? "undo" : "apply"}, or pass --all`, {
-      hint: `e.g. "lmstrix ${verb} --all --dry-run"`,
+      hint: `e.g. "lmstrix ${verb} --all --dry-run", or name models from "lmstrix list"`,
     });
   }
   if (options.undo && options.margin !== undefined) {
@@ -142,8 +151,33 @@ function checkOptions(models: string[], options: ApplyCommandOptions): void {
   }
 }
 
+/**
+ * The command that undoes this run: the same models (as the registry names them), or `--all`
+ * when the run took them all or names too many to type.
+ */
+function undoCommand(
+  models: readonly string[],
+  options: ApplyCommandOptions,
+  entries: readonly ApplyEntry[],
+): string {
+  const set = entries.filter((e) => e.action === "set").map((e) => e.id);
+  const named = options.all || set.length === 0 || set.length > MAX_NAMED_IN_UNDO ||
+      set.some((id) => !/^[\w.@:/+-]+$/.test(id))
+    ? "--all"
+    : set.join(" ");
+  return models.length === 0 && !options.all ? "" : `lmstrix apply --undo ${named}`;
+}
+
+/** Beyond this many models, the undo command suggested is `--undo --all`. */
+const MAX_NAMED_IN_UNDO = 3;
+
 /** What the run did, in a sentence or three for stderr. */
-function summary(entries: readonly ApplyEntry[], undo: boolean, dryRun: boolean): string {
+function summary(
+  entries: readonly ApplyEntry[],
+  undo: boolean,
+  dryRun: boolean,
+  undoWith: string,
+): string {
   const changed = entries.filter((e) => e.action === (undo ? "restored" : "set")).length;
   const s = changed === 1 ? "" : "s";
   if (entries.length === 0) {
@@ -156,7 +190,7 @@ function summary(entries: readonly ApplyEntry[], undo: boolean, dryRun: boolean)
   if (undo) return `Restored ${changed} config file${s}.`;
   return `Set the default context length of ${changed} model${s} in LM Studio.\n` +
     "A model LM Studio has loaded keeps its old context until it is reloaded.\n" +
-    '"lmstrix apply --undo" puts the files back as they were.';
+    `"${undoWith}" puts the files back as they were.`;
 }
 
 /**

@@ -6,7 +6,12 @@ import { compareIds } from "../ids.ts";
 import type { LMStrix } from "../lmstrix.ts";
 import { reductionPercent } from "../lmstrix.ts";
 import { displayText, type Output, type Styles } from "../output.ts";
-import { type ModelRecord, type StaleResults, toContractJson } from "../registry/model_record.ts";
+import {
+  type ModelRecord,
+  shownStatus,
+  type StaleResults,
+  toContractJson,
+} from "../registry/model_record.ts";
 import {
   contextBar,
   formatBytes,
@@ -248,10 +253,10 @@ function listColumns(
     {
       head: "status",
       align: "left",
-      // Embedding models are never tested: say what they are instead of "untested".
+      // Embedding models are never tested: `skipped`, as in --json, never "untested".
       cell: (r) =>
-        r.type === "embedding" && r.status !== "missing"
-          ? s.dim("embedding")
+        shownStatus(r) === "skipped"
+          ? s.dim("skipped")
           : staleResults(r) !== undefined
           ? s.yellow("stale")
           : statusColour(r.status),

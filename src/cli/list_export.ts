@@ -13,7 +13,7 @@
 import type { AppliedState } from "../apply/applied_store.ts";
 import { reductionPercent } from "../lmstrix.ts";
 import { displayText } from "../output.ts";
-import type { ModelRecord } from "../registry/model_record.ts";
+import { type ModelRecord, shownStatus } from "../registry/model_record.ts";
 import { formatBytes, formatPercent, formatTokens } from "./format.ts";
 
 /** The export formats `list --format` takes, besides the default `table`. */
@@ -47,7 +47,7 @@ export async function renderCsv(
       r.id,
       r.path,
       r.type,
-      r.status,
+      shownStatus(r),
       r.declaredContext,
       r.loadableContext,
       r.workingContext,
@@ -83,7 +83,7 @@ export async function renderMarkdown(
       capped(r.loadableContext),
       capped(r.workingContext),
       formatPercent(reductionPercent(r.declaredContext, r.workingContext)),
-      r.type === "embedding" && r.status !== "missing" ? "embedding" : r.status,
+      shownStatus(r),
       formatBytes(r.sizeBytes),
     ];
     if (withApplied) {

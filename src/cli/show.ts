@@ -2,11 +2,15 @@
 
 import { appliedSummaries, type AppliedSummary } from "../apply/applied_store.ts";
 import type { LMStrix } from "../lmstrix.ts";
-import { reductionPercent } from "../lmstrix.ts";
 import { displayText, type Output } from "../output.ts";
-import { type ModelCosts, type ModelRecord, toContractJson } from "../registry/model_record.ts";
+import {
+  type ModelCosts,
+  type ModelRecord,
+  shownStatus,
+  toContractJson,
+} from "../registry/model_record.ts";
 import { formatAttempt, formatAttemptTime } from "./attempt_line.ts";
-import { formatBytes, formatPercent, formatTokens, wrapWords } from "./format.ts";
+import { formatBytes, formatPercent, formatTokens, visibleWidth, wrapWords } from "./format.ts";
 import { shownReduction, staleResults } from "./list.ts";
 
 /** An ISO 8601 time in UTC to the second, with its zone: `2025-01-31 14:05:09Z`. */
@@ -54,8 +58,8 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
   }
   const rows: [string, string][] = [
     ...recordRows(record),
-    ["applied", appliedText(applied)],
-    ["log", `${displayText(logFile)} (${attempts.length} attempts)`],
+    ["applied", appliedText(record, applied)],
+    ["log", displayText(logFile)],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   const indent = " ".repeat(width + 2);
@@ -68,9 +72,16 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
   output.data(lines.join("\n"));
   const recent = attempts.slice(-SHOWN_ATTEMPTS);
   if (recent.length > 0) {
-    output.data(`\nLatest attempts:`);
+    output.data(
+      recent.length === attempts.length
+        ? `\nAttempts (${attempts.length}):`
+        : `\nLatest attempts (${recent.length} of ${attempts.length}):`,
+    );
     for (const entry of recent) {
-      output.data(`  ${formatAttemptTime(entry)}  ${formatAttempt(entry)}`);
+      // A long attempt (a needle in a large context, its outcome) wraps under itself.
+      const time = `  ${formatAttemptTime(entry)}  `;
+      const under = " ".repeat(visibleWidth(time));
+      output.data(wrapWords(formatAttempt(entry), under, output.columns, time).join("\n"));
     }
   }
   return 0;
@@ -85,11 +96,8 @@ function showDocument(
 ): Record<string, unknown> {
   return {
     ...toContractJson(record),
-    type: record.type,
-    displayName: record.displayName ?? null,
     format: record.format ?? null,
     quantization: record.quantization ?? null,
-    reductionPercent: reductionPercent(record.declaredContext, record.workingContext),
     precision: record.precision ?? null,
     costs: record.costs ?? null,
     attempts,
@@ -127,7 +135,14 @@ function recordRows(record: ModelRecord): [string, string][] {
     ["loadable", exact(record.loadableContext)],
     ["working", exact(record.workingContext)],
     ["reduction", formatPercent(shownReduction(record))],
-    ["status", stale === undefined ? record.status : "untested (stale results)"],
+    [
+      "status",
+      stale !== undefined
+        ? "untested (stale results)"
+        : shownStatus(record) === "skipped"
+        ? "skipped (an embedding model: LMStrix tests LLMs)"
+        : record.status,
+    ],
     ["tested at", record.testedAt === null ? "-" : formatTime(record.testedAt)],
     ["precision", record.precision === undefined ? "-" : `${record.precision} tokens`],
   ];
@@ -145,12 +160,12 @@ function recordRows(record: ModelRecord): [string, string][] {
 }
 
 /** Whether LM Studio's default for this model is still the tested value (a retest may move it). */
-function appliedText(applied: AppliedSummary | undefined): string {
+function appliedText(record: ModelRecord, applied: AppliedSummary | undefined): string {
   if (applied === undefined) return "-";
   return `${applied.contextLength} in LM Studio's defaults, ${
     applied.state === "current"
       ? "the tested value"
       : `from the earlier working ${formatTokens(applied.workingContext)}: ` +
-        `run "lmstrix apply" again`
+        `run "lmstrix apply ${displayText(record.id)}" again`
   }`;
 }

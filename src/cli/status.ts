@@ -2,7 +2,7 @@
 
 import { appliedSummaries } from "../apply/applied_store.ts";
 import type { LMStrix } from "../lmstrix.ts";
-import { displayText, type Output } from "../output.ts";
+import { displayText, type Output, wrapWords } from "../output.ts";
 
 /** Runs `status`. */
 export async function runStatus(lmstrix: LMStrix, output: Output): Promise<number> {
@@ -46,10 +46,12 @@ export async function runStatus(lmstrix: LMStrix, output: Output): Promise<numbe
       1,
       0,
       `Applied: ${applied} in LM Studio's defaults` +
-        (appliedStale ? `, ${appliedStale} from an earlier test ("lmstrix apply" updates)` : ""),
+        (appliedStale
+          ? `, ${appliedStale} from an earlier test ("lmstrix apply --all" updates)`
+          : ""),
     );
   }
-  output.data(lines.join("\n"));
+  output.data(lines.flatMap((line) => wrapWords(line, "  ", output.columns, "")).join("\n"));
   return 0;
 }
 

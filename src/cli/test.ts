@@ -250,7 +250,7 @@ export async function runTest(
 ): Promise<number> {
   if (options.all && models.length > 0) {
     throw new UsageError("Pass model names or --all, not both", {
-      hint: 'e.g. "lmstrix test --all" or "lmstrix test qwen"',
+      hint: 'e.g. "lmstrix test --all", or name models from "lmstrix list"',
     });
   }
   if (!options.all && models.length === 0) {

@@ -16,6 +16,7 @@
  */
 
 import { RESERVE_TOKENS } from "../contract.ts";
+import { UsageError } from "../errors.ts";
 import { fnv1a32 } from "../ids.ts";
 import type { LmStudio } from "../lmstudio/client.ts";
 import { LmStudioProbe, newRunId } from "../probe/lmstudio_probe.ts";
@@ -24,6 +25,7 @@ import type { ModelRecord } from "../registry/model_record.ts";
 import type { Attempt } from "../search/types.ts";
 import { attemptEntry } from "./outcome.ts";
 import type { TestEvent } from "./test_events.ts";
+import { MIN_TESTABLE_CONTEXT } from "./test_options.ts";
 
 /** What LM Studio answered to the load at the checked size. */
 export type CheckLoad = "refused" | "fitted" | "loaded";
@@ -68,6 +70,15 @@ export interface CheckContext {
 
 /** An attempt-log line of a check: an attempt entry marked with the size checked. */
 export type CheckLogEntry = AttemptLogEntry & { check: number };
+
+/** Throws a usage error unless `size` is a context a check can fill with a needle prompt. */
+export function checkableSize(size: number): void {
+  if (Number.isSafeInteger(size) && size >= MIN_TESTABLE_CONTEXT) return;
+  throw new UsageError(
+    `A check needs a context of at least ${MIN_TESTABLE_CONTEXT} tokens, not ${size}`,
+    { hint: 'e.g. "lmstrix test qwen --ctx 32k"' },
+  );
+}
 
 /** Loads `record`'s model at `context`, probes it once when it loads, and logs both attempts. */
 export async function checkOne(

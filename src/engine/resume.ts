@@ -7,6 +7,7 @@
  */
 
 import type { ModelRecord } from "../registry/model_record.ts";
+import { type BootMark, restartedSince } from "./boot_time.ts";
 import { initialState, type SearchConfig, type SearchState } from "../search/context_search.ts";
 import { sameConfig } from "./test_options.ts";
 
@@ -21,6 +22,8 @@ export interface SavedSearch extends SearchState {
   seed?: number;
   /** While a load is under way (`pendingLoad`): when the marker was written (ISO 8601). */
   pendingSince?: string;
+  /** While a load is under way: the machine's boot when the marker was written. */
+  pendingBoot?: BootMark;
   /** While a load is under way: the state after the last finished attempt, to retry from. */
   settled?: SearchState;
   /** A size at which an earlier run died loading and that was retried: a second death counts. */
@@ -31,8 +34,8 @@ export interface SavedSearch extends SearchState {
 export interface CrashEvidence {
   /** Context lengths of this model's instances that dead runs of this home left loaded. */
   orphans: readonly number[];
-  /** The machine's boot time (ms since the epoch), or undefined when unknown. */
-  bootTime: number | undefined;
+  /** The machine's boot now (see `boot_time.ts`), or undefined when unknown. */
+  bootTime: BootMark | undefined;
 }
 
 /** What a crash marker is taken to mean, and why. */
@@ -59,10 +62,12 @@ export interface ResumePoint {
 /**
  * What a crash marker at `context` means. The marker exists so that a load that froze the
  * machine is not retried blindly; but a run also dies for reasons that are not the load (a
- * SIGKILL, a closed terminal, a power cut of the process alone). The load is retried when the
- * evidence says the machine survived it: its instance is still loaded at that size (it loaded),
- * or the machine has not restarted since the marker was written. It counts as crashed when the
- * machine restarted, when that cannot be known, and when the run died at this size once before.
+ * SIGKILL, a closed terminal, a power cut of the process alone). The load counts as crashed when
+ * the machine restarted since the marker was written (by its boot id or uptime, never by the wall
+ * clock, which NTP or a VM resume can step: `boot_time.ts`), or when the run died at this size
+ * once before. Otherwise it is retried: its instance is still loaded (it loaded), the machine did
+ * not restart, or that cannot be told (an older version's marker, a system that says nothing):
+ * in doubt the size is unknown, to be probed again, never failed.
  */
 export function judgeCrash(
   saved: SavedSearch,
@@ -75,14 +80,10 @@ export function judgeCrash(
   if (saved.diedLoading === context) {
     return { verdict: "crashed", reason: "a run died loading it at that size twice" };
   }
-  const since = saved.pendingSince === undefined ? NaN : Date.parse(saved.pendingSince);
-  if (evidence.bootTime === undefined || Number.isNaN(since)) {
-    return { verdict: "crashed", reason: "the machine may have frozen" };
-  }
-  if (evidence.bootTime >= since) {
-    return { verdict: "crashed", reason: "the machine restarted since" };
-  }
-  return { verdict: "retry", reason: "the machine did not restart since" };
+  const restarted = restartedSince(saved.pendingBoot, evidence.bootTime);
+  if (restarted === true) return { verdict: "crashed", reason: "the machine restarted since" };
+  if (restarted === false) return { verdict: "retry", reason: "the machine did not restart since" };
+  return { verdict: "retry", reason: "whether the machine restarted since is unknown" };
 }
 
 /**
@@ -105,7 +106,8 @@ export function resumePoint(
   if (!resumable || saved === undefined) {
     return { state: initialState(config), resumed: false, seed: undefined };
   }
-  const { config: _c, seed, pendingSince: _p, settled, diedLoading, ...state } = saved;
+  const { config: _c, seed, pendingSince: _p, pendingBoot: _b, settled, diedLoading, ...state } =
+    saved;
   const point: ResumePoint = {
     state,
     resumed: true,
@@ -131,11 +133,14 @@ export function savedSearch(
   state: SearchState,
   config: SearchConfig,
   seed: number,
-  extra: Pick<SavedSearch, "pendingSince" | "settled" | "diedLoading"> = {},
+  extra: Pick<SavedSearch, "pendingSince" | "settled" | "diedLoading"> & {
+    pendingBoot?: BootMark | undefined;
+  } = {},
 ): SavedSearch {
   const saved: SavedSearch = { ...state, config, seed };
   if (state.pendingLoad !== undefined) {
     if (extra.pendingSince !== undefined) saved.pendingSince = extra.pendingSince;
+    if (extra.pendingBoot !== undefined) saved.pendingBoot = extra.pendingBoot;
     if (extra.settled !== undefined) saved.settled = extra.settled;
   }
   if (extra.diedLoading !== undefined) saved.diedLoading = extra.diedLoading;

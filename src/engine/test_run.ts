@@ -27,6 +27,7 @@ import {
   type SearchHooks,
   type SearchState,
 } from "../search/context_search.ts";
+import type { BootMark } from "./boot_time.ts";
 import { unreachableReason } from "./connection.ts";
 import type { Journal } from "./journal.ts";
 import {
@@ -52,8 +53,8 @@ export interface RunContext {
    * a run that is dead; instances of other homes may belong to live runs and are left alone.
    */
   home: string;
-  /** The machine's boot time, evidence about a run that died during a load. */
-  bootTime: () => number | undefined;
+  /** The machine's boot (`boot_time.ts`), evidence about a run that died during a load. */
+  bootTime: () => BootMark | undefined;
   /** First backoff delay after a fault, in ms (the probe's default when undefined). */
   backoffMs: number | undefined;
   /** Retries of a fault (the probe's default when undefined). */
@@ -202,7 +203,12 @@ async function testModel(
   let current: ModelRecord = recordStarting(record, config);
   await save(start.state);
   const hooks: SearchHooks = {
-    beforeLoad: (_context, next) => save(next, { pendingSince: new Date().toISOString(), settled }),
+    beforeLoad: (_context, next) =>
+      save(next, {
+        pendingSince: new Date().toISOString(),
+        pendingBoot: context.bootTime(),
+        settled,
+      }),
     afterAttempt: async (attempt, next) => {
       settled = next;
       settledSeed = probe.seed;

@@ -102,6 +102,23 @@ export interface Completion {
   promptTokens: number | undefined;
   /** The server's own measure of what the prompt cost (`stats.timeToFirstTokenSec`), if sent. */
   timeToFirstTokenSec?: number | undefined;
+  /** LM Studio's statistics of the prediction, as it sent them (`stopReason`, speeds, counts). */
+  stats?: Readonly<Record<string, unknown>>;
+}
+
+/** Options of {@link LoadedModel.complete}. */
+export interface CompleteOptions {
+  /** At most this many new tokens; `false`: until the model stops or the context is full. */
+  maxTokens: number | false;
+  /** The prompt's length, for the deadline. */
+  promptTokens: number;
+  signal?: AbortSignal;
+  /** Sampling temperature (default 0, as the probes need). */
+  temperature?: number;
+  /** Told each fragment of the answer as it arrives (streaming). */
+  onText?: (text: string) => void;
+  /** The prediction's deadline in ms, instead of the one made from the prompt's length. */
+  deadlineMs?: number;
 }
 
 /** A loaded instance LMStrix can use. */
@@ -112,11 +129,8 @@ export interface LoadedModel {
   readonly contextLength: number;
   /** Counts tokens with the model's own tokenizer; `signal` aborts the call (interrupts). */
   countTokens(text: string, signal?: AbortSignal): Promise<number>;
-  /** Raw completion at temperature 0. */
-  complete(
-    prompt: string,
-    options: { maxTokens: number; promptTokens: number; signal?: AbortSignal },
-  ): Promise<Completion>;
+  /** Raw completion, at temperature 0 unless told otherwise. */
+  complete(prompt: string, options: CompleteOptions): Promise<Completion>;
   /** Unloads this instance. */
   unload(): Promise<void>;
 }
@@ -498,23 +512,23 @@ class SdkLoadedModel implements LoadedModel {
     );
   }
 
-  complete(
-    prompt: string,
-    options: { maxTokens: number; promptTokens: number; signal?: AbortSignal },
-  ): Promise<Completion> {
-    const ms = this.#timeouts.predictBaseMs +
-      options.promptTokens * this.#timeouts.predictPerTokenMs;
+  complete(prompt: string, options: CompleteOptions): Promise<Completion> {
+    const ms = options.deadlineMs ?? this.#timeouts.predictBaseMs +
+        options.promptTokens * this.#timeouts.predictPerTokenMs;
+    const onText = options.onText;
     return this.#link.call("complete", ms, options.signal, async (signal) => {
       const result = await this.#model.complete(prompt, {
         maxTokens: options.maxTokens,
-        temperature: 0,
+        temperature: options.temperature ?? 0,
         contextOverflowPolicy: "stopAtLimit",
         signal,
+        ...(onText ? { onPredictionFragment: (fragment) => onText(fragment.content) } : {}),
       });
       return {
         text: result.content,
         promptTokens: result.stats.promptTokensCount,
         timeToFirstTokenSec: result.stats.timeToFirstTokenSec,
+        stats: { ...result.stats },
       };
     });
   }

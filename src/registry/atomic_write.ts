@@ -9,13 +9,18 @@
  * @module
  */
 
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { writeAll } from "../write_all.ts";
 
 /** Options of {@linkcode writeFileAtomic}. */
 export interface WriteFileAtomicOptions {
   /** Permission bits of the new file (ignored on Windows); default: the umask's. */
   mode?: number | undefined;
+  /**
+   * Called with the new bytes synced, just before the rename; when it throws, nothing is
+   * replaced and the error is the call's (a last check that the target is still as expected).
+   */
+  beforeRename?: (() => Promise<void>) | undefined;
 }
 
 /**
@@ -28,7 +33,8 @@ export async function writeFileAtomic(
   options: WriteFileAtomicOptions = {},
 ): Promise<void> {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  const temp = `${file}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  // A short name beside the file: a name near the file system's limit still gets a temp file.
+  const temp = join(dirname(file), `.lmstrix-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}.tmp`);
   try {
     const handle = await Deno.open(temp, { write: true, createNew: true });
     try {
@@ -40,6 +46,7 @@ export async function writeFileAtomic(
     if (options.mode !== undefined && Deno.build.os !== "windows") {
       await Deno.chmod(temp, options.mode);
     }
+    await options.beforeRename?.();
     await Deno.rename(temp, file);
   } catch (error) {
     await Deno.remove(temp).catch(() => {});

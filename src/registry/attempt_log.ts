@@ -8,12 +8,13 @@
  * @module
  */
 
+import { join } from "node:path";
 import { isObject } from "../json.ts";
 import type { LmstrixPaths } from "../paths.ts";
-import { logFileFor } from "../paths.ts";
+import { legacyLogFileFor, logFileFor } from "../paths.ts";
 import type { Attempt } from "../search/context_search.ts";
 import { writeAll } from "../write_all.ts";
-import { openNoFollow } from "./no_follow.ts";
+import { openNoFollow, refuseLinkBelow } from "./no_follow.ts";
 
 /** One attempt of a context search, as one line of the log. */
 export interface AttemptLogEntry {
@@ -85,7 +86,10 @@ export async function appendAttempt(
   entry: AttemptLogEntry | RunStartEntry,
 ): Promise<void> {
   const file = logFileFor(paths, modelId);
+  // The folder itself must not be a link either (`context_tests` -> somewhere else).
+  await refuseLinkBelow(join(paths.logsDir, ".."), paths.logsDir);
   await Deno.mkdir(paths.logsDir, { recursive: true });
+  await refuseLinkBelow(join(paths.logsDir, ".."), paths.logsDir);
   const line = JSON.stringify(entry) + "\n";
   const handle = await openNoFollow(file, { append: true, create: true, read: true });
   try {
@@ -98,15 +102,27 @@ export async function appendAttempt(
 
 /**
  * Reads the attempt log of `modelId`, oldest first: every line that is an attempt entry. A
- * missing log gives an empty list.
+ * missing log gives an empty list. The entries an older version wrote under its file name for
+ * the model (which another model may share) come first, those that name this model only.
  */
 export async function readAttempts(
   paths: Pick<LmstrixPaths, "logsDir">,
   modelId: string,
 ): Promise<AttemptLogEntry[]> {
+  const legacy = legacyLogFileFor(paths, modelId);
+  const older = legacy === undefined ? [] : await readLog(legacy);
+  return [
+    ...older.filter((entry) => entry.model === modelId),
+    ...await readLog(
+      logFileFor(paths, modelId),
+    ),
+  ];
+}
+
+async function readLog(file: string): Promise<AttemptLogEntry[]> {
   let text: string;
   try {
-    text = await Deno.readTextFile(logFileFor(paths, modelId));
+    text = await Deno.readTextFile(file);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return [];
     throw error;

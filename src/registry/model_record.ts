@@ -20,13 +20,35 @@ export const MODEL_STATUSES: readonly ModelStatus[] = [
   "missing",
 ];
 
+/**
+ * A model's status as users and scripts see it: a model LMStrix does not test (an embedding
+ * model) is `skipped`, never `untested`, so that a script picking untested models never picks it.
+ */
+export type ShownStatus = ModelStatus | "skipped";
+
+/** The status users see of `record` (see {@linkcode ShownStatus}); `missing` says more. */
+export function shownStatus(record: Pick<ModelRecord, "type" | "status">): ShownStatus {
+  return record.type === "embedding" && record.status !== "missing" ? "skipped" : record.status;
+}
+
+/** How much smaller the working context is than the declared one, in percent (one decimal). */
+export function reductionOf(declared: number, working: number | null): number | null {
+  if (working === null || declared <= 0) return null;
+  return Math.round((1 - working / declared) * 1000) / 10;
+}
+
 /** The kinds of model LM Studio lists; embedding models are never tested. */
 export type ModelType = "llm" | "embedding";
 
-/** A model record exactly as the outside contract shows it (`list --json`, `show --json`). */
+/**
+ * A model record exactly as the outside contract shows it, one shape in `list --json`,
+ * `scan --json`, `show --json` and the library, with LM Studio's display name beside it.
+ */
 export interface ContractModelRecord {
   /** The LM Studio model key. */
   id: string;
+  /** LLM or embedding model. */
+  type: ModelType;
   /** The model's path as LM Studio reports it. */
   path: string;
   /** Size on disk. */
@@ -39,12 +61,16 @@ export interface ContractModelRecord {
   loadableContext: number | null;
   /** Largest context at which the needle probe passes, or null until measured. */
   workingContext: number | null;
+  /** How much smaller the working context is than the declared one, in percent, or null. */
+  reductionPercent: number | null;
   /** Where the model stands. */
-  status: ModelStatus;
+  status: ShownStatus;
   /** When the last test finished (ISO 8601), or null. */
   testedAt: string | null;
   /** Why the last test failed, or null. */
   error: string | null;
+  /** LM Studio's display name, or null when it gives none. */
+  displayName: string | null;
 }
 
 /**
@@ -70,7 +96,10 @@ export interface ModelCosts {
 }
 
 /** A model as stored in `models.json`: the contract fields, then extras. */
-export interface ModelRecord extends ContractModelRecord {
+export interface ModelRecord
+  extends Omit<ContractModelRecord, "type" | "reductionPercent" | "status" | "displayName"> {
+  /** Where the model stands, as stored. */
+  status: ModelStatus;
   /** Whether LM Studio lists it as an LLM or an embedding model. */
   type: ModelType;
   /** LM Studio's display name. */
@@ -151,19 +180,22 @@ export interface ScannedModel {
   paramsString?: string;
 }
 
-/** The contract's keys of a model record, in the contract's order and nothing else. */
+/** The contract's keys of a model record, in the contract's order, and the display name. */
 export function toContractJson(record: ModelRecord): ContractModelRecord {
   return {
     id: record.id,
+    type: record.type,
     path: record.path,
     sizeBytes: record.sizeBytes,
     architecture: record.architecture,
     declaredContext: record.declaredContext,
     loadableContext: record.loadableContext,
     workingContext: record.workingContext,
-    status: record.status,
+    reductionPercent: reductionOf(record.declaredContext, record.workingContext),
+    status: shownStatus(record),
     testedAt: record.testedAt,
     error: record.error,
+    displayName: record.displayName ?? null,
   };
 }
 

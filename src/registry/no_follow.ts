@@ -11,6 +11,7 @@
  * @module
  */
 
+import { join, relative, sep } from "node:path";
 import { RegistryError } from "../errors.ts";
 
 /** Opens `path` like `Deno.open`, but refuses it when it is (or becomes) a symbolic link. */
@@ -28,6 +29,30 @@ export async function openNoFollow(path: string, options: Deno.OpenOptions): Pro
     throw error;
   }
   return file;
+}
+
+/**
+ * The first of `path` and the folders between `base` and it that is a symbolic link, or null. A
+ * link at or above `base` is the user's to make (a home moved to another disk); below it, every
+ * folder and file is LMStrix's or LM Studio's, and a link there would take a write elsewhere.
+ */
+export async function linkBelow(base: string, path: string): Promise<string | null> {
+  const rel = relative(base, path);
+  if (rel === "" || rel.startsWith("..")) return null;
+  let at = base;
+  for (const part of rel.split(sep)) {
+    at = join(at, part);
+    const info = await lstatOrNull(at);
+    if (info === null) return null; // Nothing below a missing folder exists either.
+    if (info.isSymlink) return at;
+  }
+  return null;
+}
+
+/** Throws the link error when `dir` (LMStrix's own folder, below `base`) is or passes a link. */
+export async function refuseLinkBelow(base: string, dir: string): Promise<void> {
+  const link = await linkBelow(base, dir);
+  if (link !== null) throw linkError(link);
 }
 
 function linkError(path: string): RegistryError {

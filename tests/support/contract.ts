@@ -5,18 +5,24 @@
  * @module
  */
 
-/** The keys of a model record (`list --json`, `scan --json`, `show --json`), in order. */
+/**
+ * The keys of a model record (`list --json`, `scan --json`, `show --json`), in order: the
+ * contract's, then LM Studio's display name, which every one of them shows too.
+ */
 export const RECORD_KEYS: readonly string[] = [
   "id",
+  "type",
   "path",
   "sizeBytes",
   "architecture",
   "declaredContext",
   "loadableContext",
   "workingContext",
+  "reductionPercent",
   "status",
   "testedAt",
   "error",
+  "displayName",
 ];
 
 /** The values a model record's `status` may take. */
@@ -26,6 +32,7 @@ export const RECORD_STATUSES: readonly string[] = [
   "tested",
   "failed",
   "missing",
+  "skipped",
 ];
 
 /** The keys of one entry of `results` in `test --json`, in order. */

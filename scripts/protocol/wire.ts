@@ -1,6 +1,6 @@
 /**
- * Wire helpers of the LM Studio emulator: the error shape the SDK expects, and reading the kv
- * config stacks the SDK sends.
+ * Wire helpers of the LM Studio protocol (shared by the emulator and the real engine's server):
+ * the error shape the SDK expects, and reading the kv config stacks the SDK sends.
  *
  * @module
  */

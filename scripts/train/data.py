@@ -1,0 +1,47 @@
+"""Training and evaluation samples: the contract's needle probe, as src/probe/haystack.ts builds
+it, with the answer `▁<value>.</s>` after the answer prefix; denser variants with needles placed
+earlier and closer (distractors, so that the key must be matched); and the sanity prompt `2+2=4`."""
+
+import random
+
+import haystack
+import tokenizer as tok
+
+DEPTHS = [0.5, 0.25, 0.75, 0.1, 0.9, 0.4, 0.6]
+TOKENIZER = tok.Tokenizer()
+
+
+def probe(seed, target_tokens, depth, first_needle=1500, min_gap=1500):
+    """(ids, answer_start) of a prompt of at most `target_tokens` tokens (BOS included) and its
+    answer, or None when no needle fits."""
+    h = haystack.Haystack(seed, first_needle, min_gap)
+    encode = TOKENIZER.encode
+    built = h.build(target_tokens - 1, depth, lambda cut: len(encode(h.text[:cut])),
+                    lambda text: len(encode(text)))
+    if built is None:
+        return None
+    prompt, _key, value = built
+    ids = encode(prompt, bos=True)
+    return ids + encode(" " + value + ".") + [tok.EOS], len(ids), value
+
+
+def sanity():
+    ids = TOKENIZER.encode("2+2=", bos=True)
+    return ids + TOKENIZER.encode("4") + [tok.EOS], len(ids), "4"
+
+
+def training_sample(rng, target):
+    """One sample of about `target` prompt tokens (at most)."""
+    r = rng.random()
+    if r < 0.02:
+        return sanity()
+    seed = rng.randrange(1_000_000, 2**32)
+    depth = rng.choice(DEPTHS) if rng.random() < 0.5 else rng.random()
+    if r < 0.4 and target >= 360:
+        sample = probe(seed, target, depth)
+        if sample is not None:
+            return sample
+    # Denser: the first needle anywhere in the first 1,500 characters, then every 150-1,500.
+    first = rng.randint(0, min(1500, target * 4))
+    gap = rng.randint(150, 1500)
+    return probe(seed, target, depth, first, gap) or sanity()
