@@ -12,7 +12,7 @@ import {
   UsageError,
 } from "../src/errors.ts";
 import { parseLmsm } from "../src/registry/lmsm_import.ts";
-import { type ModelRecord, toContractJson } from "../src/registry/model_record.ts";
+import { type ModelCosts, type ModelRecord, toContractJson } from "../src/registry/model_record.ts";
 import {
   emptyRegistry,
   findModel,
@@ -527,6 +527,37 @@ Deno.test("one damaged record is quarantined, not the whole registry", async (t)
     ["an unknown status", record("bad", { status: "odd" as "tested" }), /"status"/],
     ["a size of -1", record("bad", { sizeBytes: -1 }), /"sizeBytes"/],
     ["a context beyond 2^53", record("bad", { declaredContext: 2 ** 53 + 2 }), /"declaredContext"/],
+    [
+      "a working context above the loadable one",
+      record("bad", { status: "tested", loadableContext: 4096, workingContext: 8192 }),
+      /"workingContext" 8192 above its "loadableContext" 4096/,
+    ],
+    [
+      "a loadable context above the declared one",
+      record("bad", { declaredContext: 8192, loadableContext: 2 ** 53 - 1, workingContext: 1 }),
+      /"loadableContext" 9007199254740991 above its "declaredContext" 8192/,
+    ],
+    [
+      "a declared context no model has",
+      record("bad", { declaredContext: 2 ** 53 - 1 }),
+      /"declaredContext" that is not/,
+    ],
+    ["costs that are text", record("bad", { costs: "x" as unknown as ModelCosts }), /"costs"/],
+    [
+      "a display name that is a number",
+      record("bad", { displayName: 5 as unknown as string }),
+      /"displayName"/,
+    ],
+    [
+      "a precision that is text",
+      record("bad", { precision: "x" as unknown as number }),
+      /"precision"/,
+    ],
+    [
+      "a missingSince that is a number",
+      record("bad", { missingSince: 5 as unknown as string }),
+      /"missingSince"/,
+    ],
   ];
   for (const [what, bad, problem] of damagedRecords) {
     await t.step(

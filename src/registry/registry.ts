@@ -30,6 +30,7 @@ import { dictionary, isObject, jsonSyntaxProblem } from "../json.ts";
 import type { LmstrixPaths } from "../paths.ts";
 import { writeFileAtomic } from "./atomic_write.ts";
 import { readLmsm } from "./lmsm_import.ts";
+import { MAX_DECLARED_CONTEXT } from "./scan_merge.ts";
 import { MODEL_STATUSES, type ModelRecord } from "./model_record.ts";
 
 export type { ScannedModel } from "./model_record.ts";
@@ -300,7 +301,64 @@ function recordProblem(id: string, record: unknown): string | null {
     return bad("error", "a string or null");
   }
   if (r["type"] !== "llm" && r["type"] !== "embedding") return bad("type", `"llm" or "embedding"`);
+  return invariantProblem(r) ?? optionalFieldProblem(r);
+}
+
+/**
+ * What breaks the numbers' order: no model declares more than {@linkcode MAX_DECLARED_CONTEXT}
+ * tokens (a scan keeps such a listing as failed with 0), the search never loads above the
+ * declared context, and the working context is found at or below the loadable one. A record
+ * that says otherwise was edited by hand or damaged, and `list` would print nonsense for it.
+ */
+function invariantProblem(r: Record<string, unknown>): string | null {
+  const declared = r["declaredContext"] as number;
+  const loadable = r["loadableContext"] as number | null;
+  const working = r["workingContext"] as number | null;
+  if (declared > MAX_DECLARED_CONTEXT) {
+    return `has "declaredContext" that is not at most ${MAX_DECLARED_CONTEXT}`;
+  }
+  if (loadable !== null && loadable > declared) {
+    return `has "loadableContext" ${loadable} above its "declaredContext" ${declared}`;
+  }
+  if (working !== null && loadable !== null && working > loadable) {
+    return `has "workingContext" ${working} above its "loadableContext" ${loadable}`;
+  }
   return null;
+}
+
+/** The optional fields that `list` and `show` print, when present, must have their types. */
+function optionalFieldProblem(r: Record<string, unknown>): string | null {
+  const bad = (key: string, expected: string) => `has "${key}" that is not ${expected}`;
+  for (const key of ["displayName", "format", "quantization", "paramsString", "retestPending"]) {
+    if (r[key] !== undefined && typeof r[key] !== "string") return bad(key, "a string");
+  }
+  for (const key of ["cappedAt", "precision"]) {
+    if (r[key] !== undefined && !isCount(r[key])) return bad(key, "a whole number");
+  }
+  for (const key of ["missingSince", "listingProblem"]) {
+    if (r[key] !== undefined && r[key] !== null && typeof r[key] !== "string") {
+      return bad(key, "a string or null");
+    }
+  }
+  if (r["stale"] !== undefined && !isObject(r["stale"])) return bad("stale", "an object");
+  if (r["costs"] !== undefined && !isCosts(r["costs"])) return bad("costs", "the costs' shape");
+  return null;
+}
+
+/** Whether `value` has the shape of {@linkcode ModelCosts} (numbers or null, a plan). */
+function isCosts(value: unknown): boolean {
+  if (!isObject(value) || typeof value["plan"] !== "string") return false;
+  const numberOrNull = (x: unknown) => x === undefined || x === null || Number.isFinite(x);
+  return [
+    "loadSeconds",
+    "refusalSeconds",
+    "checkSeconds",
+    "prefillTokensPerSec",
+    "prefillMeasuredAt",
+  ]
+    .every((key) => numberOrNull(value[key])) &&
+    (value["promptCache"] === undefined || value["promptCache"] === null ||
+      typeof value["promptCache"] === "boolean");
 }
 
 function nearMisses(ids: string[], lower: string): string[] {
