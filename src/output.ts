@@ -118,9 +118,13 @@ export function streamSink(
   };
 }
 
-/** Characters that move the cursor, retitle or clear a terminal, or reorder text: shown escaped. */
-// deno-lint-ignore no-control-regex
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+/**
+ * Characters that move the cursor, retitle or clear a terminal (controls), end a line, or print
+ * as nothing or reorder text (format characters: zero-width spaces and joiners, bidirectional
+ * marks, overrides and isolates, soft hyphens, tags): shown escaped, so `qwen\u200b2.5` cannot
+ * pass for `qwen2.5`.
+ */
+const UNSAFE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
 
 /**
  * Text from outside (LM Studio, a file) made safe to print: control characters, newlines and
@@ -132,9 +136,11 @@ export function displayText(text: string): string {
     if (c === "\n") return "\\n";
     if (c === "\r") return "\\r";
     if (c === "\t") return "\\t";
-    const code = c.charCodeAt(0);
+    const code = c.codePointAt(0)!;
     return code < 0x100
       ? `\\x${code.toString(16).padStart(2, "0")}`
+      : code > 0xffff
+      ? `\\u{${code.toString(16)}}`
       : `\\u${code.toString(16).padStart(4, "0")}`;
   });
 }
@@ -161,10 +167,16 @@ function guard(text: string): string {
         continue;
       }
     }
+    // One code point: a tag character is two UTF-16 units.
+    const point = String.fromCodePoint(text.codePointAt(i)!);
     UNSAFE.lastIndex = 0;
-    if (!UNSAFE.test(c)) continue;
-    out += text.slice(start, i) + displayText(c);
-    start = i + 1;
+    if (!UNSAFE.test(point)) {
+      i += point.length - 1;
+      continue;
+    }
+    out += text.slice(start, i) + displayText(point);
+    start = i + point.length;
+    i += point.length - 1;
   }
   return start === 0 ? text : out + text.slice(start);
 }

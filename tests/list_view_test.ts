@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { contextBar, formatTokens } from "../src/cli/format.ts";
 import { parseSortKey, renderList, sortRecords } from "../src/cli/list.ts";
 import { UsageError } from "../src/errors.ts";
-import { MemorySink, noColorRequested, Output } from "../src/output.ts";
+import { displayText, MemorySink, noColorRequested, Output } from "../src/output.ts";
 import type { ModelRecord } from "../src/registry/model_record.ts";
 
 function record(
@@ -215,4 +215,25 @@ Deno.test("errors, warnings and progress show text from a server escaped, one li
   assert.match(rest, /^error: Failed\\x00 to load\\n\\x1b\]0;owned\\x07\\x1b\[2J\\u202edone$/m);
   assert.match(rest, /^hint: retry\\nlater$/m);
   assert.equal(rest.trimEnd().split("\n").length, 4, rest);
+});
+
+Deno.test("zero-width and bidirectional characters in keys are shown escaped, so look-alikes differ", () => {
+  const invisible = [
+    ["qwen\u200b2.5", "qwen\\u200b2.5"], // zero-width space
+    ["qwen\u200d2.5", "qwen\\u200d2.5"], // zero-width joiner
+    ["qwen\u200e2.5", "qwen\\u200e2.5"], // left-to-right mark
+    ["qwen\u20602.5", "qwen\\u20602.5"], // word joiner
+    ["qwen\ufeff2.5", "qwen\\ufeff2.5"], // zero-width no-break space
+    ["qwen\u00ad2.5", "qwen\\xad2.5"], // soft hyphen
+    ["qwen\u061c2.5", "qwen\\u061c2.5"], // Arabic letter mark
+    ["qwen\u{e0041}2.5", "qwen\\u{e0041}2.5"], // a tag character
+  ];
+  for (const [key, shown] of invisible) {
+    assert.equal(displayText(key!), shown, JSON.stringify(key));
+    const stdout = new MemorySink(false);
+    const output = new Output({ stdout, stderr: new MemorySink(false), color: false, columns: 80 });
+    output.data(`${key} tested`);
+    assert.equal(stdout.text, `${shown} tested\n`);
+  }
+  assert.equal(displayText("qwen2.5 café 😀"), "qwen2.5 café 😀", "visible text is kept");
 });
