@@ -22,7 +22,43 @@ export const ENV_VARIABLES: readonly string[] = [
   "LMSTRIX_TIMEOUT",
   "LMSTRIX_BACKOFF_MS",
   "LMS_NO_FANCY_ERRORS",
+  "NO_COLOR",
+  "COLUMNS",
 ];
+
+/**
+ * The variables the npm libraries read, which the CLI's `--allow-env` must also name (Deno
+ * fails a read of any other with NotCapable, even `"X" in process.env`): the SDK
+ * (`LMS_KEEP_INTERNAL_STACK`, `NODE_ENV`), chalk's supports-color and cli-table3's @colors,
+ * which look at the terminal and the CI when they load, and ws.
+ */
+export const LIBRARY_ENV_VARIABLES: readonly string[] = [
+  "LMS_KEEP_INTERNAL_STACK",
+  "NODE_ENV",
+  "FORCE_COLOR",
+  "CLICOLOR_FORCE",
+  "TERM",
+  "TERM_PROGRAM",
+  "TERM_PROGRAM_VERSION",
+  "COLORTERM",
+  "CI",
+  "CI_NAME",
+  "TRAVIS",
+  "CIRCLECI",
+  "APPVEYOR",
+  "GITLAB_CI",
+  "GITHUB_ACTIONS",
+  "BUILDKITE",
+  "TEAMCITY_VERSION",
+  "WS_NO_BUFFER_UTIL",
+  "WS_NO_UTF_8_VALIDATE",
+];
+
+/**
+ * The system calls the CLI's `--allow-sys` grants: the uptime (a crash marker's boot,
+ * `engine/boot_time.ts`) and, on Windows, the colour libraries' `os.release()`.
+ */
+export const SYS_CALLS: readonly string[] = ["osUptime", "osRelease"];
 
 /** One permission LMStrix needs. */
 export type PermissionNeed =
@@ -43,8 +79,7 @@ export function requirePermissions(needs: PermissionNeed[]): void {
   );
   const flags = [...new Set(missing.map((need) => `--allow-${need.name}`))];
   throw new UsageError(`lmstrix needs permission to ${what.join(", ")}`, {
-    hint: `run Deno with ${flags.join(" ")} (lmstrix's own: --allow-net --allow-read ` +
-      "--allow-write --allow-env)",
+    hint: `run Deno with ${flags.join(" ")} (lmstrix's own: scripts/permissions.flags)`,
   });
 }
 
