@@ -67,6 +67,7 @@ export async function handleHttp(core: EmulatorCore, request: Request): Promise<
           "hangNextPredict",
           "hangNextCountTokens",
           "malformNextListing",
+          "endlessNextPredict",
         ] as const;
         for (const key of Object.keys(body)) {
           if (!(allowed as readonly string[]).includes(key)) {

@@ -402,6 +402,24 @@ async function handlePredict(
     throw new LmsError(title);
   }
 
+  if (takeOneShot(core, "endlessNextPredict")) {
+    await streamEndlessly(record, channel, sendMessage);
+    sendMessage({
+      type: "success",
+      stats: {
+        stopReason: "userStopped",
+        promptTokensCount: promptTokens,
+        predictedTokensCount: record.predictedTokens,
+        totalTokensCount: promptTokens + record.predictedTokens,
+      },
+      modelInfo,
+      loadModelConfig,
+      predictionConfig,
+    });
+    send(connection, { type: "channelClose", channelId });
+    return;
+  }
+
   const answer = emulatedAnswer(profile, instance.contextLength, prompt, promptTokens);
   let text = answer.text;
   let stopReason = "eosFound";
@@ -475,6 +493,33 @@ async function handlePredict(
     predictionConfig,
   });
   send(connection, { type: "channelClose", channelId });
+}
+
+/**
+ * Sends fragments of an answer that never ends, yielding between them so that a cancel can
+ * arrive, until the client cancels the channel; counts what it sent in `record`.
+ */
+async function streamEndlessly(
+  record: PredictionRecord,
+  channel: ChannelState,
+  sendMessage: (message: Json) => void,
+): Promise<void> {
+  record.error = "fault: endless";
+  while (!channel.abort.signal.aborted) {
+    sendMessage({
+      type: "fragment",
+      fragment: {
+        content: " and so on",
+        tokensCount: 3,
+        containsDrafted: false,
+        reasoningType: "none",
+        isStructural: false,
+      },
+    });
+    record.predictedTokens += 3;
+    await sleep(0, channel.abort.signal);
+  }
+  record.stopReason = "userStopped";
 }
 
 /** The emulator as a back end of the shared protocol layer. */

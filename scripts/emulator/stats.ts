@@ -97,4 +97,9 @@ export interface OneShotFaults {
    * whose list holds one odd entry.
    */
   malformNextListing?: boolean;
+  /**
+   * Stream the next prediction's answer without end, whatever its `maxPredictedTokens`, until
+   * the client cancels it (a server that does not enforce the limit).
+   */
+  endlessNextPredict?: boolean;
 }

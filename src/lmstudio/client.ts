@@ -9,13 +9,9 @@
 
 import type { LLM, LMStudioClient } from "@lmstudio/sdk";
 import { LmStudioReplyUnreadableError } from "../errors.ts";
-import {
-  classifyFailure,
-  droppedReplyReason,
-  isLoadRefusal,
-  LmStudioCallError,
-  messageOf,
-} from "./failures.ts";
+import { isLoadRefusal, LmStudioCallError } from "./failures.ts";
+import { Link, SdkWarnings } from "./link.ts";
+import { collectPrediction, predictionDeadlineMs } from "./prediction.ts";
 
 /** Every instance LMStrix loads has an identifier starting with this. */
 export const INSTANCE_PREFIX = "lmstrix-";
@@ -165,34 +161,6 @@ export interface ConnectOptions {
 }
 
 /**
- * The SDK's logger, kept quiet but listened to: when a reply fails the SDK's schema, the SDK
- * drops it with only a logged warning and the call never settles. Listening lets a caller fail
- * at once, saying what was wrong, instead of waiting for its deadline.
- */
-class SdkWarnings {
-  readonly #listeners = new Set<(text: string) => void>();
-  readonly logger = {
-    info() {},
-    error() {},
-    debug() {},
-    warn: (...parts: unknown[]) => {
-      const text = parts.map(String).join(" ");
-      for (const listener of this.#listeners) listener(text);
-    },
-  };
-
-  /** Calls `onDropped` with the reason when the SDK drops a reply of `endpoint`, until `stop`. */
-  watch(endpoint: string, onDropped: (reason: string) => void): { stop(): void } {
-    const listener = (text: string) => {
-      const reason = droppedReplyReason(text, endpoint);
-      if (reason !== null) onDropped(reason);
-    };
-    this.#listeners.add(listener);
-    return { stop: () => this.#listeners.delete(listener) };
-  }
-}
-
-/**
  * Creates the adapter for `baseUrl` (a `ws://host:port` address, already discovered). Nothing
  * is sent until the first call; a refused connection surfaces as an `"unreachable"` failure.
  */
@@ -208,86 +176,20 @@ export async function connectLmStudio(
   return new SdkLmStudio(client, baseUrl, { ...DEFAULT_TIMEOUTS, ...options.timeouts }, warnings);
 }
 
-/**
- * One adapter's connection, shared by its loaded models: every call goes through it with a
- * deadline, and it remembers whether LM Studio has answered one (a refusal after an answer is a
- * restart, not a server that was never started).
- */
-class Link {
-  /** Whether LM Studio has answered a call on this adapter. */
-  answered = false;
-
-  /**
-   * Runs `work` with a deadline. On timeout or on `outer` aborting, the inner signal aborts so the
-   * SDK cancels its channel, and the caller gets a classified error at once, even if the SDK's own
-   * promise never settles.
-   */
-  async call<T>(
-    call: string,
-    ms: number,
-    outer: AbortSignal | undefined,
-    work: (signal: AbortSignal) => Promise<T>,
-  ): Promise<T> {
-    const controller = new AbortController();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let onAbort: (() => void) | undefined;
-    const stop = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        controller.abort();
-        reject(
-          new LmStudioCallError(
-            call,
-            "timeout",
-            `LM Studio did not answer "${call}" within ${formatSeconds(ms)}`,
-          ),
-        );
-      }, ms);
-      onAbort = () => {
-        controller.abort();
-        reject(new LmStudioCallError(call, "aborted", `"${call}" was interrupted`));
-      };
-      if (outer?.aborted) onAbort();
-      else outer?.addEventListener("abort", onAbort, { once: true });
-    });
-    const running = work(controller.signal);
-    // The loser of the race must not surface as an unhandled rejection.
-    running.catch(() => {});
-    stop.catch(() => {});
-    try {
-      const result = await Promise.race([running, stop]);
-      this.answered = true;
-      return result;
-    } catch (error) {
-      if (error instanceof LmStudioCallError) throw error;
-      let kind = controller.signal.aborted && outer?.aborted ? "aborted" : classifyFailure(error);
-      // A server that answered before and now refuses connections is restarting (or gone): worth
-      // retrying with backoff like a dropped connection, not the "start the server" failure.
-      if (kind === "unreachable" && this.answered) kind = "connection-lost";
-      throw new LmStudioCallError(call, kind, messageOf(error), { cause: error });
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) outer?.removeEventListener("abort", onAbort);
-    }
-  }
-}
-
 /** How long closing the connection may take before LMStrix moves on. */
 const CLOSE_MS = 1_000;
-
-function formatSeconds(ms: number): string {
-  return ms < 10_000 ? `${Math.round(ms / 100) / 10} s` : `${Math.round(ms / 1000)} s`;
-}
 
 class SdkLmStudio implements LmStudio {
   readonly #client: LMStudioClient;
   readonly #timeouts: Timeouts;
-  readonly #link = new Link();
+  readonly #link: Link;
   readonly #warnings: SdkWarnings;
   readonly baseUrl: string;
 
   constructor(client: LMStudioClient, baseUrl: string, timeouts: Timeouts, warnings: SdkWarnings) {
     this.#client = client;
     this.baseUrl = baseUrl;
+    this.#link = new Link(baseUrl);
     this.#timeouts = timeouts;
     this.#warnings = warnings;
   }
@@ -513,24 +415,19 @@ class SdkLoadedModel implements LoadedModel {
   }
 
   complete(prompt: string, options: CompleteOptions): Promise<Completion> {
-    const ms = options.deadlineMs ?? this.#timeouts.predictBaseMs +
-        options.promptTokens * this.#timeouts.predictPerTokenMs;
-    const onText = options.onText;
-    return this.#link.call("complete", ms, options.signal, async (signal) => {
-      const result = await this.#model.complete(prompt, {
-        maxTokens: options.maxTokens,
-        temperature: options.temperature ?? 0,
-        contextOverflowPolicy: "stopAtLimit",
+    const ms = options.deadlineMs ?? predictionDeadlineMs(this.#timeouts, options.promptTokens);
+    return this.#link.call("complete", ms, options.signal, (signal) =>
+      collectPrediction(
+        (stop) =>
+          this.#model.complete(prompt, {
+            maxTokens: options.maxTokens,
+            temperature: options.temperature ?? 0,
+            contextOverflowPolicy: "stopAtLimit",
+            signal: stop,
+          }),
         signal,
-        ...(onText ? { onPredictionFragment: (fragment) => onText(fragment.content) } : {}),
-      });
-      return {
-        text: result.content,
-        promptTokens: result.stats.promptTokensCount,
-        timeToFirstTokenSec: result.stats.timeToFirstTokenSec,
-        stats: { ...result.stats },
-      };
-    });
+        options,
+      ));
   }
 
   unload(): Promise<void> {
