@@ -24,8 +24,12 @@
  * what the emulator charges), against the best's, the lower bound's and the reference's on the
  * same truths: how far it is from the best possible on average.
  *
- * Usage: deno task bench [--regime a|b|c|all] [--profiles FILE] [--precision N] [--trace]
- *   --trace  prints every attempt of the search, model by model.
+ * Usage: deno task bench [--regime a|b|c|d|all] [--profiles FILE] [--precision N] [--trace]
+ *   [--write | --render]
+ *   --trace   prints every attempt of the search, model by model;
+ *   --write   saves the figures (`docs/bench.json`) and writes the tables of `docs/bench.md` and
+ *             the README's summary from them;
+ *   --render  writes those tables again from the saved figures, without running the bench.
  */
 
 import { parseArgs } from "node:util";
@@ -38,17 +42,35 @@ import {
   type SearchResult,
 } from "../src/search/context_search.ts";
 import { lowerBound, lowerBoundMs, lowerBoundSteps, profileLimits } from "./bench/lower_bound.ts";
-import { averageLowerBoundMs, averageReferenceMs, bestAverage } from "./bench/best_average.ts";
-import { type OursAverage, oursAverage, SAMPLE_SIZE } from "./bench/ours_average.ts";
+import {
+  type OursAverage,
+  oursAverage,
+  PRIOR_KEYS,
+  priorSample,
+  SAMPLE_SIZE,
+} from "./bench/ours_average.ts";
 import { PricedProbe } from "./bench/priced_probe.ts";
-import { referenceSearch } from "./bench/reference_search.ts";
+import { plainBisection, referenceSearch } from "./bench/reference_search.ts";
+import {
+  BENCH_DOC,
+  BENCH_JSON,
+  type BenchReport,
+  fullTables,
+  type PriorAverages,
+  README,
+  type RegimeReport,
+  replaceBlock,
+  summaryTable,
+  verdicts,
+} from "./bench/report.ts";
 import { benchConfig, type Regime, REGIMES, virtualProbe } from "./bench/regimes.ts";
 import { type ModelProfile, profileTruth } from "./emulator/profile.ts";
 import { CANCEL_HOLD_MS, type Emulator, startEmulator } from "./emulator/server.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "./emulator/validation.ts";
+import { impliedLoads } from "./bench/implied_loads.ts";
 
-const USAGE = "usage: deno task bench [--regime a|b|c|all] [--profiles FILE] [--precision N] " +
-  "[--trace]";
+const USAGE = "usage: deno task bench [--regime a|b|c|d|all] [--profiles FILE] " +
+  "[--precision N] [--trace] [--write | --render]";
 
 /** The options, or the usage and exit 2 (0 for --help) on anything else: no stack trace. */
 function options() {
@@ -60,6 +82,8 @@ function options() {
         profiles: { type: "string" },
         precision: { type: "string" },
         trace: { type: "boolean", default: false },
+        write: { type: "boolean", default: false },
+        render: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -74,12 +98,26 @@ function options() {
   }
 }
 const values = options();
+
+/** Writes the full tables and the README's summary from `report`. */
+async function writeTables(report: BenchReport): Promise<void> {
+  const docs = await Deno.readTextFile(BENCH_DOC);
+  await Deno.writeTextFile(BENCH_DOC, replaceBlock(docs, "bench-tables", fullTables(report)));
+  const readme = await Deno.readTextFile(README);
+  await Deno.writeTextFile(README, replaceBlock(readme, "bench-summary", summaryTable(report)));
+  console.error(`wrote the tables of ${BENCH_DOC} and ${README}'s summary`);
+}
+
+if (values.render) {
+  await writeTables(JSON.parse(await Deno.readTextFile(BENCH_JSON)) as BenchReport);
+  Deno.exit(0);
+}
 const fleet = (await readProfilesFile(values.profiles ?? DEMO_FLEET_URL)).filter((p) =>
   p.type === "llm"
 );
 const regimes = values.regime === "all" ? REGIMES : REGIMES.filter((r) => r.key === values.regime);
 if (regimes.length === 0) {
-  console.error(`error: --regime must be a, b, c or all, got "${values.regime}"`);
+  console.error(`error: --regime must be a, b, c, d or all, got "${values.regime}"`);
   Deno.exit(2);
 }
 
@@ -157,6 +195,7 @@ async function run(
   }
 }
 
+const started = performance.now();
 const fmtK = (n: number) => n >= 10_000 ? `${(n / 1000).toFixed(0)}k` : String(n);
 const fmtMin = (ms: number) => `${(ms / 60_000).toFixed(2)}`;
 const err = (value: number | null, ok: boolean, truth: number) =>
@@ -176,41 +215,44 @@ function traceLine(a: Attempt): string {
   return `  ${a.phase.padEnd(8)} ${what}: ${a.outcome}${decision}`;
 }
 
-function table(head: string[], body: string[][]): void {
-  console.log(`| ${head.join(" | ")} |`);
-  console.log(`|${head.map((_, i) => i === 0 ? "---" : "---:").join("|")}|`);
-  for (const row of body) console.log(`| ${row.join(" | ")} |`);
-}
-
-/** Totals of one regime. */
-interface Totals {
-  ours: { loads: number; checks: number; ms: number; right: number };
-  ref: { loads: number; ms: number; right: number };
-  lb: { loads: number; ms: number };
-  /** Averages over the prior: the best any search can do, the lower bound, the reference. */
-  avg: { best: number; lb: number; ref: number };
-  /** Our search's average and the others' on the same sampled truths, summed over the fleet. */
-  sampled: OursAverage;
-  /** Largest relative difference of the pricing probe from the emulator on the fleet's truths. */
-  drift: number;
-  numbers: number;
-}
-
 const ratio = (ms: number, bound: number) => `${(ms / Math.max(1, bound)).toFixed(2)}x`;
 
-async function runRegime(regime: Regime): Promise<Totals> {
+/** What a regime's averages add up to, over the fleet. */
+function addAverages(into: PriorAverages, sampled: OursAverage): void {
+  into.ours += sampled.ours;
+  into.best += sampled.best;
+  into.lb += sampled.lb;
+  into.plain += sampled.plain;
+  into.runs += sampled.runs;
+  into.wrong += sampled.wrong;
+  into.implied += sampled.implied;
+}
+
+async function runRegime(regime: Regime): Promise<RegimeReport> {
   const profiles = fleet.map(regime.apply);
   // Checks stop a load at its first progress report: give the cancel time to arrive.
   const emulator = await startEmulator({ profiles, port: 0, cancelHoldMs: CANCEL_HOLD_MS });
-  const rows: string[][] = [];
-  const totals: Totals = {
+  const empty = (): PriorAverages => ({
+    ours: 0,
+    best: 0,
+    lb: 0,
+    plain: 0,
+    runs: 0,
+    wrong: 0,
+    implied: 0,
+  });
+  const report: RegimeReport = {
+    key: regime.key,
+    name: regime.name,
+    rows: [],
+    numbers: 0,
     ours: { loads: 0, checks: 0, ms: 0, right: 0 },
     ref: { loads: 0, ms: 0, right: 0 },
+    plain: { loads: 0, ms: 0, right: 0 },
     lb: { loads: 0, ms: 0 },
-    avg: { best: 0, lb: 0, ref: 0 },
-    sampled: { ours: 0, best: 0, lb: 0, ref: 0, runs: 0, exact: true, wrong: 0, worst: null },
+    averages: Object.fromEntries(PRIOR_KEYS.map((key) => [key, empty()])),
     drift: 0,
-    numbers: 0,
+    implied: 0,
   };
   try {
     for (const profile of profiles) {
@@ -221,55 +263,44 @@ async function runRegime(regime: Regime): Promise<Totals> {
       const priced = new PricedProbe(profile);
       await searchContextLimits(config, priced);
       const drift = Math.abs(priced.ms - ours.virtualMs) / Math.max(1, ours.virtualMs);
-      totals.drift = Math.max(totals.drift, drift);
+      report.drift = Math.max(report.drift, drift);
       const ref = await run(emulator, profile, config, referenceSearch);
+      const plain = await run(emulator, profile, config, plainBisection);
       const limits = profileLimits(profile, config);
       const lb = {
         ...lowerBound(limits, config),
         ms: lowerBoundMs(profile, lowerBoundSteps(limits, config)),
       };
-      const best = bestAverage(profile, config);
-      const avg = {
-        best: best.ms,
-        lb: averageLowerBoundMs(profile, config),
-        ref: averageReferenceMs(profile, config),
-      };
-      const sampled = await oursAverage(profile, config);
+      const sampled: Record<string, OursAverage> = {};
+      for (const key of PRIOR_KEYS) {
+        sampled[key] = await oursAverage(profile, config, priorSample(config, key), key);
+        addAverages(report.averages[key]!, sampled[key]!);
+      }
+      const uniform = sampled.uniform!;
       if (values.trace) {
         console.log(`${profile.modelKey} (truth ${truth.loadable} / ${truth.working}):`);
         for (const attempt of ours.attempts) console.log(traceLine(attempt));
+        const worst = uniform.worst;
         console.log(
-          `  average over the prior: best ${fmtMin(best.ms)} min (loads ${fmtMin(best.loadMs)}` +
-            ` + needles ${fmtMin(best.workMs)};\n    L found before any needle: ` +
-            `${fmtMin(best.phasedMs)}), LB ${fmtMin(avg.lb)}, reference ${fmtMin(avg.ref)}`,
-        );
-        const worst = sampled.worst;
-        console.log(
-          `  ours over ${sampled.runs} truths: ${fmtMin(sampled.ours)} min, best on them ` +
-            `${fmtMin(sampled.best)} (${ratio(sampled.ours, sampled.best)}); ${sampled.wrong} ` +
+          `  ours over ${uniform.runs} truths: ${fmtMin(uniform.ours)} min, best on them ` +
+            `${fmtMin(uniform.best)} (${ratio(uniform.ours, uniform.best)}); ${uniform.wrong} ` +
             `wrong${
               worst === null ? "" : `;\n    furthest from the best: L ${worst.truth.loadable}` +
                 ` / W ${worst.truth.working}, ${fmtMin(worst.ms)} vs ${fmtMin(worst.best)} min`
             }`,
         );
       }
-      totals.numbers += 2;
-      for (const [key, r] of [["ours", ours], ["ref", ref]] as const) {
-        totals[key].loads += r.loads;
-        totals[key].ms += r.virtualMs;
-        totals[key].right += Number(r.loadableOk) + Number(r.workingOk);
+      report.numbers += 2;
+      for (const [key, r] of [["ours", ours], ["ref", ref], ["plain", plain]] as const) {
+        report[key].loads += r.loads;
+        report[key].ms += r.virtualMs;
+        report[key].right += Number(r.loadableOk) + Number(r.workingOk);
       }
-      totals.ours.checks += ours.checks;
-      totals.lb.loads += lb.loads;
-      totals.lb.ms += lb.ms;
-      totals.avg.best += avg.best;
-      totals.avg.lb += avg.lb;
-      totals.avg.ref += avg.ref;
-      for (const key of ["ours", "best", "lb", "ref", "runs", "wrong"] as const) {
-        totals.sampled[key] += sampled[key];
-      }
-      totals.sampled.exact &&= sampled.exact;
-      rows.push([
+      report.ours.checks += ours.checks;
+      report.implied += impliedLoads(ours.attempts).length;
+      report.lb.loads += lb.loads;
+      report.lb.ms += lb.ms;
+      report.rows.push([
         profile.modelKey,
         truth.loadable === 0
           ? "none"
@@ -280,168 +311,74 @@ async function runRegime(regime: Regime): Promise<Totals> {
           }`,
         `${ours.loads}`,
         `${ours.checks}`,
-        fmtK(ours.prefilledTokens),
         fmtMin(ours.virtualMs),
         `${err(ours.loadable, ours.loadableOk, truth.loadable)} / ${
           err(ours.working, ours.workingOk, truth.working)
         }`,
-        `${ref.loads}`,
+        `${plain.loads}`,
+        fmtMin(plain.virtualMs),
         fmtMin(ref.virtualMs),
         `${err(ref.loadable, ref.loadableOk, truth.loadable)} / ${
           err(ref.working, ref.workingOk, truth.working)
         }`,
-        `${lb.loads}`,
         fmtMin(lb.ms),
-        ratio(ours.virtualMs, lb.ms),
-        `${fmtMin(avg.best)} / ${fmtMin(avg.lb)} / ${fmtMin(avg.ref)}`,
-        `${ratio(avg.best, avg.lb)} / ${ratio(avg.best, avg.ref)}`,
-        `${fmtMin(sampled.ours)} (${ratio(sampled.ours, sampled.best)})`,
+        `${fmtMin(uniform.ours)} / ${fmtMin(uniform.best)} / ${fmtMin(uniform.plain)}`,
       ]);
     }
   } finally {
     await emulator.close();
   }
-  rows.push([
+  const u = report.averages.uniform!;
+  report.rows.push([
     "TOTAL",
     "",
-    `${totals.ours.loads}`,
-    `${totals.ours.checks}`,
-    "",
-    fmtMin(totals.ours.ms),
-    `${totals.ours.right}/${totals.numbers} right`,
-    `${totals.ref.loads}`,
-    fmtMin(totals.ref.ms),
-    `${totals.ref.right}/${totals.numbers} right`,
-    `${totals.lb.loads}`,
-    fmtMin(totals.lb.ms),
-    ratio(totals.ours.ms, totals.lb.ms),
-    `${fmtMin(totals.avg.best)} / ${fmtMin(totals.avg.lb)} / ${fmtMin(totals.avg.ref)}`,
-    `${ratio(totals.avg.best, totals.avg.lb)} / ${ratio(totals.avg.best, totals.avg.ref)}`,
-    `${fmtMin(totals.sampled.ours)} (${ratio(totals.sampled.ours, totals.sampled.best)})`,
+    `${report.ours.loads}`,
+    `${report.ours.checks}`,
+    fmtMin(report.ours.ms),
+    `${report.ours.right}/${report.numbers} right`,
+    `${report.plain.loads}`,
+    fmtMin(report.plain.ms),
+    fmtMin(report.ref.ms),
+    `${report.ref.right}/${report.numbers} right`,
+    fmtMin(report.lb.ms),
+    `${fmtMin(u.ours)} / ${fmtMin(u.best)} / ${fmtMin(u.plain)}`,
   ]);
-  console.log(`\nRegime ${regime.key}: ${regime.name}\n`);
-  table([
-    "model",
-    "truth L / W",
-    "loads",
-    "checks",
-    "prefilled tok",
-    "min",
-    "error L / W",
-    "ref loads",
-    "ref min",
-    "ref error L / W",
-    "LB loads",
-    "LB min",
-    "vs LB",
-    "avg min: best / LB / ref",
-    "best vs LB / ref",
-    "ours avg min (vs best)",
-  ], rows);
-  console.log(
-    `\nOurs' averages are priced without the emulator; on these truths the price is within ` +
-      `${(totals.drift * 100).toFixed(2)} %\nof the emulator's.`,
+  console.error(
+    `regime ${regime.key} done; averages priced without the emulator, within ` +
+      `${(report.drift * 100).toFixed(2)} % of it on the fleet's truths`,
   );
-  return totals;
+  return report;
 }
 
 const HEADER = `
-Context search vs the reference (two plain midpoint bisections over [minContext, declared],
-reloading each step, the second judged by 2+2= alone) on the demo fleet, in emulated LM Studio
-minutes. Loads count every load request, checks (loads cancelled at their first progress
-report) included. Error = reported - truth in tokens, ✗ where outside [truth - precision,
-truth (+ the 64-token reserve for working)].
-Lower bound (LB): the least work that proves the limits when the truth is known (a load at each
-limit and a failure within the precision above it; loads, unloads, refusals, and each probe's
-overhead, prefill and shortest answer, priced by the emulator).
-Average (avg): over a prior of the truths such a model can have (loadable size L uniform on the
-precision grid from minContext to the declared size, working size W uniform on it up to L; the
-model's load, refusal, prefill and cache costs, its other behaviours dropped), the least
-expected time any search can reach without knowing the truth (best, by dynamic programming;
-a lower bound even for a search that mixes needles into its loads), and the averages of the
-lower bound's and the reference's times. Ours: our search's average, played out on a fixed
-sample of ${SAMPLE_SIZE} truths per model drawn from that prior (the whole prior where it has no
-more), priced as the emulator charges; against the best, LB and reference on the same truths.`;
+Context search on the demo fleet, in emulated LM Studio minutes, against:
+- plain: the plain correct bisection (two midpoint bisections over [minContext, declared], a
+  fresh load at each step, the second judged by a needle filling the loaded context);
+- ref: the original plan's reference (the same, the second judged by 2+2= alone: cheap, and
+  wrong wherever a model loads and chats but loses the needle);
+- LB: the least work that proves the limits when the truth is known;
+- best: over a prior of the truths such a model can have, the least average time any search
+  can reach without knowing the truth (dynamic programming), on the same ${SAMPLE_SIZE} sampled
+  truths per model that ours and plain are played out on (priced as the emulator charges).
+Loads count every load request, checks included. Error = reported - truth, in tokens.`;
 console.log(HEADER.trim());
 
-const summary: string[][] = [];
-const averages: string[][] = [];
-const readings: string[] = [];
-let allMet = true;
-for (const regime of regimes) {
-  const t = await runRegime(regime);
-  const time = t.ours.ms / t.ref.ms;
-  const loads = t.ours.loads / t.ref.loads;
-  const vsLb = t.ours.ms / t.lb.ms;
-  const met = t.ours.right === t.numbers && time <= 0.5 && loads <= 0.4 && vsLb <= 1.5;
-  allMet &&= met;
-  const { best, lb, ref } = t.avg;
-  const s = t.sampled;
-  averages.push([
-    `${regime.key}: ${regime.name}`,
-    fmtMin(best),
-    fmtMin(lb),
-    fmtMin(ref),
-    `${(best / lb).toFixed(2)}x`,
-    `${(best / ref).toFixed(2)}x`,
-    fmtMin(s.ours),
-    `${(s.ours / s.best).toFixed(2)}x`,
-    `${(s.ours / s.lb).toFixed(2)}x`,
-    `${(s.ours / s.ref).toFixed(2)}x`,
-    `${s.wrong}/${s.runs}`,
-  ]);
-  const lbReading = best / lb > 1.5
-    ? "no search can be within 1.5x of the LB on average"
-    : "within 1.5x of the LB is not ruled out on average";
-  const refReading = best / ref > 0.5
-    ? "no search can take half the reference's time on average"
-    : "half the reference's time is not ruled out on average";
-  const oursReading = `ours takes ${(s.ours / s.best).toFixed(2)}x the best on its ${s.runs} ` +
-    `truths (the best: ${fmtMin(s.best)} min on them)`;
-  readings.push(`${regime.key}: ${lbReading};\n   ${refReading};\n   ${oursReading}.`);
-  summary.push([
-    `${regime.key}: ${regime.name}`,
-    `${t.ours.right}/${t.numbers} (ref ${t.ref.right})`,
-    `${t.ours.loads} / ${t.ref.loads} / ${t.lb.loads}`,
-    `${t.ours.checks}`,
-    `${fmtMin(t.ours.ms)} / ${fmtMin(t.ref.ms)} / ${fmtMin(t.lb.ms)}`,
-    `${time.toFixed(2)}x`,
-    `${loads.toFixed(2)}x`,
-    `${vsLb.toFixed(2)}x`,
-    met ? "met" : "NOT met",
-  ]);
-}
-console.log("\nSummary (targets: every number right, time <= 0.5x and loads <= 0.4x the");
-console.log("reference's, time <= 1.5x the lower bound's):\n");
-table([
-  "regime",
-  "numbers right",
-  "loads: ours / ref / LB",
-  "checks",
-  "virtual min: ours / ref / LB",
-  "time vs ref",
-  "loads vs ref",
-  "time vs LB",
-  "targets",
-], summary);
+const report: BenchReport = { regimes: [], sample: SAMPLE_SIZE };
+for (const regime of regimes) report.regimes.push(await runRegime(regime));
+console.log(`\n${fullTables(report)}\n`);
+console.log(`Summary (the README's table):\n\n${summaryTable(report)}\n`);
+const missed = verdicts(report).filter((v) => !v.met);
 console.log(
-  allMet
-    ? "\nEvery target met."
-    : "\nNot every target met: see the table (and the README for why).",
+  missed.length === 0
+    ? "Every target met."
+    : `Not met: ${missed.map((v) => `${v.regime} ${v.target} (${v.value})`).join("; ")}.`,
 );
-console.log("\nOn average over the truths such models can have (sums over the fleet, min):\n");
-table([
-  "regime",
-  "best any search",
-  "average LB",
-  "average ref",
-  "best vs LB",
-  "best vs ref",
-  "ours",
-  "ours vs best",
-  "ours vs LB",
-  "ours vs ref",
-  "ours wrong",
-], averages);
-
-console.log(`\n${readings.join("\n")}`);
+console.log(`Bench took ${((performance.now() - started) / 1000).toFixed(0)} s.`);
+if (values.write) {
+  if (regimes.length !== REGIMES.length || values.profiles || values.precision) {
+    console.error("error: --write needs the whole default bench (no --regime, --profiles, ...)");
+    Deno.exit(2);
+  }
+  await Deno.writeTextFile(BENCH_JSON, JSON.stringify(report, null, 2) + "\n");
+  await writeTables(report);
+}

@@ -155,8 +155,8 @@ Deno.test("over a whole prior our search answers right and averages above the be
   }
   // A sample of a large prior: the same truths for every average, drawn the same every time.
   const large = benchConfig(fleet[0]!);
-  const sample = priorSample(large, 50);
+  const sample = priorSample(large, "uniform", 50);
   assert.equal(sample.exact, false);
-  assert.deepEqual(priorSample(large, 50), sample);
+  assert.deepEqual(priorSample(large, "uniform", 50), sample);
   assert.ok(sample.truths.every((t) => t.k <= t.i && t.working <= t.loadable));
 });

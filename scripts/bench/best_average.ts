@@ -99,10 +99,25 @@ export function checksWork(profile: ModelProfile): boolean {
   return (profile.refusal ?? "guardrail") === "guardrail";
 }
 
-/** P(L = i) on a grid of n + 1 sizes, and P(W = k | L = i). */
+/**
+ * A prior over the truths: `uniform`, W uniform on the grid up to L; `shelf`, W = L in one case
+ * in two (a shelf where half the models work at their loadable size), else uniform below it.
+ */
+export type PriorKey = "uniform" | "shelf";
+
+/** P(L = i) on a grid of n + 1 sizes (uniform under both priors). */
 export const priorL = (n: number) => 1 / (n + 1);
+
+/** The weight of W = L against one grid cell below it, given L = grid index i. */
+export function topWeight(i: number, prior: PriorKey = "uniform"): number {
+  return prior === "shelf" ? Math.max(1, i) : 1;
+}
+
 /** P(W = k | L = i) for k <= i. */
-export const priorW = (i: number) => 1 / (i + 1);
+export function priorW(i: number, k = 0, prior: PriorKey = "uniform"): number {
+  const top = topWeight(i, prior);
+  return (k === i ? top : 1) / (i + top);
+}
 
 /** The prices the games use, per grid index. */
 export interface GridPrices {
@@ -151,49 +166,59 @@ export interface LoadGame {
 /**
  * The load game: the least expected cost of proving L, for every state (a, hi, real): L known to
  * lie in [a, hi - 1] with weights `weight`, real whether a real load succeeded at a. Returns a
- * lookup; the answer from the start is `value(a0, n + 1, false)`.
+ * lookup; the answer from the start is `value(a0, n + 1, false)`. `head`: the weight of the
+ * lowest size a of the states the game starts from and that refusals lead to (where W, revealed,
+ * is a and the prior gives W = L its own weight); a success at t leads to states weighed by
+ * `weight` alone.
  */
-export function loadGame(prices: GridPrices, weight: (i: number) => number): LoadGame {
+export function loadGame(
+  prices: GridPrices,
+  weight: (i: number) => number,
+  head: (i: number) => number = weight,
+): LoadGame {
   const { n, okLoad, refused, check } = prices;
   const v = n + 2;
   // Prefix sums of the weights: mass(a, hi) = sum over [a, hi).
   const sums = new Float64Array(n + 2);
   for (let i = 0; i <= n; i++) sums[i + 1] = sums[i]! + weight(i);
   const mass = (a: number, hi: number) => sums[hi]! - sums[a]!;
-  const states = [new Float64Array(v * v), new Float64Array(v * v)];
+  // Tables 0/1: states weighed by `weight` (not real / real); 2/3: with `head` at a.
+  const states = [0, 1, 2, 3].map(() => new Float64Array(v * v));
   // The optimal move of each state: its size, negative for a check.
-  const moves = [new Int32Array(v * v), new Int32Array(v * v)];
-  const get = (a: number, hi: number, real: number) => states[real]![a * v + hi]!;
-  for (let gap = 1; gap <= n + 1; gap++) {
-    for (let a = 0; a + gap <= n + 1; a++) {
-      const hi = a + gap;
-      const total = mass(a, hi);
-      for (const real of [0, 1]) {
-        let best: number;
-        let move = 0;
-        if (gap === 1) best = real === 1 ? 0 : at(okLoad, a);
-        else {
-          best = Infinity;
-          for (let t = a + 1; t < hi; t++) {
-            const up = mass(t, hi) / total;
-            const down = 1 - up;
-            const no = down * (at(refused, t) + get(a, t, real));
-            const load = up * (at(okLoad, t) + get(t, hi, 1)) + no;
-            if (load < best) [best, move] = [load, t];
-            if (check === null) continue;
-            const checked = up * (check + get(t, hi, 0)) + no;
-            if (checked < best) [best, move] = [checked, -t];
+  const moves = [0, 1, 2, 3].map(() => new Int32Array(v * v));
+  const get = (a: number, hi: number, table: number) => states[table]![a * v + hi]!;
+  for (const headed of [0, 2]) {
+    for (let gap = 1; gap <= n + 1; gap++) {
+      for (let a = 0; a + gap <= n + 1; a++) {
+        const hi = a + gap;
+        const total = headed === 0 ? mass(a, hi) : head(a) + mass(a + 1, hi);
+        for (const real of [0, 1]) {
+          let best: number;
+          let move = 0;
+          if (gap === 1) best = real === 1 ? 0 : at(okLoad, a);
+          else {
+            best = Infinity;
+            for (let t = a + 1; t < hi; t++) {
+              const up = mass(t, hi) / total;
+              const down = 1 - up;
+              const no = down * (at(refused, t) + get(a, t, headed + real));
+              const load = up * (at(okLoad, t) + get(t, hi, 1)) + no;
+              if (load < best) [best, move] = [load, t];
+              if (check === null) continue;
+              const checked = up * (check + get(t, hi, 0)) + no;
+              if (checked < best) [best, move] = [checked, -t];
+            }
           }
+          states[headed + real]![a * v + hi] = best;
+          moves[headed + real]![a * v + hi] = move;
         }
-        states[real]![a * v + hi] = best;
-        moves[real]![a * v + hi] = move;
       }
     }
   }
-  const value = (a: number, hi: number, real: boolean) => get(a, hi, real ? 1 : 0);
+  const value = (a: number, hi: number, real: boolean) => get(a, hi, 2 + (real ? 1 : 0));
   const cost = (a: number, hi: number, real: boolean, i: number) => {
     let ms = 0;
-    let r = real ? 1 : 0;
+    let r = 2 + (real ? 1 : 0);
     while (hi - a > 1) {
       const move = moves[r]![a * v + hi]!;
       const t = Math.abs(move);
@@ -201,7 +226,7 @@ export function loadGame(prices: GridPrices, weight: (i: number) => number): Loa
       else if (move < 0) [ms, a, r] = [ms + (check ?? 0), t, 0];
       else [ms, a, r] = [ms + at(okLoad, t), t, 1];
     }
-    return ms + (r === 1 ? 0 : at(okLoad, a));
+    return ms + (r % 2 === 1 ? 0 : at(okLoad, a));
   };
   return Object.assign(value, { cost });
 }
@@ -219,7 +244,10 @@ export interface WorkGame {
  * [0, j], with needles on the instance at j (priced with the shared cache) or tests made as
  * confirming loads, and the confirmation. Returns the value per j.
  */
-export function workGame(prices: GridPrices): WorkGame {
+export function workGame(
+  prices: GridPrices,
+  top: (j: number) => number = () => 1,
+): WorkGame {
   const { n, okLoad, prefill, pass, fail, cache } = prices;
   const confirm = (k: number) => at(okLoad, k) + at(pass, k);
   // The optimal move of a state: 2t for a needle at t, 2t + 1 for a confirming load there.
@@ -270,15 +298,17 @@ export function workGame(prices: GridPrices): WorkGame {
   for (let j = 0; j <= n; j++) {
     open[0]![j + 1] = 0;
     open[1]![j + 1] = 0;
+    // W = j weighs `top(j)` cells; every size below it, one.
+    const r = j === 0 ? 1 : top(j);
     for (let lo = j - 1; lo >= -1; lo--) {
       const a = Math.max(lo, 0);
-      const m = j - a + 1;
+      const m = j - a + r;
       const sent = cache && lo >= 0 ? at(prefill, lo) : 0;
       for (const conf of lo >= 0 ? [0, 1] : [0]) {
         let best = Infinity;
         let move = 0;
         for (let t = lo + 1; t <= j; t++) {
-          const up = (j - t + 1) / m;
+          const up = (j - t + r) / m;
           const down = (t - a) / m;
           const stay = down > 0 ? getFailed(lo, t, conf) : 0;
           const needle = up * (at(pass, t) - sent + open[0]![t + 1]!) +
@@ -338,21 +368,27 @@ export interface BestAverage {
 }
 
 /** The least expected virtual time, in ms, any search can achieve on `profile` over the prior. */
-export function bestAverage(profile: ModelProfile, config: SearchConfig): BestAverage {
+export function bestAverage(
+  profile: ModelProfile,
+  config: SearchConfig,
+  prior: PriorKey = "uniform",
+): BestAverage {
   const grid = priorGrid(config);
   const n = grid.length - 1;
   if (n < 0) return { ms: 0, phasedMs: 0, loadMs: 0, workMs: 0 };
   const prices = gridPrices(priorProfile(profile), config, grid);
-  const work = workGame(prices).value;
+  const work = workGame(prices, (j) => topWeight(j, prior)).value;
   let workMs = 0;
   for (let j = 0; j <= n; j++) workMs += priorL(n) * work[j]!;
-  // W revealed: P(W = k) = sum over L >= k of P(L) P(W | L); given W, L weighs 1 / (L + 1).
-  const revealed = loadGame(prices, priorW);
+  // W revealed: P(W = k) = sum over L >= k of P(L) P(W | L); given W = k, L = i weighs
+  // P(W = k | L = i): one weight above k, another at k itself.
+  const revealed = revealedGame(prices, prior);
   let loadMs = 0;
-  let pW = 0;
+  let tail = 0;
   for (let k = n; k >= 0; k--) {
-    pW += priorL(n) * priorW(k);
+    const pW = priorL(n) * (priorW(k, k, prior) + tail);
     loadMs += pW * revealed(k, n + 1, false);
+    tail += priorW(k, -1, prior);
   }
   const phased = loadGame(prices, () => 1)(0, n + 1, false);
   return { ms: loadMs + workMs, phasedMs: phased + workMs, loadMs, workMs };
@@ -367,14 +403,23 @@ export function bestAverage(profile: ModelProfile, config: SearchConfig): BestAv
 export function bestTruthMs(
   profile: ModelProfile,
   config: SearchConfig,
+  prior: PriorKey = "uniform",
 ): (i: number, k: number) => number {
   const grid = priorGrid(config);
   const n = grid.length - 1;
   if (n < 0) return () => 0;
   const prices = gridPrices(priorProfile(profile), config, grid);
-  const work = workGame(prices);
-  const revealed = loadGame(prices, priorW);
+  const work = workGame(prices, (j) => topWeight(j, prior));
+  const revealed = revealedGame(prices, prior);
   return (i, k) => revealed.cost(k, n + 1, false, i) + work.cost(i, k);
+}
+
+/**
+ * The load game with W revealed as its lowest size: L = i weighs P(W = k | L = i), which is
+ * `priorW(i, -1)` above k (W below L) and `priorW(k, k)` at k itself.
+ */
+function revealedGame(prices: GridPrices, prior: PriorKey): LoadGame {
+  return loadGame(prices, (i) => priorW(i, -1, prior), (k) => priorW(k, k, prior));
 }
 
 /** The oracle lower bound's virtual time averaged over the prior (behaviours dropped). */

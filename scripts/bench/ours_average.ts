@@ -21,19 +21,26 @@ import type { ModelProfile } from "../emulator/profile.ts";
 import {
   bestTruthMs,
   priorGrid,
+  type PriorKey,
   priorL,
   priorProfile,
   priorW,
   referenceMs,
+  topWeight,
 } from "./best_average.ts";
+import { impliedLoads } from "./implied_loads.ts";
 import { lowerBoundMs, lowerBoundSteps } from "./lower_bound.ts";
 import { PricedProbe, truthProfile } from "./priced_probe.ts";
+import { plainBisection } from "./reference_search.ts";
 
 /** Truths per model and regime where the prior has more. */
 export const SAMPLE_SIZE = 1000;
 
 /** Seed of the sample: the same truths on every run. */
 export const SAMPLE_SEED = 2026;
+
+/** The priors the bench averages over. */
+export const PRIOR_KEYS: readonly PriorKey[] = ["uniform", "shelf"];
 
 /** One truth of the prior: grid indices, sizes, and its weight in the average. */
 export interface PriorTruth {
@@ -61,6 +68,7 @@ export interface PriorSample {
  */
 export function priorSample(
   config: SearchConfig,
+  prior: PriorKey = "uniform",
   size = SAMPLE_SIZE,
   seed = SAMPLE_SEED,
 ): PriorSample {
@@ -77,14 +85,17 @@ export function priorSample(
   const truths: PriorTruth[] = [];
   if ((n + 1) * (n + 2) / 2 <= size) {
     for (let i = 0; i <= n; i++) {
-      for (let k = 0; k <= i; k++) truths.push(truth(i, k, priorL(n) * priorW(i)));
+      for (let k = 0; k <= i; k++) truths.push(truth(i, k, priorL(n) * priorW(i, k, prior)));
     }
     return { truths, exact: true };
   }
   const random = seededRandom(seed);
   for (let draw = 0; draw < size; draw++) {
     const i = Math.floor(random() * (n + 1));
-    truths.push(truth(i, Math.floor(random() * (i + 1)), 1 / size));
+    const top = topWeight(i, prior);
+    // W = L with its weight, else uniform below L.
+    const draw = random() * (i + top);
+    truths.push(truth(i, draw >= i ? i : Math.floor(draw), 1 / size));
   }
   return { truths, exact: false };
 }
@@ -99,12 +110,16 @@ export interface OursAverage {
   lb: number;
   /** The reference algorithm. */
   ref: number;
+  /** The plain correct bisection (`plainBisection`), played out and priced like ours. */
+  plain: number;
   /** Truths played. */
   runs: number;
   /** Whether they are the whole prior (else a sample). */
   exact: boolean;
   /** Runs whose loadable or working answer was not right within the precision. */
   wrong: number;
+  /** Loads ours asked for whose outcome was implied ({@link impliedLoads}), over the truths. */
+  implied: number;
   /** The truth on which ours cost the most against the best, for a look at its trace. */
   worst: { truth: PriorTruth; ms: number; best: number } | null;
 }
@@ -119,13 +134,14 @@ export async function oursOnTruth(
   profile: ModelProfile,
   config: SearchConfig,
   truth: { loadable: number; working: number },
-): Promise<{ ms: number; right: boolean }> {
+  search = searchContextLimits,
+): Promise<{ ms: number; right: boolean; implied: number }> {
   const probe = new PricedProbe(truthProfile(profile, config, truth));
-  const result = await searchContextLimits(config, probe);
+  const result = await search(config, probe);
   await probe.unload();
   const ok = right(result.loadable, truth.loadable, config.precision) &&
     right(result.working, truth.working, config.precision, config.reserve);
-  return { ms: probe.ms, right: ok };
+  return { ms: probe.ms, right: ok, implied: impliedLoads(result.attempts).length };
 }
 
 /** Our search's, the best's, the lower bound's and the reference's averages over `sample`. */
@@ -133,17 +149,20 @@ export async function oursAverage(
   profile: ModelProfile,
   config: SearchConfig,
   sample: PriorSample = priorSample(config),
+  prior: PriorKey = "uniform",
 ): Promise<OursAverage> {
-  const best = bestTruthMs(profile, config);
+  const best = bestTruthMs(profile, config, prior);
   const plain = priorProfile(profile);
   const average: OursAverage = {
     ours: 0,
     best: 0,
     lb: 0,
     ref: 0,
+    plain: 0,
     runs: sample.truths.length,
     exact: sample.exact,
     wrong: 0,
+    implied: 0,
     worst: null,
   };
   for (const truth of sample.truths) {
@@ -153,7 +172,9 @@ export async function oursAverage(
     average.best += truth.weight * bestMs;
     average.lb += truth.weight * lowerBoundMs(plain, lowerBoundSteps(truth, config));
     average.ref += truth.weight * referenceMs(profile, config, truth.loadable);
+    average.plain += truth.weight * (await oursOnTruth(profile, config, truth, plainBisection)).ms;
     if (!ours.right) average.wrong++;
+    average.implied += ours.implied;
     const worst = average.worst;
     if (worst === null || ours.ms / bestMs > worst.ms / worst.best) {
       average.worst = { truth, ms: ours.ms, best: bestMs };

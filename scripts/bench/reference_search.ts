@@ -23,9 +23,25 @@ import type {
 import { choosePlan, initialState, noCosts, searchCap } from "../../src/search/context_search.ts";
 
 /** Runs the reference algorithm (no resume, no hooks) and unloads at the end. */
-export async function referenceSearch(
+export function referenceSearch(config: SearchConfig, probe: Probe): Promise<SearchResult> {
+  return bisections(config, probe, false);
+}
+
+/**
+ * The plain correct bisection: the reference made right, as a user would write it. The same two
+ * midpoint bisections, a fresh load at every step, but the second judges a load at the midpoint
+ * by a needle that fills it (the prompt is the context less the reserve, a new haystack each
+ * time, nothing cached), over [minContext, the loadable size found]. It finds every number
+ * within the precision and never gambles: the honest plain alternative to weigh a search against.
+ */
+export function plainBisection(config: SearchConfig, probe: Probe): Promise<SearchResult> {
+  return bisections(config, probe, true);
+}
+
+async function bisections(
   config: SearchConfig,
   probe: Probe,
+  needles: boolean,
 ): Promise<SearchResult> {
   const state = initialState(config);
   const attempts: Attempt[] = [];
@@ -55,6 +71,21 @@ export async function referenceSearch(
       outcome: exact ? "loaded" : "fitted",
     });
     if (!exact || !sanity) return exact;
+    if (needles) {
+      const promptTokens = context - config.reserve;
+      const answer = await probe.needle(promptTokens, { fresh: true, depth: 0.5 });
+      attempts.push({
+        phase,
+        action: "needle",
+        context,
+        promptTokens,
+        depth: 0.5,
+        fresh: true,
+        outcome: answer.pass ? "pass" : "fail",
+        excerpt: answer.excerpt,
+      });
+      return answer.pass;
+    }
     const answer = await probe.sanity();
     attempts.push({
       phase,
@@ -67,8 +98,10 @@ export async function referenceSearch(
   };
 
   /** Plain midpoint bisection of [minContext, cap] to the precision; null if nothing passes. */
-  const bisect = async (ok: (x: number) => Promise<boolean>): Promise<number | null> => {
-    const cap = searchCap(config);
+  const bisect = async (
+    ok: (x: number) => Promise<boolean>,
+    cap = searchCap(config),
+  ): Promise<number | null> => {
     if (cap < config.minContext) return null;
     let lo = config.minContext;
     let hi = cap;
@@ -87,7 +120,10 @@ export async function referenceSearch(
   const loadable = await bisect((x) => judge(x, false));
   // Nothing loads at all: nothing can work either, and the second bisection would only repeat
   // the first one's refusals.
-  const working = loadable === null ? null : await bisect((x) => judge(x, true));
+  // The correct one bisects the working size below the loadable one; a midpoint there loads.
+  const working = loadable === null
+    ? null
+    : await bisect((x) => judge(x, true), needles ? loadable : undefined);
   await probe.unload();
   state.phase = "done";
   state.loadable = loadable;

@@ -12,9 +12,12 @@ import type { SearchConfig } from "../../src/search/context_search.ts";
 import type { ModelProfile } from "../emulator/profile.ts";
 import type { Emulator } from "../emulator/server.ts";
 
+/** Regime d's depth at which attention has doubled a token's prefill cost, tokens. */
+export const SLOW_PREFILL_DOUBLING = 8192;
+
 /** A regime: a name, what it stands for, and how it rewrites each profile. */
 export interface Regime {
-  key: "a" | "b" | "c";
+  key: "a" | "b" | "c" | "d";
   name: string;
   apply(profile: ModelProfile): ModelProfile;
 }
@@ -22,7 +25,8 @@ export interface Regime {
 /**
  * The regimes: every refusal a quick guardrail one and every model with a prompt cache (a);
  * every refusal an engine failure and no model with a cache (b); each model as the demo fleet
- * describes it (c).
+ * describes it (c); the same shelf on a machine slow at long prompts (d: attention doubles a
+ * token's prefill cost at 8,192 tokens of depth instead of 24,576, as on a CPU or a laptop).
  */
 export const REGIMES: readonly Regime[] = [
   {
@@ -36,6 +40,11 @@ export const REGIMES: readonly Regime[] = [
     apply: (p) => ({ ...p, refusal: "engine", promptCache: false }),
   },
   { key: "c", name: "mixed shelf (the demo fleet as described)", apply: (p) => ({ ...p }) },
+  {
+    key: "d",
+    name: "slow long prompts (the mixed shelf, attention doubling at 8k)",
+    apply: (p) => ({ ...p, prefillSlowdownTokens: SLOW_PREFILL_DOUBLING }),
+  },
 ];
 
 /** The search settings of `profile`: the CLI's defaults, or `precision` when given. */

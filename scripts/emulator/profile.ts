@@ -69,6 +69,9 @@ export interface ProfileRealDelay {
  * - `cancelIgnored`: a cancelled load goes on to the end anyway and stays loaded, at a full
  *   load's cost (a server that does not honour the SDK's cancel; the client's promise is
  *   rejected all the same).
+ * - `prefillSlowdownTokens`: the depth at which attention has doubled the prefill cost of a
+ *   token (default `TIMING.prefillSlowdownTokens`, 24,576): smaller on a machine slow at long
+ *   prompts (a CPU or a laptop: 8,192 makes a 190k-token prompt take about 20 minutes on a 7B).
  */
 export interface ModelProfile {
   /** LM Studio model key, e.g. `"qwen2.5-7b-instruct"`. */
@@ -117,6 +120,8 @@ export interface ModelProfile {
   promptCache?: boolean;
   /** See the interface doc. */
   cancelIgnored?: boolean;
+  /** See the interface doc. */
+  prefillSlowdownTokens?: number;
   /** Required when `needleFailAbove` is set. */
   needleFailMode?: NeedleFailMode;
   /** Width in tokens of the noisy band just below `needleFailAbove`. */

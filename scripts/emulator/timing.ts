@@ -31,7 +31,10 @@ export const TIMING = {
   unloadMs: 250,
   /** Prompt processing speed of a 7B model at position 0, tokens/s. */
   prefillTokensPerSec7B: 4500,
-  /** Position at which attention has doubled the per-token prefill cost, tokens. */
+  /**
+   * Position at which attention has doubled the per-token prefill cost, tokens; a profile's
+   * `prefillSlowdownTokens` replaces it (a machine slow at long prompts).
+   */
   prefillSlowdownTokens: 24_576,
   /** Generation speed of a 7B model at short context, tokens/s. */
   generateTokensPerSec7B: 55,
@@ -111,12 +114,13 @@ function speedScale(profile: ModelProfile): number {
 
 /**
  * Virtual time to prefill positions `[from, to)`, ms. The cost of a token at position p is
- * `(1 + p / prefillSlowdownTokens) / speed`; this is its integral.
+ * `(1 + p / k) / speed`, k the profile's `prefillSlowdownTokens` (else the default); this is its
+ * integral.
  */
 export function prefillMs(profile: ModelProfile, from: number, to: number): number {
   if (to <= from) return 0;
   const speed = TIMING.prefillTokensPerSec7B * speedScale(profile) / 1000;
-  const k = TIMING.prefillSlowdownTokens;
+  const k = profile.prefillSlowdownTokens ?? TIMING.prefillSlowdownTokens;
   return ((to - from) + (to * to - from * from) / (2 * k)) / speed;
 }
 

@@ -41,6 +41,7 @@ const PROFILE_KEYS = new Set([
   "fitUpTo",
   "promptCache",
   "cancelIgnored",
+  "prefillSlowdownTokens",
   "faults",
   "realDelayMs",
   "notes",
@@ -158,6 +159,7 @@ export function validateProfile(value: unknown, where = "profile"): ModelProfile
       "noisyBand",
       "crashAbove",
       "fitUpTo",
+      "prefillSlowdownTokens",
     ] as const
   ) {
     const limit = optionalPositiveInt(value, key, where);
