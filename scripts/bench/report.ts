@@ -164,7 +164,7 @@ export function summaryTable(report: BenchReport): string {
     "min: ours / plain",
     "vs plain",
     "avg vs best: uniform / shelf",
-    "targets met",
+    "met",
   ], rows);
 }
 
