@@ -283,10 +283,11 @@ export async function main(args: string[]): Promise<number> {
       [
         "",
         "Examples:",
-        "  lmstrix report                     writes ./lmstrix-report.html, prints its path",
+        "  lmstrix report                  writes ./lmstrix-report.html, prints its path",
         "  lmstrix report --out ~/limits.html",
-        "The page makes no network request (no script, font or image from elsewhere): open",
-        "it from disk in any browser, or mail it.",
+        "",
+        "The page makes no network request (no script, font or image from elsewhere):",
+        "open it from disk in any browser, or mail it.",
       ].join("\n"),
     )
     .action(async (options: ReportCommandOptions, command: Command) => {
@@ -325,10 +326,11 @@ export async function main(args: string[]): Promise<number> {
         '  lmstrix run qwen2.5-7b "Write a haiku about context windows."',
         "  lmstrix run llama-3.1 --file report.txt --max-tokens 500",
         "  git diff | lmstrix run qwen --file - --json",
-        "The model loads at its tested working context and is unloaded at the end (also on",
-        "Ctrl-C). A prompt longer than that context allows is refused (exit 2), naming the",
-        "tested models it would fit. The prompt is sent as it is (a raw completion, no chat",
-        "template), the way the needle probe measured the model.",
+        "",
+        "The model loads at its tested working context and is unloaded at the end",
+        "(also on Ctrl-C). A prompt longer than that context allows is refused",
+        "(exit 2), naming the tested models it would fit. The prompt is sent as it",
+        "is (a raw completion, no chat template), as the needle probe measured it.",
       ].join("\n"),
     )
     .action(

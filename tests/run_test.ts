@@ -22,6 +22,7 @@ import { testProfile, withEmulator } from "./support/emulator.ts";
 import {
   assertNoStackTrace,
   lmstrix,
+  loadInFlight,
   predictionInFlight,
   spawnCli,
   waitFor,
@@ -194,20 +195,32 @@ Deno.test("run refuses an untested model and a prompt too long, saying the numbe
   });
 });
 
-Deno.test("Ctrl-C during run's answer exits 130 and leaves nothing loaded", async () => {
-  const slow = FLEET.map((p) =>
-    p.modelKey === "small" ? { ...p, realDelayMs: { predict: 800 } } : p
-  );
-  await shelf(async (emulator, home) => {
-    const run = spawnCli(emulator, home, ["run", "small", "Tell me a story."]);
-    await waitFor("the prediction in flight", () => predictionInFlight(emulator.stats()));
-    run.child.kill("SIGINT");
-    const stopped = await run.done;
-    assert.equal(stopped.code, 130, stopped.stderr);
-    assertNoStackTrace(stopped.stderr);
-    await waitFor("the unload", () => emulator.stats().loaded.length === 0, 5_000);
-    assert.equal(emulator.stats().predictions.at(-1)?.stopReason, "userStopped");
-  }, slow);
+Deno.test("Ctrl-C during run's load or answer exits 130 and leaves nothing loaded", async (t) => {
+  for (const phase of ["load", "answer"] as const) {
+    await t.step(`during the ${phase}`, async () => {
+      const delay = phase === "load" ? { load: 800 } : { predict: 800 };
+      const slow = FLEET.map((p) => p.modelKey === "small" ? { ...p, realDelayMs: delay } : p);
+      await shelf(async (emulator, home) => {
+        const run = spawnCli(emulator, home, ["run", "small", "Tell me a story."]);
+        await waitFor(`the ${phase} in flight`, () => {
+          const stats = emulator.stats();
+          return phase === "load" ? loadInFlight(stats) : predictionInFlight(stats);
+        });
+        run.child.kill("SIGINT");
+        const stopped = await run.done;
+        assert.equal(stopped.code, 130, stopped.stderr);
+        assert.equal(stopped.stdout, "", "no answer");
+        assertNoStackTrace(stopped.stderr);
+        await waitFor("nothing loaded", () => {
+          const stats = emulator.stats();
+          return !loadInFlight(stats) && stats.loaded.length === 0;
+        }, 5_000);
+        if (phase === "answer") {
+          assert.equal(emulator.stats().predictions.at(-1)?.stopReason, "userStopped");
+        }
+      }, slow);
+    });
+  }
 });
 
 Deno.test("an answer's control characters are shown escaped; newlines and tabs stay", () => {
