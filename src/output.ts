@@ -41,9 +41,10 @@ export function wrapWords(
   const lines: string[] = [];
   let lead = first;
   let line = "";
-  // A quoted span ("lmstrix apply --undo --all") stays on one line, to be copied, when it fits.
+  // A quoted span ("lmstrix apply --undo --all") stays on one line, to be copied, when it fits;
+  // so does a short aside in parentheses ("(13 ms)").
   const room = width - 1 - visibleWidth(indent);
-  const words = (text.match(/(?:[^ "]+|"[^"]*"?)+/g) ?? [])
+  const words = (text.match(/(?:[^ "(]+|"[^"]*"?|\([^ )]*(?: [^ )]*){0,2}\)|\()+/g) ?? [])
     .flatMap((word) => visibleWidth(word) > room ? word.split(" ") : [word]);
   for (const word of words) {
     if (line !== "" && visibleWidth(lead + line) + 1 + visibleWidth(word) > width - 1) {

@@ -169,14 +169,17 @@ export interface RenderListOptions {
   signal?: AbortSignal | undefined;
   /** What `apply` wrote for each model; with any, an "applied" column says if it is current. */
   applied?: ReadonlyMap<string, AppliedSummary>;
+  /** The sort key: its column stays, whatever the width. */
+  sortedBy?: SortKey;
 }
 
 /**
  * Renders the table `list` prints: box-drawn with a bar per model on a terminal (`fancy`),
  * plain aligned text otherwise. Given a `width`, model names are shortened from the middle and
- * the bar, then the size, then the reduction column are left out until the table fits (names stay
- * at least {@linkcode MIN_NAME_WIDTH} wide while anything else can give way); numbers and statuses
- * are never cut.
+ * the reduction (the bar shows it), then the size, then the bar are left out until the table fits
+ * (names stay at least {@linkcode MIN_NAME_WIDTH} wide before the bar goes, and while anything
+ * else can give way); numbers and statuses are never cut. The column the rows are sorted by is
+ * never left out (`sortedBy`), so that the order can be seen.
  *
  * Column widths are worked out once, then the rows are rendered in batches with those widths:
  * time grows with the number of models, not its square, and a signal can stop a long listing.
@@ -191,7 +194,10 @@ export async function renderList(
   // Loaded here, not at start-up: `list --json` and the other commands never need it.
   const { default: Table } = await import("cli-table3");
   const s = output.style;
-  const columns = listColumns(s, fancy, options.applied ?? new Map<string, AppliedSummary>());
+  const columns = listColumns(s, fancy, options.applied ?? new Map<string, AppliedSummary>())
+    .map(({ optional, ...c }) =>
+      c.head === options.sortedBy || optional === undefined ? c : { ...c, optional }
+    );
   // Every cell once; widths from what the terminal shows.
   const cells = records.map((r) => columns.map((c) => c.cell(r)));
   const contentWidths = columns.map((c, i) =>
@@ -247,7 +253,7 @@ function listColumns(
     {
       head: "reduction",
       align: "right",
-      optional: 3,
+      optional: 1,
       cell: (r) => formatPercent(shownReduction(r)),
     },
     {
@@ -271,10 +277,11 @@ function listColumns(
       },
     }]),
     { head: "size", align: "right", optional: 2, cell: (r) => formatBytes(r.sizeBytes) },
+    // The bar goes last: it is what the table shows that the numbers alone do not.
     {
       head: "context",
       align: "left",
-      optional: 1,
+      optional: 3,
       cell: (r) =>
         r.type === "embedding"
           ? ""
@@ -323,10 +330,17 @@ function fitLayout(
       (sum, i) => sum + (i === 0 ? 0 : contentWidths[i]!) + padLeft + padRight,
       fancy ? kept.length + 1 : -padRight,
     );
-  // A narrow terminal (60 columns, a million-token model) may leave less than the minimum:
-  // the name gives way before any number does.
-  for (const floor of [COMFORTABLE_NAME_WIDTH, MIN_NAME_WIDTH, LAST_RESORT_NAME_WIDTH]) {
-    for (let level = 0; level <= 3; level++) {
+  // Names shorten to the minimum before the bar (level 3) goes. A narrow terminal (60 columns,
+  // a million-token model) may leave less than the minimum: the name gives way before any number.
+  const tries: [number, number[]][] = [
+    [COMFORTABLE_NAME_WIDTH, [0, 1, 2]],
+    [MIN_NAME_WIDTH, [0, 1, 2]],
+    [COMFORTABLE_NAME_WIDTH, [3]],
+    [MIN_NAME_WIDTH, [3]],
+    [LAST_RESORT_NAME_WIDTH, [0, 1, 2, 3]],
+  ];
+  for (const [floor, levels] of tries) {
+    for (const level of levels) {
       const room = width - othersWidth(keptAt(level));
       if (room >= Math.min(floor, nameContent)) return layout(level, Math.min(room, nameContent));
     }
@@ -423,7 +437,11 @@ export async function runList(
   }
   const applied = appliedSummaries(lmstrix.paths, records, (m) => output.warn(m));
   const fancy = output.stdout.isTerminal;
-  const text = await renderList(records, output, fancy, output.columns, { signal, applied });
+  const text = await renderList(records, output, fancy, output.columns, {
+    signal,
+    applied,
+    sortedBy: key,
+  });
   if (signal?.aborted) return 0; // main.ts turns the interrupt into its exit code.
   output.data(text);
   // Piped, the table stays one header and one line a model; the bar's legend goes to stderr.

@@ -21,9 +21,38 @@ function formatTime(iso: string): string {
     : time.toISOString().slice(0, 19).replace("T", " ") + "Z";
 }
 
+/**
+ * The search's plan (as the attempt log words it) in a user's words; a plan this version does
+ * not know is shown as it is.
+ */
+const PLAN_WORDS: [RegExp, string][] = [
+  [
+    /bisect with checks \(loads stopped as they start\)/,
+    "sizes are tried with loads stopped as they start (quicker than full loads)",
+  ],
+  [
+    /lean on refusals \(a load costs (\d+)x\)/,
+    "refusals are quick here (a load takes $1 times as long), so the search tries sizes " +
+    "LM Studio is likely to refuse",
+  ],
+  [/plain load bisection/, "each size is tried with a full load"],
+  [/climb prompts on the cache/, "prompts grow in small steps, reusing LM Studio's prompt cache"],
+  [/prompts grow by half, then bisect/, "without a prompt cache, prompts grow by half, then narrow"],
+];
+
+/** The plan in a user's words (see {@linkcode PLAN_WORDS}). */
+export function planInWords(plan: string): string {
+  return PLAN_WORDS.reduce((text, [pattern, words]) => text.replace(pattern, words), plan);
+}
+
 /** What the last test measured of the model's costs, and the plan it chose from them. */
 function costRows(costs: ModelCosts): [string, string][] {
-  const seconds = (s: number | null) => s === null ? "not timed" : `${s.toFixed(1)} s`;
+  const seconds = (s: number) => s < 0.05 ? "under 0.1 s" : `${s.toFixed(1)} s`;
+  const times = [
+    costs.loadSeconds === null ? "" : `a load ${seconds(costs.loadSeconds)}`,
+    costs.refusalSeconds === null ? "" : `a refusal ${seconds(costs.refusalSeconds)}`,
+    costs.checkSeconds == null ? "" : `a check ${seconds(costs.checkSeconds)}`,
+  ].filter(Boolean);
   const prefill = costs.prefillTokensPerSec === null
     ? "not measured"
     : `${formatTokens(costs.prefillTokensPerSec)} tokens/s at ${
@@ -31,14 +60,10 @@ function costRows(costs: ModelCosts): [string, string][] {
     } tokens`;
   const cache = costs.promptCache === null ? "not seen" : costs.promptCache ? "works" : "none";
   return [
-    [
-      "load",
-      `${seconds(costs.loadSeconds)}, refused ${seconds(costs.refusalSeconds)}` +
-      (costs.checkSeconds == null ? "" : `, check ${seconds(costs.checkSeconds)}`),
-    ],
+    ["took", times.length === 0 ? "nothing timed" : times.join(", ")],
     ["prefill", prefill],
     ["prompt cache", cache],
-    ["plan", displayText(costs.plan)],
+    ["plan", displayText(planInWords(costs.plan))],
   ];
 }
 
@@ -72,14 +97,19 @@ export async function runShow(lmstrix: LMStrix, output: Output, query: string): 
   output.data(lines.join("\n"));
   const recent = attempts.slice(-SHOWN_ATTEMPTS);
   if (recent.length > 0) {
+    // Attempts of one day (the usual run) give the day once, and each line its time only.
+    const days = new Set(recent.map((entry) => formatAttemptTime(entry).slice(0, 11)));
+    const oneDay = days.size === 1 && /^\d{4}-\d\d-\d\d $/.test([...days][0]!);
+    const on = oneDay ? `, ${[...days][0]!.trim()} UTC` : "";
     output.data(
       recent.length === attempts.length
-        ? `\nAttempts (${attempts.length}):`
-        : `\nLatest attempts (${recent.length} of ${attempts.length}):`,
+        ? `\nAttempts (${attempts.length})${on}:`
+        : `\nLatest attempts (${recent.length} of ${attempts.length})${on}:`,
     );
     for (const entry of recent) {
       // A long attempt (a needle in a large context, its outcome) wraps under itself.
-      const time = `  ${formatAttemptTime(entry)}  `;
+      const stamp = formatAttemptTime(entry);
+      const time = `  ${oneDay ? stamp.slice(11) : stamp}  `;
       const under = " ".repeat(visibleWidth(time));
       output.data(wrapWords(formatAttempt(entry), under, output.columns, time).join("\n"));
     }
