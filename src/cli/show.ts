@@ -37,7 +37,10 @@ const PLAN_WORDS: [RegExp, string][] = [
   ],
   [/plain load bisection/, "each size is tried with a full load"],
   [/climb prompts on the cache/, "prompts grow in small steps, reusing LM Studio's prompt cache"],
-  [/prompts grow by half, then bisect/, "without a prompt cache, prompts grow by half, then narrow"],
+  [
+    /prompts grow by half, then bisect/,
+    "without a prompt cache, prompts grow by half, then narrow",
+  ],
 ];
 
 /** The plan in a user's words (see {@linkcode PLAN_WORDS}). */
