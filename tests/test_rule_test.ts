@@ -58,7 +58,7 @@ Deno.test("a tested model keeps its numbers unless --force, named or with --all"
     );
     assert.match(named.stdout, /^ {2}loadable [\d,]+; from an earlier test$/m);
     assert.match(named.stdout, /Kept the numbers of 1 model tested already: beta \(--force/);
-    assert.match(named.stderr, /^Summary: tested 0, failed 0, kept 1, skipped 0; took /m);
+    assert.match(named.stderr, /^Summary: tested 0, failed 0, kept 1, skipped 0, took [\d.]+ s$/m);
 
     const json = await lmstrix(emulator, home.path, ["test", "beta", "--json"]);
     const document = JSON.parse(json.stdout);
@@ -95,7 +95,10 @@ Deno.test("test --all leaves out failed models unless --retry-failed, and says s
     const first = await lmstrix(emulator, home.path, ["test", "--all"]);
     assert.equal(first.code, 1, first.stderr);
     // The run ends with a line that names the model it could not test.
-    assert.match(first.stderr, /^Summary: tested 2, failed 1 \(dud\), kept 0, skipped 0; took /m);
+    assert.match(
+      first.stderr,
+      /^Summary: tested 2, failed 1, kept 0, skipped 0, took [\d.]+ s; failed: dud$/m,
+    );
     assert.equal((await readRegistry(home.path)).dud?.status, "failed");
     emulator.reset();
 
@@ -106,7 +109,10 @@ Deno.test("test --all leaves out failed models unless --retry-failed, and says s
       nightly.stdout,
       /Skipped 1 model whose test failed and whose file did not change: dud \(--retry-failed/,
     );
-    assert.match(nightly.stderr, /^Summary: tested 0, failed 0, kept 2, skipped 1; took /m);
+    assert.match(
+      nightly.stderr,
+      /^Summary: tested 0, failed 0, kept 2, skipped 1, took [\d.]+ s$/m,
+    );
     const json = await lmstrix(emulator, home.path, ["test", "--all", "--json"]);
     assert.equal(json.code, 0, json.stderr);
     const { summary } = JSON.parse(json.stdout);

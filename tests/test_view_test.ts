@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { progressReporter, renderResults } from "../src/cli/test.ts";
+import { progressReporter, renderResults, renderSummary } from "../src/cli/test.ts";
 import type { TestEvent, TestResult } from "../src/lmstrix.ts";
 import { MemorySink, Output } from "../src/output.ts";
 import type { AttemptLogEntry } from "../src/registry/attempt_log.ts";
@@ -240,4 +240,36 @@ Deno.test("test results", async (t) => {
         "  error: It did not load at 2048 tokens or more",
     );
   });
+});
+
+Deno.test("the summary line wraps between its parts at 80 columns, a count never apart from its label", () => {
+  const failed = Array.from({ length: 7 }, (_, i) => `qwen2.5-coder-${i + 7}b-instruct-mlx`);
+  const summary = { tested: 140, failed: 7, kept: 600, skipped: 12, seconds: 754.2 };
+  const text = renderSummary(summary, failed, 105, 80);
+  const lines = text.split("\n");
+  assert.ok(lines.length > 1, text);
+  for (const line of lines) assert.ok([...line].length < 80, line);
+  assert.ok(lines.slice(1).every((line) => line.startsWith("  ")), text);
+  const joined = lines.map((line) => line.trim()).join(" ");
+  assert.equal(
+    joined,
+    "Summary: tested 140, failed 7, kept 600, skipped 12, not reached 105, took 12 min 34 s; " +
+      `failed: ${failed.slice(0, 5).join(", ")}, and 2 more`,
+  );
+  for (const label of ["tested", "failed", "kept", "skipped", "reached"]) {
+    assert.ok(lines.every((line) => !line.endsWith(` ${label}`)), `"${label}" alone: ${text}`);
+  }
+  assert.ok(!text.includes("\u00a0"), "no no-break space reaches the terminal");
+});
+
+Deno.test("a result line keeps the reduction at 80 columns, shortening the name", () => {
+  const text = renderResults([result({ id: "deepseek-r1-distill-qwen-7b-long-variant-name" })], {
+    width: 80,
+  });
+  const [first] = text.split("\n");
+  assert.ok([...first!].length < 80, first);
+  assert.match(
+    first!,
+    /^deepseek-r1\S*…\S*: tested, working 98,304 of 131,072 declared \(25\.0% less\)$/,
+  );
 });

@@ -18,7 +18,15 @@ import type {
   TestRun,
 } from "../lmstrix.ts";
 import { displayText, type Output } from "../output.ts";
-import { fitLine, formatDuration, formatPercent, formatTokens, wrapWords } from "./format.ts";
+import {
+  fitLine,
+  formatDuration,
+  formatPercent,
+  formatTokens,
+  MIN_NAME_WIDTH,
+  visibleWidth,
+  wrapWords,
+} from "./format.ts";
 import { atLeast } from "./list.ts";
 import { progressReporter } from "./test_progress.ts";
 
@@ -76,14 +84,18 @@ export function renderResults(results: TestResult[], options: RenderResultsOptio
       if (r.error) lines.push(...wrapWords(`error: ${displayText(r.error)}`, "  ", options.width));
       continue;
     }
-    // "declared" on every result line; a narrow terminal drops the reduction (it follows from
-    // the two numbers) before a name shorter than MIN_NAME_WIDTH would be left.
+    // "declared" on every result line. The reduction is a number too: the name is shortened
+    // (down to MIN_NAME_WIDTH) to keep it, and only a narrower terminal drops it.
     const numbers = `: ${r.kept ? "kept" : r.status}, working ${working} of ` +
       `${formatTokens(r.declaredContext)} declared`;
-    lines.push(fitLine({
-      name: displayText(r.id),
-      after: [numbers + reduction, numbers],
-    }, options.width));
+    const name = displayText(r.id);
+    const room = options.width === undefined
+      ? Infinity
+      : options.width - 1 - visibleWidth(numbers + reduction);
+    const keepsReduction = room >= Math.min(MIN_NAME_WIDTH, visibleWidth(name));
+    lines.push(
+      fitLine({ name, after: keepsReduction ? numbers + reduction : numbers }, options.width),
+    );
     lines.push(
       r.kept
         ? `  loadable ${atLeast(bound, r.loadableContext)}; from an earlier test`
@@ -176,27 +188,35 @@ export function summarize(
 }
 
 /**
- * The one summary line that ends every run (stderr), naming the failed models:
- * `Summary: tested 2, failed 1 (dud), kept 6, skipped 1; took 1 min 4 s`; a run that stopped
- * early adds how many models it did not reach.
+ * The one summary line that ends every run (stderr), then the models that failed:
+ * `Summary: tested 2, failed 1, kept 6, skipped 1, took 1.2 s; failed: dud`; a run that
+ * stopped early adds how many models it did not reach. Wrapped to `width` between its parts, so
+ * a count never goes to another line than its label.
  */
 export function renderSummary(
   summary: RunSummary,
   failedIds: string[],
   notReached: number,
+  width?: number | undefined,
 ): string {
-  const shown = failedIds.slice(0, 5).map(displayText).join(", ");
-  const more = failedIds.length > 5 ? ` and ${failedIds.length - 5} more` : "";
-  const failed = failedIds.length > 0 ? ` (${shown}${more})` : "";
-  const reached = notReached > 0 ? `, not reached ${notReached}` : "";
-  return `Summary: tested ${summary.tested}, failed ${summary.failed}${failed}, ` +
-    `kept ${summary.kept}, skipped ${summary.skipped}${reached}; ` +
-    // Seconds even for a short run, as the JSON summary counts them.
-    `took ${
-      summary.seconds < 120
-        ? `${summary.seconds.toFixed(1)} s`
-        : formatDuration(summary.seconds * 1000)
-    }`;
+  // Seconds even for a short run, as the JSON summary counts them.
+  const took = summary.seconds < 120
+    ? `${summary.seconds.toFixed(1)} s`
+    : formatDuration(summary.seconds * 1000);
+  const parts = [
+    `tested ${summary.tested}`,
+    `failed ${summary.failed}`,
+    `kept ${summary.kept}`,
+    `skipped ${summary.skipped}`,
+    ...(notReached > 0 ? [`not reached ${notReached}`] : []),
+    `took ${took}`,
+  ];
+  const shown = failedIds.slice(0, 5).map(displayText);
+  const more = failedIds.length > 5 ? [`and ${failedIds.length - 5} more`] : [];
+  const failed = failedIds.length > 0 ? `; failed: ${[...shown, ...more].join(", ")}` : "";
+  // A no-break space holds each label to its number while the line is wrapped.
+  const text = `Summary: ${parts.join(", ")}${failed}`.replace(/(\w) (\d)/g, "$1\u00a0$2");
+  return wrapWords(text, "  ", width, "").join("\n").replaceAll("\u00a0", " ");
 }
 
 /**
@@ -279,7 +299,8 @@ export async function runTest(
     const { results, kept } = printer;
     const summary = summarize(results, kept, skipped, now() - started);
     const failed = results.filter((r) => r.status === "failed").map((r) => r.id);
-    const line = renderSummary(summary, failed, Math.max(0, printer.planned - results.length));
+    const notReached = Math.max(0, printer.planned - results.length);
+    const line = renderSummary(summary, failed, notReached, output.errColumns);
     if (output.json) output.info(line);
     else output.note(line);
     return summary;
