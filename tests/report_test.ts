@@ -12,7 +12,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { LMStrix } from "../mod.ts";
 import { reportPath } from "../src/cli/report.ts";
+import { lmstrixPaths } from "../src/paths.ts";
 import { evidenceOf } from "../src/report/evidence.ts";
+import { buildReport } from "../src/report/report.ts";
 import { contextScale } from "../src/report/scale.ts";
 import { startChromium } from "./support/chromium.ts";
 import { closedPort, runCli } from "./support/cli.ts";
@@ -84,6 +86,17 @@ Deno.test("lmstrix report writes a page a real browser opens from disk, every mo
         "the only request is the page itself",
       );
       assert.deepEqual(requests.map((r) => r.url), [`file://${file}`]);
+      // The README's picture: the demo fleet alone, without the markup-named model.
+      const demo = join(out, "demo.html");
+      const records = (await new LMStrix({ lmstudioDir: home.path }).records())
+        .filter((r) => r.id !== HOSTILE_KEY);
+      await Deno.writeTextFile(
+        demo,
+        await buildReport(lmstrixPaths(home.path), records, new Date()),
+      );
+      await browser.open(`file://${demo}`);
+      const demoPage = JSON.parse(await browser.evaluate<string>(MODELS_IN_PAGE)) as PageModels;
+      assert.equal(demoPage.shelf.length, home.ids.length - 1);
       const png = await browser.screenshot(1100, 1500);
       assert.deepEqual([...png.slice(1, 4)], [0x50, 0x4e, 0x47], "a PNG");
       assert.ok(png.length > 20_000, `a screenshot of ${png.length} bytes`);

@@ -196,15 +196,18 @@ Deno.test("run refuses an untested model and a prompt too long, saying the numbe
 });
 
 Deno.test("Ctrl-C during run's load or answer exits 130 and leaves nothing loaded", async (t) => {
-  for (const phase of ["load", "answer"] as const) {
+  for (const phase of ["load", "load on a server that ignores the cancel", "answer"] as const) {
     await t.step(`during the ${phase}`, async () => {
-      const delay = phase === "load" ? { load: 800 } : { predict: 800 };
-      const slow = FLEET.map((p) => p.modelKey === "small" ? { ...p, realDelayMs: delay } : p);
+      const delay = phase === "answer" ? { predict: 800 } : { load: 800 };
+      const stubborn = phase.includes("ignores") ? { cancelIgnored: true } : {};
+      const slow = FLEET.map((p) =>
+        p.modelKey === "small" ? { ...p, realDelayMs: delay, ...stubborn } : p
+      );
       await shelf(async (emulator, home) => {
         const run = spawnCli(emulator, home, ["run", "small", "Tell me a story."]);
         await waitFor(`the ${phase} in flight`, () => {
           const stats = emulator.stats();
-          return phase === "load" ? loadInFlight(stats) : predictionInFlight(stats);
+          return phase === "answer" ? predictionInFlight(stats) : loadInFlight(stats);
         });
         run.child.kill("SIGINT");
         const stopped = await run.done;

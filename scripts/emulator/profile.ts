@@ -67,7 +67,8 @@ export interface ProfileRealDelay {
  *   its new tokens (default true; false for hybrid and sliding-window models, which reprocess
  *   the whole prompt).
  * - `cancelIgnored`: a cancelled load goes on to the end anyway and stays loaded, at a full
- *   load's cost (a server that does not honour the SDK's cancel; the client's promise is
+ *   load's cost and, where the load is paced (`realDelayMs.load`, `--time-scale`), at the time
+ *   it would have ended (a server that does not honour the SDK's cancel; the client's promise is
  *   rejected all the same).
  * - `prefillSlowdownTokens`: the depth at which attention has doubled the prefill cost of a
  *   token (default `TIMING.prefillSlowdownTokens`, 24,576): smaller on a machine slow at long

@@ -287,10 +287,12 @@ async function streamProgress(
   const steps = realDelay > 0 ? Math.max(2, Math.min(20, Math.floor(realDelay / 25))) : 2;
   const hold = realDelay === 0 && core.timeScale === 0 ? core.cancelHoldMs : 0;
   let advanced = 0;
+  let realLeft = realDelay + totalMs * core.timeScale;
   for (let step = 1; step <= steps; step++) {
     const virtualMs = step === 1 ? firstMs : (totalMs - firstMs) / (steps - 1);
     const realMs = realDelay / steps + virtualMs * core.timeScale;
     if (realMs > 0 && !(await sleep(realMs, signal))) break;
+    realLeft -= realMs;
     if (signal.aborted) break;
     if (step === 1) advanced = core.clock.advance(firstMs);
     const share = firstMs / totalMs;
@@ -302,7 +304,9 @@ async function streamProgress(
     }
   }
   if (options.ignoreCancel) {
-    // The server goes on loading whatever the client said: the whole load, and it stays.
+    // The server goes on loading whatever the client said: the whole load, as long as it would
+    // have taken, and it stays.
+    if (realLeft > 0) await sleep(realLeft, new AbortController().signal);
     core.clock.advance(totalMs - advanced);
     return true;
   }

@@ -155,27 +155,44 @@ export async function runPrompt(
       stats: { ...completion.stats },
     };
   } finally {
-    await unloadQuietly(lms, model, identifier);
+    await unloadQuietly(lms, model, identifier, request.signal?.aborted ?? false);
   }
 }
 
 /**
+ * How long a run stopped during its load watches for the load to land all the same, in ms: a
+ * server that does not honour the cancel (the emulator's `cancelIgnored`) finishes the load
+ * after the client gave up on it, and nothing else would unload a run's instance. Long enough
+ * for a load that was about to finish; a second Ctrl-C quits at once.
+ */
+const LATE_LOAD_WATCH_MS = 1_500;
+const LATE_LOAD_POLL_MS = 150;
+
+/**
  * Unloads the run's instance; after an interrupt during the load, whatever the load left under
- * the run's identifier. Never throws: LM Studio gone takes the instance with it.
+ * the run's identifier (watching a moment for a load the server finished all the same). Never
+ * throws: LM Studio gone takes the instance with it.
  */
 async function unloadQuietly(
   lms: LmStudio,
   model: LoadedModel | undefined,
   identifier: string,
+  interrupted: boolean,
 ): Promise<void> {
   try {
     if (model !== undefined) {
       await model.unload();
       return;
     }
-    const loaded = await lms.listLoaded();
-    if (loaded.some((instance) => instance.identifier === identifier)) {
-      await lms.unload(identifier);
+    const deadline = Date.now() + (interrupted ? LATE_LOAD_WATCH_MS : 0);
+    for (;;) {
+      const loaded = await lms.listLoaded();
+      if (loaded.some((instance) => instance.identifier === identifier)) {
+        await lms.unload(identifier);
+        return;
+      }
+      if (Date.now() >= deadline) return;
+      await new Promise((resolve) => setTimeout(resolve, LATE_LOAD_POLL_MS));
     }
   } catch (error) {
     if (error instanceof LmStudioCallError && error.kind === "not-found") return;

@@ -143,7 +143,7 @@ export function probeChartSvg(record: ModelRecord, attempts: readonly DrawnAttem
   const rowHeight = Math.min(ROW_HEIGHT, MAX_ROWS_HEIGHT / Math.max(1, attempts.length));
   const r = round1(Math.max(1.5, Math.min(3.5, rowHeight / 2 - 0.5)));
   const bottom = CHART_TOP + rowHeight * Math.max(1, attempts.length) + 6;
-  const height = Math.ceil(bottom + 30);
+  const height = Math.ceil(bottom + 36);
   const parts: string[] = [];
   for (const t of scale.ticks) {
     const x = scale.x(t.value);
