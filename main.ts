@@ -31,6 +31,7 @@ import {
 import { ExitCode, exitCodeForSignal } from "./src/exit_codes.ts";
 import { InterruptGate } from "./src/interrupts.ts";
 import { LMStrix } from "./src/lmstrix.ts";
+import { CLI_WORDING } from "./src/library_guard.ts";
 import { noColorRequested, Output, streamSink, type TextSink } from "./src/output.ts";
 
 /** Global options, accepted before or after the command. */
@@ -151,7 +152,11 @@ export async function main(args: string[]): Promise<number> {
       verbose: options.verbose ?? false,
       color: (options.color ?? true) && !noColorEnv(),
     });
-    lmstrix = new LMStrix({ server: options.server, lmstudioDir: options.lmstudioDir });
+    lmstrix = new LMStrix({
+      server: options.server,
+      lmstudioDir: options.lmstudioDir,
+      [CLI_WORDING]: true,
+    });
     return lmstrix;
   };
 

@@ -33,10 +33,12 @@ import type { RunRequest, RunResult } from "./engine/run_prompt.ts";
 import { timeoutsFromSeconds } from "./lmstudio/client.ts";
 import type { Timeouts } from "./lmstudio/client.ts";
 import { fnv1a32 } from "./ids.ts";
+import type { ModelHistory, ScanResult, StatusReport } from "./lmstrix_results.ts";
+import { type CLI_WORDING, guardLibrary } from "./library_guard.ts";
 import { type LmstrixPaths, lmstrixPaths, resolveCheckedLmstudioDir } from "./paths.ts";
 import { requirePermissions, serverHost } from "./permissions.ts";
-import { appendAttempt, type AttemptLogEntry, readAttempts } from "./registry/attempt_log.ts";
-import { acquireLock, type Lock, type LockHolder, readLockHolder } from "./registry/lock.ts";
+import { appendAttempt, readAttempts } from "./registry/attempt_log.ts";
+import { acquireLock, type Lock, readLockHolder } from "./registry/lock.ts";
 import {
   type ContractModelRecord,
   type ModelRecord,
@@ -47,13 +49,13 @@ import {
   loadRegistry,
   type Registry,
   saveRegistry,
-  type StatusCounts,
   statusCounts,
 } from "./registry/registry.ts";
-import { type ScanMerge, upsertScanned } from "./registry/scan_merge.ts";
+import { upsertScanned } from "./registry/scan_merge.ts";
 import { logFileFor } from "./paths.ts";
 
 export { InterruptedError };
+export type { ModelHistory, ScanResult, StatusReport } from "./lmstrix_results.ts";
 export { RESERVE_TOKENS } from "./contract.ts";
 export { DEFAULT_MIN_CONTEXT, defaultPrecision, type TestOptions } from "./engine/test_options.ts";
 export {
@@ -86,6 +88,8 @@ export interface LMStrixOptions {
   timeouts?: Partial<Timeouts>;
   /** Ports tried by discovery (default: the contract's list). */
   discoveryPorts?: readonly number[];
+  /** Set by the command line: error hints then name its flags, not these options. */
+  [CLI_WORDING]?: boolean;
   /** Reads the environment (default `Deno.env.get`). */
   env?: (name: string) => string | undefined;
   /** First backoff delay after a dropped connection, in ms; default `LMSTRIX_BACKOFF_MS`, else 1000. */
@@ -94,27 +98,6 @@ export interface LMStrixOptions {
   retries?: number;
   /** The machine's current boot (default: read from the system; see `boot_time.ts`). */
   bootTime?: () => BootMark | undefined;
-}
-
-/** `scan`'s result. */
-export interface ScanResult extends ScanMerge {
-  models: ContractModelRecord[];
-  server: string;
-}
-
-/** `status`'s result, as in `status --json`. */
-export interface StatusReport extends StatusCounts {
-  lock: LockHolder | null;
-  registry: string;
-}
-
-/** A model's stored record with its attempt log. */
-export interface ModelHistory {
-  record: ModelRecord;
-  /** Every attempt in the model's log, oldest first. */
-  attempts: AttemptLogEntry[];
-  /** The log file. */
-  logFile: string;
 }
 
 /** Options of {@linkcode LMStrix.checkContext}. */
@@ -134,9 +117,10 @@ export class LMStrix {
   #quarantined: { id: string; problem: string }[] = [];
   #envChecked = false;
 
-  /** Creates the engine; nothing is read or connected until a method needs it. */
+  /** Creates the engine; nothing is read until a method needs it (see `library_guard.ts`). */
   constructor(options: LMStrixOptions = {}) {
     this.#options = options;
+    return guardLibrary(this, options);
   }
 
   #env(name: string): string | undefined {
