@@ -87,7 +87,7 @@ Deno.test("test --all prints each model's result as soon as it is done, and a st
         assert.match(stopped.stdout, resultLine("alpha"));
         assert.match(
           stopped.stderr,
-          /^Summary: tested 1, failed 0, kept 0, skipped 0, not reached 1, took [\d.]+ s$/m,
+          /^Summary: tested 1, failed 0, kept 0, skipped 0, not done 1, took [\d.]+ s$/m,
         );
         assert.match(
           stopped.stderr,
@@ -172,7 +172,7 @@ Deno.test("LM Studio lost mid-run: exit 3, the results so far kept under --quiet
             assert.match(lost.stdout, resultLine("alpha"));
             assert.match(
               lost.stderr,
-              /^Summary: tested 1, failed 0, kept 0, skipped 0, not reached 1, took /m,
+              /^Summary: tested 1, failed 0, kept 0, skipped 0, not done 1, took /m,
             );
           }
         });

@@ -253,10 +253,10 @@ Deno.test("the summary line wraps between its parts at 80 columns, a count never
   const joined = lines.map((line) => line.trim()).join(" ");
   assert.equal(
     joined,
-    "Summary: tested 140, failed 7, kept 600, skipped 12, not reached 105, took 12 min 34 s; " +
+    "Summary: tested 140, failed 7, kept 600, skipped 12, not done 105, took 12 min 34 s; " +
       `failed: ${failed.slice(0, 5).join(", ")}, and 2 more`,
   );
-  for (const label of ["tested", "failed", "kept", "skipped", "reached"]) {
+  for (const label of ["tested", "failed", "kept", "skipped", "done"]) {
     assert.ok(lines.every((line) => !line.endsWith(` ${label}`)), `"${label}" alone: ${text}`);
   }
   assert.ok(!text.includes("\u00a0"), "no no-break space reaches the terminal");

@@ -190,13 +190,13 @@ export function summarize(
 /**
  * The one summary line that ends every run (stderr), then the models that failed:
  * `Summary: tested 2, failed 1, kept 6, skipped 1, took 1.2 s; failed: dud`; a run that
- * stopped early adds how many models it did not reach. Wrapped to `width` between its parts, so
+ * stopped early adds how many models it did not finish (`not done 3`: they resume next run). Wrapped to `width` between its parts, so
  * a count never goes to another line than its label.
  */
 export function renderSummary(
   summary: RunSummary,
   failedIds: string[],
-  notReached: number,
+  notDone: number,
   width?: number | undefined,
 ): string {
   // Seconds even for a short run, as the JSON summary counts them.
@@ -208,7 +208,7 @@ export function renderSummary(
     `failed ${summary.failed}`,
     `kept ${summary.kept}`,
     `skipped ${summary.skipped}`,
-    ...(notReached > 0 ? [`not reached ${notReached}`] : []),
+    ...(notDone > 0 ? [`not done ${notDone}`] : []),
     `took ${took}`,
   ];
   const shown = failedIds.slice(0, 5).map(displayText);
@@ -251,7 +251,8 @@ class ResultPrinter {
     into.push(result);
     const output = this.#output;
     if (output.json) {
-      const text = renderResults([result], { maxContext: this.#maxContext });
+      const width = output.errColumns;
+      const text = renderResults([result], { maxContext: this.#maxContext, width });
       output.info(text.split("\n")[0]!);
     } else {
       output.data(renderResults([result], { maxContext: this.#maxContext, width: output.columns }));
@@ -299,8 +300,8 @@ export async function runTest(
     const { results, kept } = printer;
     const summary = summarize(results, kept, skipped, now() - started);
     const failed = results.filter((r) => r.status === "failed").map((r) => r.id);
-    const notReached = Math.max(0, printer.planned - results.length);
-    const line = renderSummary(summary, failed, notReached, output.errColumns);
+    const notDone = Math.max(0, printer.planned - results.length);
+    const line = renderSummary(summary, failed, notDone, output.errColumns);
     if (output.json) output.info(line);
     else output.note(line);
     return summary;
