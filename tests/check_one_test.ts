@@ -139,8 +139,10 @@ Deno.test("test --ctx gives each verdict with what LM Studio answered, logs it, 
           3,
           "each check opens its lines",
         );
-        const show = await lmstrix(emulator, home, ["show", "guarded", "--json"]);
+        const show = await lmstrix(emulator, home, ["show", "guarded"]);
         assert.equal(show.code, 0, show.stderr);
+        assert.match(show.stdout, /one-size check needle 16,3\d\d tokens in ctx 16,384: pass/);
+        assert.match(show.stdout, /one-size check load ctx 24,576: refused/);
         assert.equal(
           await Deno.readTextFile(join(home, "lmstrix", "models.json")),
           registryBefore,

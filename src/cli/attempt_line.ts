@@ -26,7 +26,10 @@ export function attemptParts(entry: AttemptLogEntry): { what: string; verdict: s
       formatTokens(entry.askedContext)
     }`
     : `in ctx ${formatTokens(entry.askedContext)}`;
-  return { what: `${entry.phase} ${entry.action} ${size}`, verdict: entry.outcome };
+  // A one-size check's attempts (`test --ctx`) are evidence beside the search, not part of it.
+  const check = (entry as { check?: unknown }).check;
+  const phase = typeof check === "number" ? "one-size check" : entry.phase;
+  return { what: `${phase} ${entry.action} ${size}`, verdict: entry.outcome };
 }
 
 /**
