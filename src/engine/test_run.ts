@@ -334,8 +334,8 @@ function probeFor(
         message: error.kind === "not-found"
           ? `${id}: its instance was unloaded by another client (${error.message}); ` +
             "loading it again"
-          : `${id}: ${callInWords(what)} failed (${error.message}); trying again ` +
-            `(retry ${attempt})`,
+          : `${id}: ${callInWords(what)} failed (${withoutCallName(error)}); trying ` +
+            `again (retry ${attempt})`,
       }),
   });
 }
@@ -354,6 +354,14 @@ function callInWords(what: string): string {
     default:
       return `a call to LM Studio (${what})`;
   }
+}
+
+/**
+ * The error's text without the adapter's name of the call (`did not answer "complete" within
+ * 0.5 s` reads `did not answer within 0.5 s`): the warning says what the call was in words.
+ */
+function withoutCallName(error: LmStudioCallError): string {
+  return error.message.replace(` "${error.call}"`, "");
 }
 
 /** Whether LM Studio answers a small call (within the usual deadline). */
