@@ -9,6 +9,7 @@ import type { LmstrixPaths } from "../paths.ts";
 import {
   appendAttempt,
   type AttemptLogEntry,
+  readAttempts,
   type RunStartEntry,
 } from "../registry/attempt_log.ts";
 import type { ModelRecord } from "../registry/model_record.ts";
@@ -42,6 +43,11 @@ export class Journal {
   }
 
   /** Appends `entry` (an attempt, or the line that opens a run) to the log of its model. */
+  /** The attempts logged for model `id`, oldest first. */
+  attempts(id: string): Promise<AttemptLogEntry[]> {
+    return readAttempts(this.#paths, id);
+  }
+
   async log(entry: AttemptLogEntry | RunStartEntry): Promise<void> {
     await appendAttempt(this.#paths, entry.model, entry);
   }

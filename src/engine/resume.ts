@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { AttemptLogEntry } from "../registry/attempt_log.ts";
 import type { ModelRecord } from "../registry/model_record.ts";
 import { type BootMark, restartedSince } from "./boot_time.ts";
 import { initialState, type SearchConfig, type SearchState } from "../search/context_search.ts";
@@ -36,6 +37,11 @@ export interface CrashEvidence {
   orphans: readonly number[];
   /** The machine's boot now (see `boot_time.ts`), or undefined when unknown. */
   bootTime: BootMark | undefined;
+  /**
+   * The model's attempt log, which must prove a saved search's sizes before it is resumed
+   * ({@link unprovenSize}); undefined: not checked.
+   */
+  attempts?: readonly AttemptLogEntry[] | undefined;
 }
 
 /** What a crash marker is taken to mean, and why. */
@@ -103,7 +109,10 @@ export function resumePoint(
   // the status went back to after the stop (`tested` for a cut-short retest), it resumes.
   const resumable = saved !== undefined && record.status !== "missing" &&
     sameConfig(saved.config, config);
-  if (!resumable || saved === undefined) {
+  if (
+    !resumable || saved === undefined ||
+    (evidence.attempts !== undefined && unprovenSize(saved, config, evidence.attempts) !== null)
+  ) {
     return { state: initialState(config), resumed: false, seed: undefined };
   }
   const { config: _c, seed, pendingSince: _p, pendingBoot: _b, settled, diedLoading, ...state } =
@@ -121,6 +130,31 @@ export function resumePoint(
   // Retry: go on from the last finished attempt, as after an interrupt.
   const before = settled ?? withoutMarker(state);
   return { ...point, state: before, crash, diedLoading: context };
+}
+
+/**
+ * The first size a saved search takes as proven that its attempt log does not prove, or null.
+ * The registry is a file anyone can edit (and a kill can land between saving the state and
+ * logging the attempt): a search resumed with a working size 30,000 where the truth is 9,000
+ * would report it with no load. The loadable size needs a load there that loaded; the working
+ * size needs that, and a needle filling it that passed.
+ */
+export function unprovenSize(
+  saved: SearchState,
+  config: SearchConfig,
+  attempts: readonly AttemptLogEntry[],
+): number | null {
+  const loaded = (size: number) =>
+    attempts.some((a) => a.action === "load" && a.askedContext === size && a.outcome === "loaded");
+  const passed = (size: number) =>
+    attempts.some((a) =>
+      a.action === "needle" && a.askedContext === size - config.reserve && a.outcome === "pass"
+    );
+  if (saved.loadOk !== null && !loaded(saved.loadOk)) return saved.loadOk;
+  if (saved.workOk !== null && !(loaded(saved.workOk) && passed(saved.workOk))) {
+    return saved.workOk;
+  }
+  return null;
 }
 
 function withoutMarker(state: SearchState): SearchState {

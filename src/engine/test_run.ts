@@ -87,7 +87,14 @@ async function testInTurn(context: RunContext, models: ModelRecord[]): Promise<T
     for (let attempt = 0;; attempt++) {
       stopIfInterrupted(options.signal);
       const record = context.journal.record(chosen.id) ?? chosen;
-      const evidence = { orphans: orphans.get(record.id) ?? [], bootTime: context.bootTime() };
+      const evidence = {
+        orphans: orphans.get(record.id) ?? [],
+        bootTime: context.bootTime(),
+        // What a saved search claims must be in the log (resume.ts); read only when there is one.
+        attempts: record.search === undefined
+          ? undefined
+          : await context.journal.attempts(record.id),
+      };
       try {
         const report = await testModel(context, record, position, evidence, attempt > 0);
         reports.push(report);
