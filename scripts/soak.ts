@@ -16,8 +16,12 @@
  *   dropped load (an interrupt repeats at most the attempt it stopped; a load the run died in is
  *   loaded again once; a dropped load is retried once).
  *
- * It prints its figures (runs, attempts, interrupts, drops, extra loads, mismatches) and exits 1
- * when a check failed. Everything random comes from one seeded PRNG; every loop is bounded.
+ * After each run, the apply/undo cycle of `soak_apply.ts`: config files for most models and the
+ * id-collision shelf, `apply --all` and `apply --undo --all` under random SIGKILL and SIGINT,
+ * then every LM Studio config must be byte-identical to before the first apply.
+ *
+ * It prints its figures (runs, attempts, interrupts, drops, extra loads, mismatches, the apply
+ * cycles' kills and configs not restored) and exits 1 when a check failed. Everything random comes from one seeded PRNG; every loop is bounded.
  *
  * @module
  */
@@ -27,6 +31,7 @@ import { seededRandom } from "../src/random.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "./emulator/validation.ts";
 import { type Emulator, startEmulator } from "./emulator/server.ts";
 import { type Proxy, startProxy } from "../tests/support/proxy.ts";
+import { applyCycle, COLLISION_IDS, prepareApplyShelf } from "./soak_apply.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const FLAGS = (await Deno.readTextFile(new URL("scripts/permissions.flags", ROOT))).trim()
@@ -242,6 +247,11 @@ interface Figures {
   leftovers: number;
   overBudget: string[];
   unexpectedExits: string[];
+  /** apply and undo runs of the apply/undo cycles, and the kills that landed in them. */
+  applyAttempts: number;
+  applyKills: { SIGKILL: number; SIGINT: number };
+  /** What an apply/undo cycle left not as it was (a config's bytes, a folder, the manifest). */
+  applyProblems: string[];
 }
 
 async function main(args: string[]): Promise<number> {
@@ -277,6 +287,9 @@ async function main(args: string[]): Promise<number> {
     leftovers: 0,
     overBudget: [],
     unexpectedExits: [],
+    applyAttempts: 0,
+    applyKills: { SIGKILL: 0, SIGINT: 0 },
+    applyProblems: [],
   };
   try {
     // The reference: an undisturbed run.
@@ -404,6 +417,14 @@ async function main(args: string[]): Promise<number> {
           }
         }
       }
+      if (finished) {
+        await prepareApplyShelf(home, random);
+        const cycle = await applyCycle(home, (a) => spawnCli(proxy.url, home, a), random);
+        figures.applyAttempts += cycle.attempts;
+        figures.applyKills.SIGKILL += cycle.kills.SIGKILL;
+        figures.applyKills.SIGINT += cycle.kills.SIGINT;
+        figures.applyProblems.push(...cycle.problems.map((p) => `run ${run}: apply/undo: ${p}`));
+      }
       console.log(
         `run ${run}: ${interrupts} interrupts, ${restarts} restarts, ${dropLoads} dropped loads, ` +
           `${stats.loads.length} loads (${extra >= 0 ? "+" : ""}${extra}), ` +
@@ -421,7 +442,7 @@ async function main(args: string[]): Promise<number> {
 }
 
 function report(f: Figures): number {
-  const problems = [...f.mismatches, ...f.overBudget, ...f.unexpectedExits];
+  const problems = [...f.mismatches, ...f.overBudget, ...f.unexpectedExits, ...f.applyProblems];
   console.log(
     [
       "",
@@ -436,6 +457,9 @@ function report(f: Figures): number {
       `over budget:      ${f.overBudget.length}`,
       `unexpected exits: ${f.unexpectedExits.length}`,
       `left loaded:      ${f.leftovers}`,
+      `apply/undo:       ${f.applyAttempts} runs, ${f.applyKills.SIGKILL} SIGKILL and ` +
+      `${f.applyKills.SIGINT} SIGINT landed; shelf with ${COLLISION_IDS.join(" and ")}`,
+      `configs not as before after undo: ${f.applyProblems.length}`,
     ].join("\n"),
   );
   for (const problem of problems) console.log(`  ${problem}`);
