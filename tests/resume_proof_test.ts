@@ -67,10 +67,18 @@ Deno.test("a saved working size is resumed only when the log shows its load and 
   const proof = [
     entry({ phase: "loadable", askedContext: 32_768, actualContext: 32_768 }),
     entry({ askedContext: 30_000, actualContext: 30_000 }),
-    entry({ action: "needle", askedContext: 30_000 - config.reserve, outcome: "pass" }),
+    // A needle's entry names the instance's size; its prompt fills it up to the reserve.
+    entry({
+      action: "needle",
+      askedContext: 30_000,
+      promptTokens: 30_000 - config.reserve,
+      outcome: "pass",
+    }),
   ];
   assert.equal(at(proof).resumed, true, "proved: resumed");
   assert.equal(at(undefined).resumed, true, "no log given (a library caller): resumed");
+  const promptOnly = proof.map((e) => e.action === "needle" ? { ...e, askedContext: 32_768 } : e);
+  assert.equal(at(promptOnly).resumed, false, "a pass on a larger instance is no proof");
   for (const missing of [0, 1, 2]) {
     const point = at(proof.filter((_, i) => i !== missing));
     assert.equal(point.resumed, false, `without attempt ${missing}: searched again`);

@@ -111,7 +111,7 @@ export function resumePoint(
     sameConfig(saved.config, config);
   if (
     !resumable || saved === undefined ||
-    (evidence.attempts !== undefined && unprovenSize(saved, config, evidence.attempts) !== null)
+    (evidence.attempts !== undefined && unprovenSize(saved, evidence.attempts) !== null)
   ) {
     return { state: initialState(config), resumed: false, seed: undefined };
   }
@@ -141,15 +141,13 @@ export function resumePoint(
  */
 export function unprovenSize(
   saved: SearchState,
-  config: SearchConfig,
   attempts: readonly AttemptLogEntry[],
 ): number | null {
   const loaded = (size: number) =>
     attempts.some((a) => a.action === "load" && a.askedContext === size && a.outcome === "loaded");
+  // A needle's entry names the size of the instance it ran on.
   const passed = (size: number) =>
-    attempts.some((a) =>
-      a.action === "needle" && a.askedContext === size - config.reserve && a.outcome === "pass"
-    );
+    attempts.some((a) => a.action === "needle" && a.askedContext === size && a.outcome === "pass");
   if (saved.loadOk !== null && !loaded(saved.loadOk)) return saved.loadOk;
   if (saved.workOk !== null && !(loaded(saved.workOk) && passed(saved.workOk))) {
     return saved.workOk;
