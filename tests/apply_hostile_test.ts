@@ -313,3 +313,21 @@ Deno.test("a config path too long for the file system says so, not that the file
   assert.match(entry.reason!, /too long/);
   assert.doesNotMatch(entry.reason!, /changed while|run again/);
 });
+
+Deno.test("a temp file a killed run left beside a config is removed by the next apply and undo", async () => {
+  await using home = await tempHome();
+  const model = { id: "m", path: "pub/M/m.gguf", config: CONFIG("q8_0", 65_536) };
+  await buildHome(home.path, [model]);
+  const dir = dirname(configFile(home.path, model.path));
+  const paths = lmstrixPaths(home.path);
+  for (const command of ["apply", "undo"] as const) {
+    const stale = join(dir, ".lmstrix-4242-0a1b2c3d.tmp");
+    await Deno.writeTextFile(stale, "half a config");
+    await Deno.writeTextFile(join(dir, "notes.tmp"), "the user's");
+    await applyContextLimits(paths, "all", { undo: command === "undo" });
+    assert.equal(isLink(stale) || (await Deno.stat(stale).catch(() => null)) !== null, false);
+    assert.equal(await Deno.readTextFile(join(dir, "notes.tmp")), "the user's", command);
+  }
+  await Deno.remove(join(dir, "notes.tmp"));
+  assert.equal(await Deno.readTextFile(configFile(home.path, model.path)), model.config);
+});

@@ -46,6 +46,7 @@ import {
   fileErrorText,
   missingDirs,
   pruneCreatedDirs,
+  removeStaleTemps,
 } from "./config_files.ts";
 import { parseConfig, setContextLength, skeletonConfig } from "./lmstudio_config.ts";
 import { contextWithMargin, formatMargin, type Margin, NO_MARGIN, parseMargin } from "./margin.ts";
@@ -139,9 +140,13 @@ export async function applyContextLimits(
     const batch = options.undo
       ? new UndoBatch(where, manifest)
       : await ApplyBatch.prepare(where, manifest, steps, margin, options);
+    const cleaned = new Set<string>();
     try {
       for (const step of steps) {
         if (options.signal?.aborted) throw new ApplyInterrupted(done);
+        if (step.entry.file !== null) {
+          await removeStaleTemps(where.configDir, dirname(step.entry.file), cleaned);
+        }
         if (batch instanceof UndoBatch) {
           await executeUndo(manifest, step, batch, options.onWarning);
         } else await batch.write(step, options);

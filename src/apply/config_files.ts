@@ -8,6 +8,7 @@
 
 import { dirname, isAbsolute, join, relative } from "node:path";
 import { errorText } from "../errors.ts";
+import { TEMP_FILE_PATTERN } from "../registry/atomic_write.ts";
 import { linkBelow } from "../registry/no_follow.ts";
 import { type AppliedManifest, type ApplyPaths, isCreatedDirName } from "./applied_store.ts";
 
@@ -107,6 +108,30 @@ export async function pruneCreatedDirs(
       if (!(error instanceof Deno.errors.NotFound)) continue;
     }
     manifest.createdDirs = manifest.createdDirs.filter((d) => d !== dir);
+  }
+}
+
+/**
+ * Removes the temp files a killed run left in `dir` (a folder below `configDir`, not reached
+ * through a link), once per run (`done` remembers the folders). Call only under the writer lock:
+ * then no other run is writing there.
+ */
+export async function removeStaleTemps(
+  configDir: string,
+  dir: string,
+  done: Set<string>,
+): Promise<void> {
+  if (done.has(dir)) return;
+  done.add(dir);
+  try {
+    if (await linkBelow(configDir, dir) !== null) return;
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && TEMP_FILE_PATTERN.test(entry.name)) {
+        await Deno.remove(join(dir, entry.name)).catch(() => {});
+      }
+    }
+  } catch {
+    // A folder that is not there (yet) holds nothing to remove.
   }
 }
 

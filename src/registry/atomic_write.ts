@@ -12,6 +12,12 @@
 import { dirname, join } from "node:path";
 import { writeAll } from "../write_all.ts";
 
+/**
+ * The names of {@linkcode writeFileAtomic}'s temp files. One left behind is a write a killed run
+ * did not finish: whoever holds the writer lock may remove it.
+ */
+export const TEMP_FILE_PATTERN = /^\.lmstrix-\d+-[0-9a-f]{8}\.tmp$/;
+
 /** Options of {@linkcode writeFileAtomic}. */
 export interface WriteFileAtomicOptions {
   /** Permission bits of the new file (ignored on Windows); default: the umask's. */
