@@ -14,10 +14,12 @@ import { LMStrix } from "../mod.ts";
 import { reportPath } from "../src/cli/report.ts";
 import { lmstrixPaths } from "../src/paths.ts";
 import { evidenceOf } from "../src/report/evidence.ts";
+import { renderReport } from "../src/report/html.ts";
 import { buildReport } from "../src/report/report.ts";
 import { contextScale } from "../src/report/scale.ts";
 import { startChromium } from "./support/chromium.ts";
 import { closedPort, runCli } from "./support/cli.ts";
+import { record } from "./support/records.ts";
 import { CHECKED, HOSTILE_KEY, shelfOf, testedDemoHome } from "./support/report_home.ts";
 
 const MB = 1024 * 1024;
@@ -223,4 +225,36 @@ Deno.test("the context axis is logarithmic across a wide span, linear across a n
   const narrow = contextScale([4096, 8192], 0, 1000);
   assert.equal(narrow.log, false);
   assert.equal(narrow.x(4096), 500);
+});
+
+Deno.test("the report marks a limit that is only the --max-context cap with ≥, and says so", () => {
+  const capped = record("capped", {
+    status: "tested",
+    declaredContext: 131072,
+    loadableContext: 32768,
+    workingContext: 32768,
+    cappedAt: 32768,
+    testedAt: "2026-12-07T19:00:00.000Z",
+  });
+  const load = JSON.stringify({
+    time: "2026-12-07T19:00:00.000Z",
+    model: "capped",
+    phase: "loadable",
+    action: "load",
+    askedContext: 32768,
+    actualContext: 32768,
+    promptTokens: null,
+    outcome: "loaded",
+    output: null,
+    durationMs: 1,
+    retries: 0,
+    error: null,
+  });
+  const html = renderReport({
+    models: [{ record: capped, evidence: evidenceOf(load) }],
+    generatedAt: new Date("2026-12-07T20:00:00Z"),
+    version: "1.0.0",
+  });
+  assert.match(html, /<td class="n">&ge;32,768<\/td><td class="n">&ge;32,768<\/td>/);
+  assert.match(html, /loadable 32,768: nothing above it was seen to fail \(the test's --max/);
 });

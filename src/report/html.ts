@@ -63,6 +63,11 @@ svg text{font-size:10px;fill:#57606a}svg{display:block}
 
 const fmt = (n: number | null) => n === null ? "-" : n.toLocaleString("en-US");
 
+/** A limit as the record holds it: "≥" where it is only the `--max-context` cap of its test. */
+function limit(record: ModelRecord, value: number | null): string {
+  return value !== null && value === record.cappedAt ? `&ge;${fmt(value)}` : fmt(value);
+}
+
 /** When, as people read it: `2026-12-07 19:40 UTC`. */
 function when(iso: string | null): string {
   if (iso === null) return "-";
@@ -106,10 +111,14 @@ function bracket(
   attempts: readonly DrawnAttempt[],
   limit: number | null,
   kind: "loadable" | "working",
+  capped: number | undefined,
 ): string {
   if (limit === null) return "";
   const above = failedAbove(attempts, limit, kind);
-  if (above === null) return `${kind} ${fmt(limit)}: nothing above it was seen to fail`;
+  if (above === null) {
+    return `${kind} ${fmt(limit)}: nothing above it was seen to fail` +
+      (limit === capped ? " (the test's --max-context: the true limit may be higher)" : "");
+  }
   return `${kind} ${fmt(limit)}: the smallest size seen failing above it is ${fmt(above)} ` +
     `(${fmt(above - limit)} more)`;
 }
@@ -123,8 +132,8 @@ function shelfRow(record: ModelRecord, index: number, bar: string, charted: bool
     : "";
   return `<tr data-model="${id}"><td class="id">${name}${error}</td>` +
     `<td class="s-${status}">${status}</td><td class="n">${fmt(record.declaredContext)}</td>` +
-    `<td class="n">${fmt(record.loadableContext)}</td>` +
-    `<td class="n">${fmt(record.workingContext)}</td><td>${bar}</td>` +
+    `<td class="n">${limit(record, record.loadableContext)}</td>` +
+    `<td class="n">${limit(record, record.workingContext)}</td><td>${bar}</td>` +
     `<td class="t">${when(record.testedAt)}</td></tr>`;
 }
 
@@ -136,8 +145,8 @@ function modelSection(model: ReportModel, index: number): string {
     ? ` <span class="note">${escapeHtml(record.displayName)}</span>`
     : "";
   const notes = [
-    bracket(evidence.search, record.loadableContext, "loadable"),
-    bracket(evidence.search, record.workingContext, "working"),
+    bracket(evidence.search, record.loadableContext, "loadable", record.cappedAt),
+    bracket(evidence.search, record.workingContext, "working", record.cappedAt),
     evidence.checks.length > 0
       ? `${evidence.checks.length} attempts of one-size checks (ringed), drawn after the search`
       : "",
@@ -145,7 +154,8 @@ function modelSection(model: ReportModel, index: number): string {
   ].filter((n) => n !== "");
   return `<article id="m${index}" data-model="${id}"><h3>${id}</h3>${name}` +
     `<p class="note">${statusOf(record)}; declared ${fmt(record.declaredContext)}, loadable ` +
-    `${fmt(record.loadableContext)}, working ${fmt(record.workingContext)}; tested ` +
+    `${limit(record, record.loadableContext)}, working ${limit(record, record.workingContext)}; ` +
+    `tested ` +
     `${when(record.testedAt)}</p>` +
     notes.map((n) => `<p class="note">${n}</p>`).join("") +
     probeChartSvg(record, attempts) + "</article>";
