@@ -47,7 +47,8 @@ td.t{white-space:nowrap;font-size:12px;color:#57606a}
 th{font-weight:600;border-bottom:1px solid #d0d7de;font-size:12px}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 tbody tr:nth-child(odd){background:#f6f8fa}
-td.id{font-family:ui-monospace,monospace;font-size:12px;max-width:300px;overflow-wrap:anywhere}
+td.id{font-family:ui-monospace,monospace;font-size:12px;min-width:180px;max-width:300px;
+overflow-wrap:anywhere}
 .s-tested{color:#1a7f37}.s-failed{color:#cf222e}.s-untested,.s-skipped,.s-missing{color:#6e7781}
 .err{color:#cf222e;font-size:12px}.note{color:#57606a;font-size:12px;margin:2px 0}
 svg text{font-size:10px;fill:#57606a}svg{display:block}
