@@ -1,8 +1,8 @@
 /**
- * The README's example outputs, made by running the real CLI on the demo fleet (the emulator with
- * scripts/demo_fleet.json, as `deno task demo` does) at 80 columns, so that the examples agree
- * with each other and with the code. Each example in the README is a fenced block right after a
- * line `<!-- example: NAME -->`; this script renders them all in one session, in order.
+ * The README's (and docs/usage.md's) example outputs, made by running the real CLI on the demo
+ * fleet (the emulator with scripts/demo_fleet.json, as `deno task demo` does) at 80 columns, so
+ * that the examples agree with each other and with the code. Each example is a fenced block right
+ * after a line `<!-- example: NAME -->`; this script renders them all in one session, in order.
  *
  * Usage:
  *   deno task readme:examples           check: exit 1 and name the examples that differ
@@ -36,35 +36,60 @@ interface Step {
   shown?: string;
   /** Turns stdout into what the example shows (a part of a JSON document). */
   pick?: (stdout: string) => string;
+  /** Shows only the first this many lines of output, then `...`. */
+  head?: number;
 }
 
 /** The session, in order: what a newcomer types on the demo fleet. */
 export const SESSION: readonly Step[] = [
-  { args: ["scan"], example: "scan", streams: "stdout" },
-  { args: ["test", "mistral-nemo"], example: "test-one", streams: "stdout" },
+  { args: ["scan"], example: "scan", streams: "stdout", head: 3 },
+  { args: ["test", "mistral-nemo"], example: "scan", streams: "stdout" },
   { args: ["test", "--all", "--quiet"] },
-  { args: ["list"], example: "list" },
-  { args: ["show", "mistral-nemo"], example: "show" },
+  { args: ["list"], example: "list", head: 9 },
+  {
+    args: ["show", "mistral-nemo"],
+    example: "show",
+    // The measured rows: the model's own (name, path, size, ...) are left out here.
+    pick: (stdout) => {
+      const lines = stdout.split("\n");
+      const from = lines.findIndex((l) => l.startsWith("declared"));
+      const to = lines.findIndex((l) => l.startsWith("applied"));
+      return [lines[0], "...", ...lines.slice(from, to), "..."].join("\n");
+    },
+    streams: "stdout",
+  },
   { args: ["status"], example: "status" },
   {
     args: ["apply", "mistral-nemo", "qwen2.5-7b-instruct-1m", "gemma-2", "--margin", "5%"],
     example: "apply",
   },
-  { args: ["apply", "--undo", "--all", "--dry-run"], example: "undo-dry-run" },
-  { args: ["test", "gemma-2", "--json", "--quiet"], example: "test-json", streams: "stdout" },
   {
-    args: ["list", "--json"],
-    example: "record-json",
+    args: ["test", "gemma-2", "--json", "--quiet"],
+    example: "test-json",
     streams: "stdout",
-    shown: "lmstrix list --json   # one of its records:",
+    shown: "lmstrix test gemma-2 --json --quiet   # tested already: kept",
     pick: (stdout) => {
-      const models = JSON.parse(stdout).models as { id: string }[];
-      const gemma = models.find((m) => m.id === "gemma-2-9b-it");
-      const { costs: _costs, applied: _applied, ...record } = gemma as Record<string, unknown>;
-      return JSON.stringify(record, null, 2) + "\n";
+      const { results: [result], ...rest } = JSON.parse(stdout);
+      const pack = (fields: string[], indent: string) => {
+        const lines = [indent];
+        for (const field of fields) {
+          const last = lines.length - 1;
+          if (lines[last]!.length + field.length > 88) lines.push(indent + field);
+          else lines[last] += (lines[last] === indent ? "" : " ") + field;
+        }
+        return lines.join("\n");
+      };
+      const fields = (o: object) =>
+        Object.entries(o).map(([k, v]) => `"${k}": ${JSON.stringify(v)},`);
+      const inner = fields(result);
+      inner[inner.length - 1] = inner.at(-1)!.slice(0, -1);
+      const outer = Object.entries(rest).map(([k, v]) =>
+        `  "${k}": ${JSON.stringify(v).replaceAll(/([,:])(?=["{\[\d])/g, "$1 ")}`
+      );
+      return ["{", '  "results": [{', pack(inner, "    "), "  }],", outer.join(",\n"), "}"]
+        .join("\n");
     },
   },
-  { args: ["status", "--json"], example: "status-json", streams: "stdout" },
   { args: ["test", "nemotron"], example: "error", streams: "stderr" },
   { args: ["apply", "--undo", "--all", "--quiet"] },
 ];
@@ -112,16 +137,20 @@ export async function renderExamples(): Promise<Map<string, string>> {
       if (step.example === undefined) continue;
       const streams = step.streams ?? "both";
       const stdout = step.pick ? step.pick(printed.stdout) : printed.stdout;
-      const text = [
+      let text = [
         `$ ${step.shown ?? `lmstrix ${step.args.join(" ")}`}`,
         ...(streams === "stderr" ? [] : [stdout.trimEnd()]),
         ...(streams === "stdout" ? [] : [printed.stderr.trimEnd()]),
         ...(printed.code === 0 ? [] : [`(exit ${printed.code})`]),
       ].filter((part) => part !== "").join("\n");
-      examples.set(
-        step.example,
-        text.replaceAll(home.replace(/\/$/, ""), SHOWN_HOME).replaceAll(emulator.url, SHOWN_SERVER),
-      );
+      if (step.head !== undefined) {
+        text = text.split("\n").slice(0, step.head + 1).join("\n") + "\n...";
+      }
+      const shown = text.replaceAll(home.replace(/\/$/, ""), SHOWN_HOME)
+        .replaceAll(emulator.url, SHOWN_SERVER);
+      // Steps of one example follow each other, as in a terminal.
+      const before = examples.get(step.example);
+      examples.set(step.example, before === undefined ? shown : `${before}\n\n${shown}`);
     }
   } finally {
     await emulator.close();
@@ -148,7 +177,7 @@ export function maskVolatile(text: string): string {
 /** The README's example blocks, by name: the text between the fence lines after each marker. */
 export function readmeExamples(readme: string): Map<string, string> {
   const found = new Map<string, string>();
-  for (const match of readme.matchAll(/<!-- example: ([\w-]+) -->\n```\n([\s\S]*?)\n```/g)) {
+  for (const match of readme.matchAll(/<!-- example: ([\w-]+) -->\n+```\n([\s\S]*?)\n```/g)) {
     found.set(match[1]!, match[2]!);
   }
   return found;
@@ -157,28 +186,48 @@ export function readmeExamples(readme: string): Map<string, string> {
 /** `readme` with each example block replaced by its rendering. */
 export function writeExamples(readme: string, examples: ReadonlyMap<string, string>): string {
   return readme.replace(
-    /(<!-- example: ([\w-]+) -->\n```\n)[\s\S]*?(\n```)/g,
+    /(<!-- example: ([\w-]+) -->\n+```\n)[\s\S]*?(\n```)/g,
     (whole, open: string, name: string, close: string) =>
       examples.has(name) ? open + examples.get(name) + close : whole,
   );
 }
 
+/** The files whose example blocks the session renders. */
+export const EXAMPLE_FILES: readonly URL[] = [README, new URL("docs/usage.md", ROOT)];
+
+/**
+ * The names of the examples in `files` that differ from `rendered` (masked), or that the session
+ * does not render at all.
+ */
+export function differingExamples(
+  texts: readonly string[],
+  rendered: ReadonlyMap<string, string>,
+): string[] {
+  const differ: string[] = [];
+  for (const text of texts) {
+    for (const [name, shown] of readmeExamples(text)) {
+      const fresh = rendered.get(name);
+      if (fresh === undefined || maskVolatile(shown) !== maskVolatile(fresh)) differ.push(name);
+    }
+  }
+  return differ;
+}
+
 if (import.meta.main) {
   const rendered = await renderExamples();
-  const readme = await Deno.readTextFile(README);
+  const texts = await Promise.all(EXAMPLE_FILES.map((file) => Deno.readTextFile(file)));
   if (Deno.args.includes("--write")) {
-    await Deno.writeTextFile(README, writeExamples(readme, rendered));
-    console.log(`Wrote ${rendered.size} examples into README.md`);
+    for (const [i, file] of EXAMPLE_FILES.entries()) {
+      await Deno.writeTextFile(file, writeExamples(texts[i]!, rendered));
+    }
+    console.log(`Wrote the examples into ${EXAMPLE_FILES.map((f) => f.pathname).join(", ")}`);
   } else {
-    const shown = readmeExamples(readme);
-    const differ = [...rendered].filter(([name, text]) =>
-      maskVolatile(shown.get(name) ?? "") !== maskVolatile(text)
-    ).map(([name]) => name);
+    const differ = differingExamples(texts, rendered);
     if (differ.length > 0) {
-      console.error(`README examples differ from the code: ${differ.join(", ")}`);
+      console.error(`Examples that differ from the code: ${differ.join(", ")}`);
       console.error("run: deno task readme:examples --write");
       Deno.exit(1);
     }
-    console.log(`The README's ${rendered.size} examples agree with the code.`);
+    console.log("The examples agree with the code.");
   }
 }
