@@ -86,14 +86,24 @@ Deno.test("test --all meets each real LM Studio behaviour with the right numbers
         /^plan\s+.*without a prompt cache, prompts grow by half, then narrow$/m,
       );
       assert.match(show.stdout, /^prefill\s+[\d,]+ tokens\/s at [\d,]+ tokens$/m);
+      // The curve fitted to the run's own timings: the speed, and where attention doubles it.
+      assert.match(show.stdout, /^prefill curve\s+[\d.]+ ms\/token, doubling at [\d,]+ tokens/m);
     });
     await t.step("list --json carries them", async () => {
       const list = await cli("list", "--json");
+      type Curve = { doublingTokens: number; doublingMeasured: boolean };
       const { models } = JSON.parse(list.stdout) as {
-        models: { id: string; costs: { promptCache: boolean | null; plan: string } | null }[];
+        models: {
+          id: string;
+          costs: { promptCache: boolean | null; plan: string; prefillCurve?: Curve } | null;
+        }[];
       };
       const raised = models.find((m) => m.id === "raised")!;
       assert.equal(raised.costs?.promptCache, true);
+      // The emulator doubles a token's prefill cost at 24,576 tokens of depth: the fit finds it.
+      const curve = raised.costs?.prefillCurve;
+      assert.equal(curve?.doublingMeasured, true);
+      assert.ok(Math.abs(curve!.doublingTokens / 24_576 - 1) < 0.2, `${curve?.doublingTokens}`);
       assert.match(raised.costs?.plan ?? "", /climb prompts on the cache/);
     });
   });

@@ -282,16 +282,24 @@ export class PricedProbe implements Probe {
     return { kind: "started", seconds: ms / 1000 };
   }
 
-  /** Charges one prediction; returns its time to first token in seconds. */
-  #predict(promptTokens: number, cached: number, answerTokens: number): number {
+  /**
+   * Charges one prediction; returns its time to first token and its whole time in seconds (as
+   * the real probe times it on the emulator's clock).
+   */
+  #predict(
+    promptTokens: number,
+    cached: number,
+    answerTokens: number,
+  ): { prefillSeconds: number; seconds: number } {
     const context = this.#loaded ?? 0;
     const tokens = Math.min(answerTokens, context - promptTokens);
     const prefill = prefillMs(this.#profile, cached, promptTokens);
     const generation = generateMs(this.#profile, promptTokens, Math.max(0, tokens));
     this.stats.predictions++;
     this.stats.prefilledTokens += promptTokens - cached;
-    this.stats.predictMs += this.#charge(TIMING.predictOverheadMs + prefill + generation);
-    return (TIMING.predictOverheadMs + prefill) / 1000;
+    const ms = this.#charge(TIMING.predictOverheadMs + prefill + generation);
+    this.stats.predictMs += ms;
+    return { prefillSeconds: (TIMING.predictOverheadMs + prefill) / 1000, seconds: ms / 1000 };
   }
 
   #broken(): boolean {
@@ -309,13 +317,9 @@ export class PricedProbe implements Probe {
     const cached = this.#cache() && this.#cached.kind === "sanity" ? SANITY_TOKENS - 1 : 0;
     const broken = this.#broken();
     const tokens = broken ? Math.min(SANITY_MAX_TOKENS, BROKEN_TOKENS) : FOUR_TOKENS;
-    const seconds = this.#predict(SANITY_TOKENS, cached, tokens);
+    const timed = this.#predict(SANITY_TOKENS, cached, tokens);
     this.#cached = { kind: "sanity" };
-    return Promise.resolve({
-      pass: !broken,
-      excerpt: broken ? "gibberish" : "4",
-      prefillSeconds: seconds,
-    });
+    return Promise.resolve({ pass: !broken, excerpt: broken ? "gibberish" : "4", ...timed });
   }
 
   /**
@@ -376,9 +380,9 @@ export class PricedProbe implements Probe {
         answer = mode === "empty" ? 0 : mode === "gibberish" ? GIBBERISH_TOKENS : VALUE_TOKENS;
       }
     }
-    const seconds = this.#predict(tokens, cached, Math.min(answer, NEEDLE_MAX_TOKENS));
+    const timed = this.#predict(tokens, cached, Math.min(answer, NEEDLE_MAX_TOKENS));
     this.#cached = { kind: "needle", seed: this.#seed, prefix };
     // An empty answer fails like a wrong one.
-    return { pass, excerpt: pass ? "value" : "wrong", prefillSeconds: seconds };
+    return { pass, excerpt: pass ? "value" : "wrong", ...timed };
   }
 }

@@ -9,6 +9,7 @@ import {
   shownStatus,
   toContractJson,
 } from "../registry/model_record.ts";
+import { describeCurve } from "../search/context_search.ts";
 import { formatAttempt, formatAttemptTime } from "./attempt_line.ts";
 import { formatBytes, formatPercent, formatTokens, visibleWidth, wrapWords } from "./format.ts";
 import { shownReduction, staleResults } from "./list.ts";
@@ -62,9 +63,13 @@ function costRows(costs: ModelCosts): [string, string][] {
       formatTokens(costs.prefillMeasuredAt ?? 0)
     } tokens`;
   const cache = costs.promptCache === null ? "not seen" : costs.promptCache ? "works" : "none";
+  const curve: [string, string][] = costs.prefillCurve
+    ? [["prefill curve", describeCurve(costs.prefillCurve)]]
+    : [];
   return [
     ["took", times.length === 0 ? "nothing timed" : times.join(", ")],
     ["prefill", prefill],
+    ...curve,
     ["prompt cache", cache],
     ["plan", displayText(planInWords(costs.plan))],
   ];

@@ -39,6 +39,7 @@ export function costsOf(costs: MeasuredCosts, plan: SearchPlan): ModelCosts {
     prefillTokensPerSec: costs.prefillTokensPerSec,
     prefillMeasuredAt: costs.prefillMeasuredAt,
     promptCache: costs.promptCache,
+    prefillCurve: costs.prefillCurve ?? null,
     plan: describePlan(plan),
   };
 }

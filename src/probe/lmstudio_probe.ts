@@ -298,17 +298,29 @@ export class LmStudioProbe implements Probe {
         const start = this.#now();
         try {
           const completion = await model.complete(prompt, options);
-          const seconds = completion.timeToFirstTokenSec ?? (this.#now() - start) / 1000;
-          return { text: completion.text, seconds, crashed: false };
+          // The whole prediction (prefill and answer), for a probe's cost beyond its prefill.
+          const total = (this.#now() - start) / 1000;
+          const seconds = completion.timeToFirstTokenSec ?? total;
+          return { text: completion.text, seconds, total, crashed: false };
         } catch (error) {
           // A prompt that does not fit the loaded context is the model's answer, not a fault.
           if (error instanceof LmStudioCallError && error.kind === "context-overflow") {
-            return { text: `[${error.message}]`, seconds: undefined, crashed: false };
+            return {
+              text: `[${error.message}]`,
+              seconds: undefined,
+              total: undefined,
+              crashed: false,
+            };
           }
           // So is an engine that dies on it; the instance went with the engine.
           if (error instanceof LmStudioCallError && error.kind === "crashed") {
             this.#loaded = undefined;
-            return { text: `[${error.message}]`, seconds: undefined, crashed: true };
+            return {
+              text: `[${error.message}]`,
+              seconds: undefined,
+              total: undefined,
+              crashed: true,
+            };
           }
           throw error;
         }
@@ -388,7 +400,12 @@ export class LmStudioProbe implements Probe {
 /** The search's view of a graded completion. */
 function answerOf(
   pass: boolean,
-  completion: { text: string; seconds: number | undefined; crashed: boolean },
+  completion: {
+    text: string;
+    seconds: number | undefined;
+    total: number | undefined;
+    crashed: boolean;
+  },
 ): Answer {
   // An empty or blank answer is a wrong answer: it cannot hold the value.
   const answer: Answer = {
@@ -397,6 +414,7 @@ function answerOf(
   };
   if (completion.crashed) answer.crashed = true;
   if (completion.seconds !== undefined) answer.prefillSeconds = completion.seconds;
+  if (completion.total !== undefined) answer.seconds = completion.total;
   return answer;
 }
 

@@ -91,6 +91,18 @@ export interface ModelCosts {
   prefillMeasuredAt: number | null;
   /** Whether a prompt extending the previous one paid only for its new tokens; null: not seen. */
   promptCache: boolean | null;
+  /**
+   * The prefill curve fitted to the test's own timings (`src/search/prefill_curve.ts`): seconds
+   * per token at the start, the depth at which that doubles, whether that depth was measured,
+   * the fixed seconds per prediction, the timings it rests on; null when none was timed.
+   */
+  prefillCurve?: {
+    secondsPerToken: number;
+    doublingTokens: number;
+    doublingMeasured: boolean;
+    overheadSeconds: number;
+    samples: number;
+  } | null;
   /** The plan chosen from these, one sentence. */
   plan: string;
 }

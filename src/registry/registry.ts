@@ -358,7 +358,17 @@ function isCosts(value: unknown): boolean {
   ]
     .every((key) => numberOrNull(value[key])) &&
     (value["promptCache"] === undefined || value["promptCache"] === null ||
-      typeof value["promptCache"] === "boolean");
+      typeof value["promptCache"] === "boolean") &&
+    isCurve(value["prefillCurve"]);
+}
+
+/** A fitted prefill curve as costs keep it, or none. */
+function isCurve(value: unknown): boolean {
+  if (value === undefined || value === null) return true;
+  return isObject(value) && typeof value["doublingMeasured"] === "boolean" &&
+    ["secondsPerToken", "doublingTokens", "overheadSeconds", "samples"].every((key) =>
+      Number.isFinite(value[key])
+    );
 }
 
 function nearMisses(ids: string[], lower: string): string[] {

@@ -85,6 +85,13 @@ export {
   uncachedProbeCost,
 } from "./plan.ts";
 export { initialState, normaliseState } from "./state.ts";
+export {
+  describeCurve,
+  fitPrefillCurve,
+  type PrefillCurve,
+  type PrefillSample,
+  prefillSeconds,
+} from "./prefill_curve.ts";
 export { nextWorkingMove, type WorkingMove } from "./working_move.ts";
 
 /** Needle depths, used in turn, so that consecutive probes ask about different places. */
@@ -198,8 +205,12 @@ class SearchRun {
       s.instance = attempt.context;
     } else {
       s.loadFail = Math.min(s.loadFail ?? Infinity, attempt.context);
-      if (attempt.actual !== undefined && attempt.actual < attempt.context) {
-        s.fitHint = attempt.actual;
+      const fitted = attempt.actual;
+      if (fitted !== undefined && fitted < attempt.context) {
+        s.fitHint = fitted;
+        // Auto-fit gives what the machine holds: any larger request gets the same answer, so
+        // only the fitted size itself is left to load (unless a larger one loaded already).
+        if (fitted >= (s.loadOk ?? 0)) s.loadFail = Math.min(s.loadFail, fitted + 1);
       }
       if (s.checkOk !== null && s.checkOk >= attempt.context) {
         // A check started here, yet the load failed: the guardrail is not what limits this

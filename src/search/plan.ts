@@ -6,18 +6,56 @@
  * @module
  */
 
+import { DEFAULT_DOUBLING_TOKENS, describeCurve, type PrefillCurve } from "./prefill_curve.ts";
 import type { MeasuredCosts, SearchConfig, SearchPlan } from "./types.ts";
 
 /**
  * What one needle probe costs beyond the prefill of its new prompt tokens (the question, the
  * answer's generation, counting tokens, the round trip), in prompt tokens at the start of the
- * context. An estimate for local models: generating ten tokens takes about as long as
- * prefilling several hundred.
+ * context, until the run has timed needles whole: generating ten tokens takes about as long as
+ * prefilling several hundred. Measured, it is the fitted overhead and the mean time beyond the
+ * first token, over the fitted speed ({@link probeCostTokens}).
  */
 const PROBE_COST_TOKENS = 1000;
 
-/** Position at which attention has doubled the prefill cost of a token (typical local models). */
-const ATTENTION_DOUBLING_TOKENS = 32_768;
+/** Bounds of the measured probe cost, in tokens: a timing gone wrong must not rule the plan. */
+const PROBE_COST_RANGE = [50, 100_000] as const;
+
+/**
+ * How the search prices prompts: the depth at which attention has doubled a token's prefill
+ * cost (the fitted curve's, else {@link DEFAULT_DOUBLING_TOKENS}) and a probe's fixed cost in
+ * tokens at the start of the context ({@link PROBE_COST_TOKENS} until measured).
+ */
+export interface PromptPrices {
+  doublingTokens: number;
+  probeTokens: number;
+}
+
+/**
+ * The prompt prices the measured costs give (the defaults where nothing was measured), each
+ * rounded to a quarter power of two: within 10 % is all a price needs, and a plan that changes
+ * only when a cost changes by that much, not with the noise of a clock, repeats from run to run.
+ */
+export function promptPrices(costs?: MeasuredCosts): PromptPrices {
+  const curve: PrefillCurve | null = costs?.prefillCurve ?? null;
+  const rounded = (x: number) => Math.round(2 ** (Math.round(Math.log2(x) * 4) / 4));
+  return {
+    doublingTokens: curve?.doublingMeasured === true
+      ? rounded(curve.doublingTokens)
+      : DEFAULT_DOUBLING_TOKENS,
+    probeTokens: costs === undefined ? PROBE_COST_TOKENS : probeCostTokens(costs, rounded),
+  };
+}
+
+/** A probe's fixed cost in tokens at the start of the context, measured where it was timed. */
+function probeCostTokens(costs: MeasuredCosts, rounded: (x: number) => number): number {
+  const curve = costs.prefillCurve ?? null;
+  const timed = costs.needlesTimed ?? 0;
+  if (curve === null || timed === 0 || curve.secondsPerToken <= 0) return PROBE_COST_TOKENS;
+  const seconds = curve.overheadSeconds + (costs.needleExtraSeconds ?? 0) / timed;
+  const tokens = seconds / curve.secondsPerToken;
+  return rounded(Math.min(PROBE_COST_RANGE[1], Math.max(PROBE_COST_RANGE[0], tokens)));
+}
 
 /**
  * What a load that succeeds costs, in loads that LM Studio refuses, until the run has timed one
@@ -77,6 +115,10 @@ export function noCosts(): MeasuredCosts {
     checks: 0,
     checkSeconds: 0,
     checksCompleted: 0,
+    prefillSamples: [],
+    prefillCurve: null,
+    needlesTimed: 0,
+    needleExtraSeconds: 0,
   };
 }
 
@@ -162,9 +204,10 @@ export function describeDecision(plan: SearchPlan, costs: MeasuredCosts): string
     : costs.promptCache
     ? "prompt cache works"
     : "no prompt cache";
+  const curve = costs.prefillCurve ? `, prefill ${describeCurve(costs.prefillCurve)}` : "";
   return `loads ${mean(costs.loadSeconds, costs.loads)}, refusals ${
     mean(costs.refusalSeconds, costs.refusals)
-  }, ${cache}: ${describePlan(plan)}`;
+  }, ${cache}${curve}: ${describePlan(plan)}`;
 }
 
 /**
@@ -186,11 +229,13 @@ export function splitPoint(lo: number, hi: number, precision: number): number {
  * W in steps s costs about W/s probes of fixed cost c; the first failure overshoots the limit by
  * s/2 on average, prefilled at the cost of tokens near W, and stepping back down costs a probe
  * per precision p. Minimising W*c/s + s/2 * (cost of a token near W + c/p) gives
- * s = sqrt(2*W*c / (1 + W/a + c/p)), a the position where attention doubles a token's cost.
+ * s = sqrt(2*W*c / (1 + W/a + c/p)), a the position where attention doubles a token's cost;
+ * a and c as measured on this model ({@link promptPrices}).
  */
-export function climbStep(from: number, precision: number): number {
-  const tokenCost = 1 + from / ATTENTION_DOUBLING_TOKENS + PROBE_COST_TOKENS / precision;
-  return Math.max(precision, Math.round(Math.sqrt(2 * from * PROBE_COST_TOKENS / tokenCost)));
+export function climbStep(from: number, precision: number, prices = promptPrices()): number {
+  const c = prices.probeTokens;
+  const tokenCost = 1 + from / prices.doublingTokens + c / precision;
+  return Math.max(precision, Math.round(Math.sqrt(2 * from * c / tokenCost)));
 }
 
 /**
@@ -268,10 +313,11 @@ const JUMP_GROWTH = 0.5;
 /**
  * What a needle probe of `size` tokens costs when nothing of it is cached, in prompt tokens at
  * the start of the context: its fixed cost, plus every position's prefill, the cost of a token at
- * position p being `1 + p / ATTENTION_DOUBLING_TOKENS` (so `size + size^2 / 2a` in all).
+ * position p being `1 + p / a` (so `size + size^2 / 2a` in all), a and the fixed cost as
+ * measured on this model ({@link promptPrices}).
  */
-export function uncachedProbeCost(size: number): number {
-  return PROBE_COST_TOKENS + size + size * size / (2 * ATTENTION_DOUBLING_TOKENS);
+export function uncachedProbeCost(size: number, prices = promptPrices()): number {
+  return prices.probeTokens + size + size * size / (2 * prices.doublingTokens);
 }
 
 /**
@@ -299,11 +345,12 @@ export function fullProbeFirst(
   top: number,
   precision: number,
   atLimit: boolean,
+  prices = promptPrices(),
 ): boolean {
   const chance = atLimit ? FULL_WORKS_AT_LIMIT : FULL_WORKS_AT_DECLARED;
   let saved = 0;
   for (let x = jumpSize(from, top, precision); x < top; x = jumpSize(x, top, precision)) {
-    saved += uncachedProbeCost(x);
+    saved += uncachedProbeCost(x, prices);
   }
-  return chance * saved > (1 - chance) * uncachedProbeCost(top);
+  return chance * saved > (1 - chance) * uncachedProbeCost(top, prices);
 }

@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { PrefillCurve, PrefillSample } from "./prefill_curve.ts";
+
 /** What the search is asked to find and how precisely. */
 export interface SearchConfig {
   /** Context length the model declares. */
@@ -67,6 +69,8 @@ export interface Answer {
    * says, else the wall clock of the prediction. Tells whether the prompt cache works.
    */
   prefillSeconds?: number;
+  /** What the whole prediction took, in seconds (prefill and the answer's generation), if timed. */
+  seconds?: number;
 }
 
 /** What the search needs from the outside world: loading and asking one model. */
@@ -145,6 +149,14 @@ export interface MeasuredCosts {
   checkSeconds?: number;
   /** Checks LM Studio loaded all the same (the cancel too late or not honoured). */
   checksCompleted?: number;
+  /** The latest timed predictions: positions prefilled and seconds (for the prefill curve). */
+  prefillSamples?: PrefillSample[];
+  /** The prefill curve fitted to them (`prefill_curve.ts`); null until one was timed. */
+  prefillCurve?: PrefillCurve | null;
+  /** Needles timed whole, and their seconds beyond the time to first token (the answer). */
+  needlesTimed?: number;
+  /** See {@link MeasuredCosts.needlesTimed}. */
+  needleExtraSeconds?: number;
 }
 
 /** How the search spends its loads and prompts, chosen from {@link MeasuredCosts}. */

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { climbStep, fullProbeFirst, jumpSize, splitPoint } from "./plan.ts";
+import { climbStep, fullProbeFirst, jumpSize, promptPrices, splitPoint } from "./plan.ts";
+import { prefillSeconds } from "./prefill_curve.ts";
 import type { NormalState, SearchConfig, SearchState, SearchTarget } from "./types.ts";
 
 /** Below a failure, an interval of at most this many precisions is walked down, not bisected. */
@@ -186,12 +187,13 @@ function climbSize(
 ): number {
   const { minContext, precision } = config;
   const from = pass ?? minContext;
+  const prices = promptPrices(s.costs);
   if (!cacheUsable(s)) {
-    return fullProbeFirst(from, instance, precision, atLimit(s, config, instance))
+    return fullProbeFirst(from, instance, precision, atLimit(s, config, instance), prices)
       ? instance
       : jumpSize(from, instance, precision);
   }
-  const x = from + climbStep(from, precision);
+  const x = from + climbStep(from, precision, prices);
   return x > instance - precision ? instance : x;
 }
 
@@ -212,7 +214,8 @@ function recheckIsCheap(s: NormalState): boolean {
  * confirmation at once. It saves the load and the whole prompt when it passes, and costs one load
  * more when it fails (the confirmation of the pass below follows either way). The limit is as
  * likely above the probe as below it, so it pays when a load takes less than the prompt's
- * prefill, both as measured on this model (mean successful load; seconds per cold prompt token).
+ * prefill, both as measured on this model (mean successful load; the fitted prefill curve, else
+ * the seconds per token of the latest cold prompt).
  * Not with a prompt cache, where the prompt costs only its question, nor before a prompt passed
  * (a load-level pass would then contradict the prompts' failures, see the distrust rule).
  */
@@ -228,7 +231,12 @@ function finalByLoad(
   if (hi === null || hi - x > config.precision) return false;
   if (costs.loads === 0 || costs.coldSecondsPerToken === null) return false;
   const loadSeconds = costs.loadSeconds / costs.loads;
-  return loadSeconds < costs.coldSecondsPerToken * (x - config.reserve);
+  const prompt = x - config.reserve;
+  const curve = costs.prefillCurve ?? null;
+  const prefill = curve === null
+    ? costs.coldSecondsPerToken * prompt
+    : curve.overheadSeconds + prefillSeconds(curve, 0, prompt);
+  return loadSeconds < prefill;
 }
 
 /**
@@ -252,15 +260,21 @@ function cacheUsable(s: NormalState): boolean {
  * the loaded instance. Every probe below the last prompt reuses its prefix, so stepping down by
  * the precision from the failure costs no prefill; a pass ends the search for the prompt-level
  * limit there. A wide interval is bisected instead, to keep the number of probes logarithmic.
- * Where every probe pays for its whole prompt (no cache, or a crash took the instance), the
- * midpoint, not the high split, as a shorter probe is also a cheaper one (on a log scale where the
- * interval spans more than a factor two).
+ * Where every probe pays for its whole prompt (no cache), the midpoint, not the high split, as a
+ * shorter probe is also a cheaper one (on a log scale where the interval spans more than a factor
+ * two). After a crash (with a cache), one precision above the pass: each probe above the boundary
+ * would crash and cost a reload, each below it keeps the cache.
  */
 function narrowSize(s: NormalState, config: SearchConfig, pass: number | null, hi: number): number {
   const { minContext, precision } = config;
   if (pass === null && hi - minContext <= precision) return minContext;
   const lo = pass ?? minContext;
-  if (!cacheUsable(s) || s.costs.crashes > 0) {
+  if (s.costs.crashes > 0 && cacheUsable(s)) {
+    // A crash took the instance and its cache: approach the boundary from below, where passing
+    // probes keep the cache and cost only their new tokens, so that a second crash settles it.
+    return Math.max(lo + 1, Math.min(hi - 1, lo + precision));
+  }
+  if (!cacheUsable(s)) {
     // Across more than a factor two, the middle on a log scale: a limit is as likely between 8k
     // and 16k as between 16k and 32k, so that is where it splits the chances, and the lower
     // probe is also the cheaper one.
