@@ -25,13 +25,15 @@ const README = new URL("README.md", ROOT);
 const SHOWN_HOME = "/home/me/.lmstudio";
 const SHOWN_SERVER = "ws://127.0.0.1:1234";
 
-/** One step of the session: a command, and the README example it makes (if any). */
-interface Step {
-  args: string[];
-  /** The example's name in the README; none: the step only sets the scene. */
+/** One way of showing a step's output as an example. */
+interface View {
+  /** The example's name in the README or docs/usage.md. */
   example?: string;
-  /** Which streams the example shows (stdout, then stderr): the default is both. */
-  streams?: "stdout" | "stderr" | "both";
+  /**
+   * Which streams the example shows: both (stdout, then stderr; the default), or progress first
+   * (stderr's progress, stdout, then stderr's closing lines), or one of them.
+   */
+  streams?: "stdout" | "stderr" | "both" | "progress-first";
   /** How the example's command line reads, when not `lmstrix <args>`. */
   shown?: string;
   /** Turns stdout into what the example shows (a part of a JSON document). */
@@ -40,12 +42,30 @@ interface Step {
   head?: number;
 }
 
+/** One step of the session: a command, and the examples it makes (none: it sets the scene). */
+interface Step extends View {
+  args: string[];
+  /** More examples of the same run (the full output, for docs/usage.md). */
+  also?: readonly View[];
+}
+
 /** The session, in order: what a newcomer types on the demo fleet. */
 export const SESSION: readonly Step[] = [
-  { args: ["scan"], example: "scan", streams: "stdout", head: 3 },
-  { args: ["test", "mistral-nemo"], example: "scan", streams: "stdout" },
+  {
+    args: ["scan"],
+    example: "scan",
+    streams: "stdout",
+    head: 3,
+    also: [{ example: "usage-scan", streams: "progress-first" }],
+  },
+  {
+    args: ["test", "mistral-nemo"],
+    example: "scan",
+    streams: "stdout",
+    also: [{ example: "usage-test", streams: "progress-first" }],
+  },
   { args: ["test", "--all", "--quiet"] },
-  { args: ["list"], example: "list", head: 9 },
+  { args: ["list"], example: "list", head: 9, also: [{ example: "usage-list" }] },
   {
     args: ["show", "mistral-nemo"],
     example: "show",
@@ -57,8 +77,9 @@ export const SESSION: readonly Step[] = [
       return [lines[0], "...", ...lines.slice(from, to), "..."].join("\n");
     },
     streams: "stdout",
+    also: [{ example: "usage-show" }],
   },
-  { args: ["status"], example: "status" },
+  { args: ["status"], example: "usage-status" },
   {
     args: ["apply", "mistral-nemo", "qwen2.5-7b-instruct-1m", "gemma-2", "--margin", "5%"],
     example: "apply",
@@ -90,7 +111,22 @@ export const SESSION: readonly Step[] = [
         .join("\n");
     },
   },
+  { args: ["status", "--json"], example: "usage-status-json", streams: "stdout" },
+  { args: ["apply", "--all"], example: "usage-apply-all" },
+  { args: ["list", "--format", "markdown"], example: "usage-markdown", head: 4 },
+  { args: ["list", "--format", "csv"], example: "usage-csv", head: 3 },
+  { args: ["apply", "--undo", "--all", "--dry-run"], example: "usage-undo-dry-run", head: 4 },
   { args: ["test", "nemotron"], example: "error", streams: "stderr" },
+  {
+    args: ["scan", "--server", "ws://127.0.0.1:9"],
+    example: "usage-unreachable",
+    streams: "stderr",
+  },
+  {
+    args: ["scan", "--lmstudio-dir", "/home/me/.lmstuido"],
+    example: "usage-no-home",
+    streams: "stderr",
+  },
   { args: ["apply", "--undo", "--all", "--quiet"] },
 ];
 
@@ -99,6 +135,33 @@ interface Printed {
   code: number;
   stdout: string;
   stderr: string;
+}
+
+/** The example `view` makes of what `step` printed. */
+function render(step: Step, view: View, printed: Printed): string {
+  const streams = view.streams ?? "both";
+  const stdout = (view.pick ? view.pick(printed.stdout) : printed.stdout).trimEnd();
+  const stderr = printed.stderr.trimEnd();
+  // Progress (the leading stderr lines: "Scanning...", "[1/1] model", indented attempts) comes
+  // before the results; the closing lines (a summary, where the registry is) after them.
+  const lines = stderr.split("\n");
+  let lead = 0;
+  while (lead < lines.length && /^(\[|\s|Scanning)/.test(lines[lead]!)) lead++;
+  const shown = {
+    stdout: [stdout],
+    stderr: [stderr],
+    both: [stdout, stderr],
+    "progress-first": [lines.slice(0, lead).join("\n"), stdout, lines.slice(lead).join("\n")],
+  }[streams];
+  let text = [
+    `$ ${view.shown ?? `lmstrix ${step.args.join(" ")}`}`,
+    ...shown,
+    ...(printed.code === 0 ? [] : [`(exit ${printed.code})`]),
+  ].filter((part) => part !== "").join("\n");
+  if (view.head !== undefined) {
+    text = text.split("\n").slice(0, view.head + 1).join("\n") + "\n...";
+  }
+  return text;
 }
 
 /** Runs the session on a fresh home and returns each example's text, by name. */
@@ -134,23 +197,15 @@ export async function renderExamples(): Promise<Map<string, string>> {
         stdout: decoder.decode(output.stdout),
         stderr: decoder.decode(output.stderr),
       };
-      if (step.example === undefined) continue;
-      const streams = step.streams ?? "both";
-      const stdout = step.pick ? step.pick(printed.stdout) : printed.stdout;
-      let text = [
-        `$ ${step.shown ?? `lmstrix ${step.args.join(" ")}`}`,
-        ...(streams === "stderr" ? [] : [stdout.trimEnd()]),
-        ...(streams === "stdout" ? [] : [printed.stderr.trimEnd()]),
-        ...(printed.code === 0 ? [] : [`(exit ${printed.code})`]),
-      ].filter((part) => part !== "").join("\n");
-      if (step.head !== undefined) {
-        text = text.split("\n").slice(0, step.head + 1).join("\n") + "\n...";
+      for (const view of [step, ...(step.also ?? [])]) {
+        if (view.example === undefined) continue;
+        const shown = render(step, view, printed)
+          .replaceAll(home.replace(/\/$/, ""), SHOWN_HOME)
+          .replaceAll(emulator.url, SHOWN_SERVER);
+        // Steps of one example follow each other, as in a terminal.
+        const before = examples.get(view.example);
+        examples.set(view.example, before === undefined ? shown : `${before}\n\n${shown}`);
       }
-      const shown = text.replaceAll(home.replace(/\/$/, ""), SHOWN_HOME)
-        .replaceAll(emulator.url, SHOWN_SERVER);
-      // Steps of one example follow each other, as in a terminal.
-      const before = examples.get(step.example);
-      examples.set(step.example, before === undefined ? shown : `${before}\n\n${shown}`);
     }
   } finally {
     await emulator.close();
