@@ -335,8 +335,12 @@ export class LMStrix {
     this.#requireWriter(settings);
     return await this.#withLock(async () => {
       const record = findModel(await this.#read(), query);
-      if (record.type === "embedding") {
-        throw new UsageError(`"${record.id}" is an embedding model: it has no context to check`);
+      if (record.type === "embedding" || record.status === "missing") {
+        throw new UsageError(
+          record.status === "missing"
+            ? `"${record.id}" is missing from LM Studio (since the last scan)`
+            : `"${record.id}" is an embedding model: it has no context to check`,
+        );
       }
       const { stopIfInterrupted } = await import("./engine/test_run.ts");
       stopIfInterrupted(options.signal);

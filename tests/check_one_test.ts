@@ -231,6 +231,15 @@ Deno.test("test --ctx usage errors exit 2 with one JSON error document", async (
         assertNoStackTrace(run.stderr);
       });
     }
+    await t.step("a model missing from LM Studio", async () => {
+      const paths = lmstrixPaths(home);
+      const registry = await loadRegistry(paths);
+      registry.models["forgetful"] = { ...registry.models["forgetful"]!, status: "missing" };
+      await saveRegistry(paths, registry);
+      const run = await lmstrix(emulator, home, ["test", "forgetful", "--ctx", "8k"]);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /"forgetful" is missing from LM Studio/);
+    });
     assert.equal(emulator.stats().loads.length, 0, "no usage error loads anything");
   });
 });
