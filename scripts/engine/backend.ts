@@ -4,11 +4,11 @@
  * completions, token counts come from the model's own tokenizer. llama.cpp runs in a Node worker
  * (`worker.mjs`, see there why).
  *
- * Memory: with a budget, the worker's address space is capped at its idle size plus the budget,
- * so a context too large fails inside llama.cpp for real ("guardrail off": LM Studio with its
- * guardrails off, the engine's own failure text carried into the error). With the guardrail on,
- * a load whose estimate (node-llama-cpp's, from the file and the context size) does not fit the
- * budget left by what is loaded is refused at once, before any progress, with LM Studio's
+ * Memory: with the guardrail off and a budget, the worker's address space is capped at its idle
+ * size plus the budget, so a context too large fails inside llama.cpp for real (LM Studio with
+ * its guardrails off; llama.cpp's own failure lines carried into the error). With the guardrail
+ * on, a load whose estimate (node-llama-cpp's, from the file and the context size) does not fit
+ * the budget left by what is loaded is refused at once, before any progress, with LM Studio's
  * guardrail text.
  *
  * @module
@@ -37,7 +37,7 @@ import {
 export type Guardrail = "on" | "off";
 
 /** One loaded instance: a llama.cpp context in the worker. */
-interface Instance {
+export interface LoadedInstance {
   identifier: string;
   instanceReference: string;
   model: EngineModel;
@@ -66,14 +66,34 @@ export interface EngineStats {
   }>;
 }
 
+/** A completion, or the prompt did not fit the context. */
+export type Completion =
+  | { overflow: true; promptTokens: number }
+  | {
+    overflow: false;
+    text: string;
+    /** The generated tokens' texts. */
+    pieces: string[];
+    /** Prompt tokens (BOS not counted). */
+    promptTokens: number;
+    /** Tokens evaluated: the prompt less the prefix reused from the cache. */
+    evaluatedTokens: number;
+    firstTokenMs: number;
+    totalMs: number;
+    stopReason: string;
+  };
+
 /** The engine as a protocol back end. */
 export class EngineBackend implements ProtocolBackend {
   readonly name = "engine";
   readonly connections = new Set<Connection>();
-  readonly instances = new Map<string, Instance>();
+  readonly instances = new Map<string, LoadedInstance>();
   readonly stats: EngineStats = { loads: [], predictions: [] };
   readonly #models: EngineModel[];
-  readonly #worker: EngineWorker;
+  #worker: EngineWorker;
+  readonly #restart: () => Promise<EngineWorker>;
+  /** Times the engine died and was started again. */
+  crashes = 0;
   readonly #guardrail: Guardrail;
   readonly #budget: number | null;
   /** The engine's estimate of each loaded model file's memory (bytes). */
@@ -83,12 +103,36 @@ export class EngineBackend implements ProtocolBackend {
   constructor(
     models: EngineModel[],
     worker: EngineWorker,
-    options: { guardrail: Guardrail; budget: number | null },
+    options: {
+      guardrail: Guardrail;
+      budget: number | null;
+      /** Starts a new worker when one dies (as LM Studio starts its engine again). */
+      restart: () => Promise<EngineWorker>;
+    },
   ) {
     this.#models = models;
     this.#worker = worker;
+    this.#restart = options.restart;
     this.#guardrail = options.guardrail;
     this.#budget = options.budget;
+  }
+
+  /** The worker in use (a new one after a crash). */
+  get worker(): EngineWorker {
+    return this.#worker;
+  }
+
+  /**
+   * After the worker died: what it held is gone, a new one takes its place, and the caller gets
+   * LM Studio's words for a dead engine with llama.cpp's last lines.
+   */
+  async #afterCrash(error: WorkerError, title: string): Promise<LmsError> {
+    this.crashes++;
+    this.instances.clear();
+    this.#modelBytes.clear();
+    this.#worker = await this.#restart();
+    const cause = error.log.join("; ");
+    return new LmsError(`${title} (Exit code: ${error.exit})`, cause === "" ? {} : { cause });
   }
 
   /** The models served. */
@@ -96,7 +140,8 @@ export class EngineBackend implements ProtocolBackend {
     return this.#models;
   }
 
-  #find(key: string): EngineModel | undefined {
+  /** The model with this key or path. */
+  find(key: string): EngineModel | undefined {
     return this.#models.find((m) => m.modelKey === key) ??
       this.#models.find((m) => m.path === key) ??
       this.#models.find((m) => m.modelKey.toLowerCase() === key.toLowerCase());
@@ -114,7 +159,7 @@ export class EngineBackend implements ProtocolBackend {
     });
   }
 
-  #instanceInfo(instance: Instance): Json {
+  #instanceInfo(instance: LoadedInstance): Json {
     return {
       ...modelInfo(instance.model),
       identifier: instance.identifier,
@@ -123,7 +168,7 @@ export class EngineBackend implements ProtocolBackend {
     };
   }
 
-  #loadConfig(instance: Instance): { fields: KvField[] } {
+  #loadConfig(instance: LoadedInstance): { fields: KvField[] } {
     return {
       fields: [
         { key: "llm.load.contextLength", value: instance.contextLength },
@@ -136,7 +181,7 @@ export class EngineBackend implements ProtocolBackend {
     };
   }
 
-  #resolve(specifier: unknown): Instance {
+  #resolve(specifier: unknown): LoadedInstance {
     if (isRecord(specifier) && specifier.type === "instanceReference") {
       for (const instance of this.instances.values()) {
         if (instance.instanceReference === specifier.instanceReference) return instance;
@@ -163,14 +208,9 @@ export class EngineBackend implements ProtocolBackend {
     });
   }
 
-  async #unload(instance: Instance): Promise<void> {
-    this.instances.delete(instance.identifier);
-    await this.#worker.request("disposeContext", { contextId: instance.contextId });
-  }
-
   /** Unloads everything (the server is stopping). */
   async unloadAll(): Promise<void> {
-    for (const instance of [...this.instances.values()]) await this.#unload(instance);
+    for (const instance of [...this.instances.values()]) await this.unload(instance);
   }
 
   rpc(connection: Connection, endpoint: string, param: Json): unknown {
@@ -199,7 +239,7 @@ export class EngineBackend implements ProtocolBackend {
               displayData: { code: "generic.identifierNotFound", identifier },
             });
           }
-          return this.#unload(instance).then(() => undefined);
+          return this.unload(instance).then(() => undefined);
         }
         case "countTokens":
         case "tokenize": {
@@ -246,33 +286,20 @@ export class EngineBackend implements ProtocolBackend {
     return bytes;
   }
 
-  async #load(
-    connection: Connection,
-    channelId: number,
-    channel: ChannelState,
-    creation: Json,
-    flavour: "loadModel" | "getOrLoad",
-  ): Promise<void> {
+  /**
+   * Loads `model` with a context of `size` tokens: refused at once by the guardrail (on, with a
+   * budget) when the engine's estimate does not fit, else a real llama.cpp context, whose
+   * failure carries llama.cpp's log lines. `progress` hears 0.05 once the guardrail let it
+   * start, as LM Studio reports progress only then; a cancel (`signal`) after that unloads what
+   * was made.
+   */
+  async load(
+    model: EngineModel,
+    size: number,
+    options: { identifier?: string; signal?: AbortSignal; progress?: (p: number) => void } = {},
+  ): Promise<LoadedInstance> {
     const started = performance.now();
-    const key = String(flavour === "loadModel" ? creation.modelKey : creation.identifier);
-    const asked = stackValue(creation.loadConfigStack, "llm.load.contextLength");
-    const say = (message: Json) => sendOnChannel(connection, channelId, message);
-    if (flavour === "getOrLoad") {
-      const existing = [...this.instances.values()].find((i) =>
-        i.identifier === key || i.model.modelKey === key
-      );
-      if (existing !== undefined) {
-        say({ type: "alreadyLoaded", info: this.#instanceInfo(existing) });
-        send(connection, { type: "channelClose", channelId });
-        return;
-      }
-    }
-    const model = this.#find(key);
-    if (model === undefined) throw this.#notFound(key);
-    const identifier = flavour === "loadModel" && typeof creation.identifier === "string"
-      ? creation.identifier
-      : undefined;
-    const size = typeof asked === "number" ? asked : Math.min(4096, model.gguf.declaredContext);
+    const { identifier } = options;
     const record: EngineStats["loads"][number] = {
       modelKey: model.modelKey,
       askedContext: size,
@@ -294,7 +321,6 @@ export class EngineBackend implements ProtocolBackend {
         "guardrail",
       );
     }
-    if (flavour === "loadModel") say({ type: "resolved", info: modelInfo(model) });
     if (size > model.gguf.declaredContext || size < 1 || !Number.isInteger(size)) {
       throw refuse(
         new LmsError("Failed to load model", {
@@ -304,13 +330,14 @@ export class EngineBackend implements ProtocolBackend {
         "guardrail",
       );
     }
+    const estimate = await this.#worker.request("estimate", {
+      path: model.file,
+      contextSize: size,
+    });
+    const modelBytes = this.#modelBytes.has(model.file) ? 0 : Number(estimate.modelBytes);
+    const contextBytes = Number(estimate.contextBytes);
     if (this.#guardrail === "on" && this.#budget !== null) {
-      const estimate = await this.#worker.request("estimate", {
-        path: model.file,
-        contextSize: size,
-      });
-      const modelBytes = this.#modelBytes.has(model.file) ? 0 : Number(estimate.modelBytes);
-      const need = this.#inUse() + modelBytes + Number(estimate.contextBytes);
+      const need = this.#inUse() + modelBytes + contextBytes;
       if (need > this.#budget) {
         const gb = (need / 1e9).toFixed(2);
         throw refuse(
@@ -325,11 +352,7 @@ export class EngineBackend implements ProtocolBackend {
         );
       }
     }
-    if (flavour === "getOrLoad") {
-      say({ type: "startLoading", identifier: key, info: modelInfo(model) });
-    }
-    const progress = flavour === "loadModel" ? "progress" : "loadProgress";
-    say({ type: progress, progress: 0.05 });
+    options.progress?.(0.05);
     let created: Record<string, unknown>;
     try {
       created = await this.#worker.request("createContext", {
@@ -338,6 +361,9 @@ export class EngineBackend implements ProtocolBackend {
       });
     } catch (error) {
       if (!(error instanceof WorkerError)) throw error;
+      if (error.exit !== null) {
+        throw refuse(await this.#afterCrash(error, "Error loading model."), "engine");
+      }
       // llama.cpp's own lines say why (an allocation that failed, and where).
       const why = error.log.filter((line) => /fail|insufficient|error|unable/i.test(line));
       throw refuse(
@@ -347,22 +373,12 @@ export class EngineBackend implements ProtocolBackend {
         "engine",
       );
     }
-    if (!this.#modelBytes.has(model.file)) {
-      const estimate = await this.#worker.request("estimate", {
-        path: model.file,
-        contextSize: size,
-      });
-      this.#modelBytes.set(model.file, Number(estimate.modelBytes));
-    }
-    const contextBytes = Number(
-      (await this.#worker.request("estimate", { path: model.file, contextSize: size }))
-        .contextBytes,
-    );
+    if (modelBytes > 0) this.#modelBytes.set(model.file, modelBytes);
     let chosen = identifier ?? model.modelKey;
     if (identifier === undefined) {
       for (let n = 2; this.instances.has(chosen); n++) chosen = `${model.modelKey}:${n}`;
     }
-    const instance: Instance = {
+    const instance: LoadedInstance = {
       identifier: chosen,
       instanceReference: `engine-${this.#nextReference++}-${crypto.randomUUID().slice(0, 8)}`,
       model,
@@ -371,13 +387,118 @@ export class EngineBackend implements ProtocolBackend {
       contextBytes,
     };
     this.instances.set(chosen, instance);
-    if (channel.abort.signal.aborted) {
-      await this.#unload(instance);
+    if (options.signal?.aborted === true) {
+      await this.unload(instance);
       throw refuse(new LmsError("Model loading was cancelled"), "cancelled");
     }
     record.ok = true;
     record.stage = "loaded";
     record.ms = performance.now() - started;
+    return instance;
+  }
+
+  /** Frees an instance's context. */
+  async unload(instance: LoadedInstance): Promise<void> {
+    if (this.instances.get(instance.identifier) !== instance) return;
+    this.instances.delete(instance.identifier);
+    await this.#worker.request("disposeContext", { contextId: instance.contextId });
+  }
+
+  /** Tokens of `text` (no BOS), by the model's own tokenizer. */
+  async tokenize(model: EngineModel, text: string): Promise<number[]> {
+    return (await this.#worker.request("tokenize", { path: model.file, text })).tokens as number[];
+  }
+
+  /**
+   * A real completion of `prompt` (BOS first) on the instance, reusing the prefix its sequence
+   * holds; `overflow` when the prompt does not fit the context.
+   */
+  async complete(
+    instance: LoadedInstance,
+    prompt: string,
+    options: { maxTokens: number; temperature: number; signal?: AbortSignal },
+  ): Promise<Completion> {
+    const requestId = this.#worker.peekId();
+    const cancel = () => this.#worker.request("cancel", { target: requestId }).catch(() => {});
+    options.signal?.addEventListener("abort", cancel, { once: true });
+    let result;
+    try {
+      result = await this.#worker.request("complete", {
+        contextId: instance.contextId,
+        prompt,
+        maxTokens: options.maxTokens,
+        temperature: options.temperature,
+      });
+    } catch (error) {
+      if (!(error instanceof WorkerError) || error.exit === null) throw error;
+      throw await this.#afterCrash(
+        error,
+        "The model has crashed without additional information.",
+      );
+    } finally {
+      options.signal?.removeEventListener("abort", cancel);
+    }
+    if (result.overflow === true) {
+      return { overflow: true, promptTokens: Number(result.promptTokens) };
+    }
+    const completion: Completion = {
+      overflow: false,
+      text: String(result.text),
+      pieces: result.pieces as string[],
+      promptTokens: Number(result.promptTokens),
+      evaluatedTokens: Number(result.evaluatedTokens),
+      firstTokenMs: Number(result.firstTokenMs),
+      totalMs: Number(result.totalMs),
+      stopReason: String(result.stopReason),
+    };
+    this.stats.predictions.push({
+      modelKey: instance.model.modelKey,
+      promptTokens: completion.promptTokens,
+      evaluatedTokens: completion.evaluatedTokens,
+      firstTokenMs: completion.firstTokenMs,
+      totalMs: completion.totalMs,
+    });
+    return completion;
+  }
+
+  async #load(
+    connection: Connection,
+    channelId: number,
+    channel: ChannelState,
+    creation: Json,
+    flavour: "loadModel" | "getOrLoad",
+  ): Promise<void> {
+    const key = String(flavour === "loadModel" ? creation.modelKey : creation.identifier);
+    const asked = stackValue(creation.loadConfigStack, "llm.load.contextLength");
+    const say = (message: Json) => sendOnChannel(connection, channelId, message);
+    if (flavour === "getOrLoad") {
+      const existing = [...this.instances.values()].find((i) =>
+        i.identifier === key || i.model.modelKey === key
+      );
+      if (existing !== undefined) {
+        say({ type: "alreadyLoaded", info: this.#instanceInfo(existing) });
+        send(connection, { type: "channelClose", channelId });
+        return;
+      }
+    }
+    const model = this.find(key);
+    if (model === undefined) throw this.#notFound(key);
+    const identifier = flavour === "loadModel" && typeof creation.identifier === "string"
+      ? creation.identifier
+      : undefined;
+    const size = typeof asked === "number" ? asked : Math.min(4096, model.gguf.declaredContext);
+    if (flavour === "loadModel") say({ type: "resolved", info: modelInfo(model) });
+    const progress = flavour === "loadModel" ? "progress" : "loadProgress";
+    const instance = await this.load(model, size, {
+      ...(identifier === undefined ? {} : { identifier }),
+      signal: channel.abort.signal,
+      progress: (p) => {
+        if (flavour === "getOrLoad") {
+          say({ type: "startLoading", identifier: key, info: modelInfo(model) });
+        }
+        say({ type: progress, progress: p });
+      },
+    });
     say({ type: progress, progress: 1 });
     say({
       type: flavour === "loadModel" ? "success" : "loadSuccess",
@@ -401,28 +522,24 @@ export class EngineBackend implements ProtocolBackend {
       ? maxSetting.value
       : 1_000_000;
     const temperature = stackValue(stack, "llm.prediction.temperature");
-    const requestId = this.#worker.peekId();
-    const cancel = () => this.#worker.request("cancel", { target: requestId }).catch(() => {});
-    channel.abort.signal.addEventListener("abort", cancel, { once: true });
-    const result = await this.#worker.request("complete", {
-      contextId: instance.contextId,
-      prompt,
+    const result = await this.complete(instance, prompt, {
       maxTokens,
       temperature: typeof temperature === "number" ? temperature : 0,
-    }).finally(() => channel.abort.signal.removeEventListener("abort", cancel));
-    const promptTokens = Number(result.promptTokens);
-    if (result.overflow === true) {
+      signal: channel.abort.signal,
+    });
+    if (result.overflow) {
       throw new LmsError(
         "The number of tokens to keep from the initial prompt is greater than the context " +
           "length. Try to load the model with a larger context length, or provide a shorter input",
         {
-          cause: `The prompt has ${promptTokens} tokens; the model is loaded with a context ` +
-            `length of ${instance.contextLength}.`,
+          cause: `The prompt has ${result.promptTokens} tokens; the model is loaded with a ` +
+            `context length of ${instance.contextLength}.`,
         },
       );
     }
+    const promptTokens = result.promptTokens;
     let pieces = result.pieces as string[];
-    let stopReason = String(result.stopReason);
+    let stopReason = result.stopReason;
     const stops = stackValue(stack, "llm.prediction.stopStrings");
     if (Array.isArray(stops)) {
       let text = "";
@@ -435,15 +552,7 @@ export class EngineBackend implements ProtocolBackend {
         }
       }
     }
-    const firstTokenMs = Number(result.firstTokenMs);
-    const totalMs = Number(result.totalMs);
-    this.stats.predictions.push({
-      modelKey: instance.model.modelKey,
-      promptTokens,
-      evaluatedTokens: Number(result.evaluatedTokens),
-      firstTokenMs,
-      totalMs,
-    });
+    const { firstTokenMs, totalMs } = result;
     const chunk = Math.max(1, Math.ceil(pieces.length / 3));
     for (let i = 0; i < pieces.length; i += chunk) {
       const slice = pieces.slice(i, i + chunk);

@@ -52,18 +52,27 @@ export async function startEngine(options: EngineOptions): Promise<EngineServer>
   const models = await readCatalogue(options.models);
   const modules = await ensureNodeLlamaCpp(log);
   const threads = options.threads ?? 1;
-  const worker = await EngineWorker.start(modules, threads);
   const budget = options.memoryBudget ?? null;
   let memoryCap: number | null = null;
-  try {
-    if (budget !== null) memoryCap = await worker.capMemory(budget);
-  } catch (error) {
-    await worker.close();
-    throw error;
-  }
-  const backend = new EngineBackend(models, worker, {
+  const startWorker = async () => {
+    const worker = await EngineWorker.start(modules, threads);
+    try {
+      // Guardrail off: the memory itself says no. On: the estimate decides, as LM Studio's
+      // guardrail does (node-llama-cpp's estimate runs below the real use, so a cap would
+      // refuse first and the guardrail would never be seen).
+      if (budget !== null && options.guardrail === "off") {
+        memoryCap = await worker.capMemory(budget);
+      }
+    } catch (error) {
+      await worker.close();
+      throw error;
+    }
+    return worker;
+  };
+  const backend = new EngineBackend(models, await startWorker(), {
     guardrail: options.guardrail ?? "on",
     budget,
+    restart: startWorker,
   });
   const json = (body: unknown, status = 200) =>
     new Response(JSON.stringify(body), {
@@ -80,7 +89,12 @@ export async function startEngine(options: EngineOptions): Promise<EngineServer>
       return json({ lmstudio: true, [EMULATOR_GREETING_MARK]: true, lmstrixEngine: true });
     }
     if (request.method === "GET" && path === "/__engine/stats") {
-      return json({ ...backend.stats, loaded: [...backend.instances.keys()], memoryCap });
+      return json({
+        ...backend.stats,
+        loaded: [...backend.instances.keys()],
+        memoryCap,
+        crashes: backend.crashes,
+      });
     }
     return acceptSocket(backend, request) ?? json({ error: `no route for ${path}` }, 404);
   });
@@ -93,7 +107,7 @@ export async function startEngine(options: EngineOptions): Promise<EngineServer>
     async close() {
       closeConnections(backend);
       await server.shutdown();
-      await worker.close();
+      await backend.worker.close();
     },
   };
 }

@@ -10,9 +10,12 @@ import { fileURLToPath } from "node:url";
 /** A failed worker request: the engine's message and the lines llama.cpp logged meanwhile. */
 export class WorkerError extends Error {
   readonly log: string[];
-  constructor(message: string, log: string[]) {
+  /** The worker died during the request (its exit code, or its signal's name). */
+  readonly exit: string | null;
+  constructor(message: string, log: string[], exit: string | null = null) {
     super(message);
     this.log = log;
+    this.exit = exit;
   }
 }
 
@@ -25,6 +28,8 @@ export class EngineWorker {
   readonly #pending = new Map<number, (answer: Answer) => void>();
   #nextId = 1;
   #closed = false;
+  /** The last lines the worker wrote on stderr (llama.cpp's abort message when it dies). */
+  #stderr: string[] = [];
   /** Settles when the worker exits. */
   readonly exited: Promise<Deno.CommandStatus>;
 
@@ -33,10 +38,23 @@ export class EngineWorker {
     this.#writer = child.stdin.getWriter();
     this.exited = child.status;
     this.#read();
-    child.status.then(() => {
+    this.#readErrors();
+    child.status.then(async (status) => {
       this.#closed = true;
+      await new Promise((resolve) => setTimeout(resolve, 50)); // Its last stderr lines.
+      // A shell's exit code: 128 + the signal's number (an abort in llama.cpp: 134).
+      const numbers: Record<string, number> = { SIGABRT: 6, SIGBUS: 7, SIGKILL: 9, SIGSEGV: 11 };
+      const exit = status.signal === null
+        ? String(status.code)
+        : String(128 + (numbers[status.signal] ?? 0));
       for (const resolve of this.#pending.values()) {
-        resolve({ id: 0, ok: false, error: "The engine's worker exited", log: [] });
+        resolve({
+          id: 0,
+          ok: false,
+          error: `The engine exited (${exit})`,
+          log: this.#stderr.slice(-5),
+          exit,
+        });
       }
       this.#pending.clear();
     });
@@ -52,13 +70,32 @@ export class EngineWorker {
     const script = fileURLToPath(new URL("./worker.mjs", import.meta.url));
     const child = new Deno.Command("node", {
       args: [script, modulesDir, String(threads)],
+      // Large buffers always mapped and unmapped (glibc otherwise raises its mmap threshold
+      // after the first free, and freed contexts stay in the heap), one malloc arena: measured,
+      // the address space then returns to its idle size after every context, failed or not,
+      // so the same size loads or fails the same way every time.
+      env: { MALLOC_MMAP_THRESHOLD_: "131072", MALLOC_ARENA_MAX: "1" },
       stdin: "piped",
       stdout: "piped",
-      stderr: "inherit",
+      stderr: "piped",
     }).spawn();
     const worker = new EngineWorker(child);
     await worker.request("init");
     return worker;
+  }
+
+  async #readErrors(): Promise<void> {
+    let buffer = "";
+    for await (const chunk of this.#child.stderr.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      const lines = buffer.split("\n");
+      buffer = lines.pop() ?? "";
+      for (const line of lines) {
+        if (line.trim() === "") continue;
+        this.#stderr.push(line.trim());
+        if (this.#stderr.length > 20) this.#stderr.shift();
+      }
+    }
   }
 
   async #read(): Promise<void> {
@@ -84,7 +121,7 @@ export class EngineWorker {
 
   /** Sends one request; resolves with its answer or throws a {@link WorkerError}. */
   async request(op: string, params: Record<string, unknown> = {}): Promise<Answer> {
-    if (this.#closed) throw new WorkerError("The engine's worker exited", []);
+    if (this.#closed) throw new WorkerError("The engine exited", [], "gone");
     const id = this.#nextId++;
     const answered = new Promise<Answer>((resolve) => this.#pending.set(id, resolve));
     await this.#writer.write(
@@ -92,7 +129,12 @@ export class EngineWorker {
     );
     const answer = await answered;
     if (!answer.ok) {
-      throw new WorkerError(String(answer.error), Array.isArray(answer.log) ? answer.log : []);
+      const exit = typeof answer.exit === "string" ? answer.exit : null;
+      throw new WorkerError(
+        String(answer.error),
+        Array.isArray(answer.log) ? answer.log : [],
+        exit,
+      );
     }
     return answer;
   }
@@ -118,6 +160,11 @@ export class EngineWorker {
       throw new Error(`prlimit failed: ${new TextDecoder().decode(result.stderr).trim()}`);
     }
     return cap;
+  }
+
+  /** Whether the worker has exited. */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /** Ends the worker (its contexts and models go with it). */

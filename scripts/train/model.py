@@ -25,12 +25,17 @@ def rms_norm(x, weight, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
+_ROPE = {}
+
+
 def rope(x, base):
     """x: (batch, heads, seq, head_dim); rotates pairs (2i, 2i+1) by position * base^(-2i/d)."""
     seq, dim = x.shape[-2], x.shape[-1]
-    freqs = base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
-    angles = torch.arange(seq, dtype=torch.float32)[:, None] * freqs[None, :]
-    cos, sin = angles.cos(), angles.sin()
+    if (seq, dim, base) not in _ROPE:
+        freqs = base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+        angles = torch.arange(seq, dtype=torch.float32)[:, None] * freqs[None, :]
+        _ROPE[(seq, dim, base)] = (angles.cos(), angles.sin())
+    cos, sin = _ROPE[(seq, dim, base)]
     even, odd = x[..., 0::2], x[..., 1::2]
     return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)
 
@@ -62,7 +67,9 @@ class Block(torch.nn.Module):
         if c.kv_heads != c.heads:
             k = k.repeat_interleave(c.heads // c.kv_heads, dim=1)
             v = v.repeat_interleave(c.heads // c.kv_heads, dim=1)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(head) + mask
+        scores = torch.baddbmm(mask.expand(b * c.heads, n, n), (q / math.sqrt(head)).reshape(
+            b * c.heads, n, head), k.reshape(b * c.heads, n, head).transpose(-1, -2)).view(
+            b, c.heads, n, n)
         a = torch.softmax(scores, dim=-1) @ v
         x = x + self.o(a.transpose(1, 2).reshape(b, n, -1))
         h = rms_norm(x, self.ffn_norm, c.eps)

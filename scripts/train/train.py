@@ -29,7 +29,7 @@ def batch_tensors(samples):
     for i, (seq, start, _value) in enumerate(samples):
         ids[i, :len(seq)] = torch.tensor(seq)
         weight[i, :len(seq) - 1] = 1.0
-        answer[i, start - 1:len(seq) - 1] = 1.0
+        answer[i, start - 1:len(seq) - 1] = 1.0 if _value is not None else 0.5
     return ids, weight, answer
 
 
@@ -64,6 +64,8 @@ def main():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--ffn", type=int, default=256)
     a = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(a.seed)
@@ -76,7 +78,7 @@ def main():
         log.write(line + "\n")
         log.flush()
 
-    config = M.Config(len(data.TOKENIZER))
+    config = M.Config(len(data.TOKENIZER), layers=a.layers, ffn=a.ffn)
     model = M.Model(config)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
     path = os.path.join(a.out, "checkpoint.pt")
@@ -98,15 +100,17 @@ def main():
             break
         progress = elapsed / budget
         # Curriculum: prompts grow from 128 tokens to the training length over the first 40 %.
-        max_tokens = int(128 + (a.length - 128) * min(1.0, progress / 0.3))
-        # One length a batch (no padding to speak of), most of them near the top.
+        max_tokens = int(96 + (a.length - 96) * min(1.0, progress / 0.45))
+        # One length a batch (no padding to speak of), most of them near the top; about 4,096
+        # tokens a batch, so short batches hold more samples.
         target = rng.randint(64, max_tokens) if rng.random() < 0.3 else rng.randint(
             max(64, max_tokens * 3 // 4), max_tokens)
-        warm = min(1.0, step / 200)
+        batch = max(a.batch, min(32, 4096 // target))
+        warm = min(1.0, step / 100)
         lr = a.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
         for group in opt.param_groups:
             group["lr"] = lr
-        samples = [data.training_sample(rng, target) for _ in range(a.batch)]
+        samples = [data.training_sample(rng, target) for _ in range(batch)]
         ids, weight, answer = batch_tensors(samples)
         # Logits only where a loss is taken: every answer token and one position in eight.
         hidden = model.hidden(ids[:, :-1]).reshape(-1, config.dim)
