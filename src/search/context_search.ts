@@ -19,15 +19,14 @@
  *   checks the bisection leans towards sizes likely to be refused ({@link planLoads}, weighted
  *   by the measured ratio). An engine failure reads the weights first and costs about a full
  *   load: then the measured ratio is near 1 and the plan is a plain bisection.
- * - Prefill dominates a needle probe. Where the server keeps the prompt prefix of the last probe
- *   on an instance (standard attention), the working search climbs from a short prompt: each
- *   probe pays only for its new tokens, nothing past the first failure is ever prefilled
- *   ({@link climbStep}), and below a failure every shorter prompt is a prefix of the cached one.
- *   Hybrid and sliding-window models reprocess the whole prompt every time; there small steps
- *   would pay for the whole prompt again and again, so the scan grows the prompt by half a step
- *   and bisects at the midpoint below the first failure instead ({@link nextWorkingMove}); where
- *   the instance is as large as memory or health allow, the model most likely works at its full
- *   length, and one full-length probe first is expected to cost less than the passes on the way.
+ * - Prefill dominates a needle probe, and its curve (how a token's cost grows with its depth) is
+ *   fitted to the run's own timings (`prefill_curve.ts`). Where the server keeps the prompt
+ *   prefix of the last probe on an instance (standard attention), the working search climbs from
+ *   a short prompt: each probe pays only for its new tokens, nothing past the first failure is
+ *   prefilled ({@link climbStep}), and below a failure every shorter prompt is a prefix of the
+ *   cached one. Hybrid and sliding-window models reprocess the whole prompt every time: there
+ *   the scan grows the prompt by half and bisects below the first failure, or probes the full
+ *   length first where that is expected to cost less ({@link nextWorkingMove}).
  * The floor comes early: after the cap fails, a load (or a check) at `minContext` tells at once whether the
  * model loads at all (a missing runtime fails everywhere) and gives the first successful load's
  * cost. A load that LM Studio fits upwards (reports more than asked) counts as loaded at the
@@ -36,7 +35,7 @@
  * @module
  */
 
-import { nextLoadSize } from "./load_size.ts";
+import { learnCheck, learnLoad, nextLoadSize } from "./load_size.ts";
 import { measureLoad, measurePrefill } from "./measure.ts";
 import { choosePlan, describeDecision, searchCap, splitPoint } from "./plan.ts";
 import type {
@@ -52,46 +51,11 @@ import type {
 import { initialState, normaliseState, validateConfig } from "./state.ts";
 import { nextWorkingMove, saneAt } from "./working_move.ts";
 
-// The search's public face: its types, plan and decision live in their own files.
-export type {
-  Answer,
-  Attempt,
-  CheckOutcome,
-  LoadOutcome,
-  MeasuredCosts,
-  NormalState,
-  Probe,
-  SearchConfig,
-  SearchHooks,
-  SearchOptions,
-  SearchPlan,
-  SearchResult,
-  SearchState,
-  SearchTarget,
-} from "./types.ts";
-export {
-  choosePlan,
-  climbStep,
-  describeDecision,
-  describePlan,
-  fullProbeFirst,
-  jumpSize,
-  loadableAllowance,
-  loadBudget,
-  noCosts,
-  planLoads,
-  searchCap,
-  splitPoint,
-  uncachedProbeCost,
-} from "./plan.ts";
+// The search's public face: its types, plan, prefill curve and decisions live in their own files.
+export type * from "./types.ts";
+export * from "./plan.ts";
+export * from "./prefill_curve.ts";
 export { initialState, normaliseState } from "./state.ts";
-export {
-  describeCurve,
-  fitPrefillCurve,
-  type PrefillCurve,
-  type PrefillSample,
-  prefillSeconds,
-} from "./prefill_curve.ts";
 export { nextWorkingMove, type WorkingMove } from "./working_move.ts";
 
 /** Needle depths, used in turn, so that consecutive probes ask about different places. */
@@ -198,27 +162,8 @@ class SearchRun {
 
   /** A real load of the loadable phase, and what it proves. */
   async #loadableLoad(size: number): Promise<void> {
-    const s = this.#state;
     const attempt = await this.#load(size, "loadable");
-    if (attempt.outcome === "loaded") {
-      s.loadOk = Math.max(s.loadOk ?? 0, attempt.context);
-      s.instance = attempt.context;
-    } else {
-      s.loadFail = Math.min(s.loadFail ?? Infinity, attempt.context);
-      const fitted = attempt.actual;
-      if (fitted !== undefined && fitted < attempt.context) {
-        s.fitHint = fitted;
-        // Auto-fit gives what the machine holds: any larger request gets the same answer, so
-        // only the fitted size itself is left to load (unless a larger one loaded already).
-        if (fitted >= (s.loadOk ?? 0)) s.loadFail = Math.min(s.loadFail, fitted + 1);
-      }
-      if (s.checkOk !== null && s.checkOk >= attempt.context) {
-        // A check started here, yet the load failed: the guardrail is not what limits this
-        // model (the engine is), so only full loads can tell from now on.
-        s.checks = false;
-        s.checkOk = null;
-      }
-    }
+    learnLoad(this.#state, attempt);
     await this.#record(attempt);
   }
 
@@ -245,22 +190,7 @@ class SearchRun {
     this.checks++;
     const outcome = await check.call(this.#probe, context);
     delete s.pendingLoad;
-    const attempt: Attempt = { phase: "loadable", action: "check", context, outcome: "started" };
-    if (outcome.kind === "refused") {
-      measureLoad(s.costs, outcome);
-      s.lastRefusal = outcome.message;
-      s.loadFail = Math.min(s.loadFail ?? Infinity, context);
-      attempt.outcome = "refused";
-      attempt.excerpt = outcome.message;
-    } else {
-      s.checkOk = Math.max(s.checkOk ?? 0, context);
-      if (outcome.completed === true) s.costs.checksCompleted = (s.costs.checksCompleted ?? 0) + 1;
-      if (outcome.seconds !== undefined) {
-        s.costs.checks = (s.costs.checks ?? 0) + 1;
-        s.costs.checkSeconds = (s.costs.checkSeconds ?? 0) + outcome.seconds;
-      }
-    }
-    await this.#record(attempt);
+    await this.#record(learnCheck(s, context, outcome));
   }
 
   /** Reads the plan the costs measured so far call for; a change is noted on `attempt`. */

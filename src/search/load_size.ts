@@ -1,7 +1,7 @@
 /**
  * The loadable phase's next size to load: a pure function of the state, the settings and
  * whether the last success is still loaded, so that a resumed search asks exactly what an
- * uninterrupted one would.
+ * uninterrupted one would; and what a load or a check of that phase teaches.
  *
  * @module
  */
@@ -13,7 +13,8 @@ import {
   searchCap,
   splitPoint,
 } from "./plan.ts";
-import type { NormalState, SearchConfig } from "./types.ts";
+import { measureLoad } from "./measure.ts";
+import type { Attempt, CheckOutcome, NormalState, SearchConfig } from "./types.ts";
 
 /**
  * The next size the loadable bisection loads, between the largest success `state.loadOk` and
@@ -52,4 +53,47 @@ export function nextLoadSize(
   const plan = planLoads(units, loadedAtLo, left, state.plan.loadCostRatio);
   if (plan.cost === Infinity) return splitPoint(lo, hi, precision);
   return Math.min(hi - 1, lo + plan.step * precision);
+}
+
+/** What a load of the loadable phase proves: the bounds, auto-fit's answer, whether checks hold. */
+export function learnLoad(s: NormalState, attempt: Attempt): void {
+  if (attempt.outcome === "loaded") {
+    s.loadOk = Math.max(s.loadOk ?? 0, attempt.context);
+    s.instance = attempt.context;
+    return;
+  }
+  s.loadFail = Math.min(s.loadFail ?? Infinity, attempt.context);
+  const fitted = attempt.actual;
+  if (fitted !== undefined && fitted < attempt.context) {
+    s.fitHint = fitted;
+    // Auto-fit gives what the machine holds: any larger request gets the same answer, so only
+    // the fitted size itself is left to load (unless a larger one loaded already).
+    if (fitted >= (s.loadOk ?? 0)) s.loadFail = Math.min(s.loadFail, fitted + 1);
+  }
+  if (s.checkOk !== null && s.checkOk >= attempt.context) {
+    // A check started here, yet the load failed: the guardrail is not what limits this model
+    // (the engine is), so only full loads can tell from now on.
+    s.checks = false;
+    s.checkOk = null;
+  }
+}
+
+/** What a check at `context` proves (a refusal bounds the loadable size like a refused load). */
+export function learnCheck(s: NormalState, context: number, outcome: CheckOutcome): Attempt {
+  const attempt: Attempt = { phase: "loadable", action: "check", context, outcome: "started" };
+  if (outcome.kind === "refused") {
+    measureLoad(s.costs, outcome);
+    s.lastRefusal = outcome.message;
+    s.loadFail = Math.min(s.loadFail ?? Infinity, context);
+    attempt.outcome = "refused";
+    attempt.excerpt = outcome.message;
+    return attempt;
+  }
+  s.checkOk = Math.max(s.checkOk ?? 0, context);
+  if (outcome.completed === true) s.costs.checksCompleted = (s.costs.checksCompleted ?? 0) + 1;
+  if (outcome.seconds !== undefined) {
+    s.costs.checks = (s.costs.checks ?? 0) + 1;
+    s.costs.checkSeconds = (s.costs.checkSeconds ?? 0) + outcome.seconds;
+  }
+  return attempt;
 }
