@@ -676,6 +676,7 @@ Deno.test("show, list and status say whether the applied value is still the test
   // A retest moves the working context: the applied value is now stale.
   const paths = lmstrixPaths(home.path);
   const registry = JSON.parse(await Deno.readTextFile(paths.registry));
+  registry.models["settings-model"].loadableContext = 20_000;
   registry.models["settings-model"].workingContext = 20_000;
   await Deno.writeTextFile(paths.registry, JSON.stringify(registry));
   const show = await cli("show", "settings-model", "--json");
