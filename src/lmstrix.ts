@@ -37,7 +37,7 @@ import type { ModelHistory, ScanResult, StatusReport } from "./lmstrix_results.t
 import { type CLI_WORDING, guardLibrary } from "./library_guard.ts";
 import { type LmstrixPaths, lmstrixPaths, resolveCheckedLmstudioDir } from "./paths.ts";
 import { requirePermissions, serverHost } from "./permissions.ts";
-import { appendAttempt, readAttempts } from "./registry/attempt_log.ts";
+import { appendAttempt, logFileToShow, readAttempts } from "./registry/attempt_log.ts";
 import { acquireLock, type Lock, readLockHolder } from "./registry/lock.ts";
 import {
   type ContractModelRecord,
@@ -52,7 +52,6 @@ import {
   statusCounts,
 } from "./registry/registry.ts";
 import { upsertScanned } from "./registry/scan_merge.ts";
-import { logFileFor } from "./paths.ts";
 
 export { InterruptedError };
 export type { ModelHistory, ScanResult, StatusReport } from "./lmstrix_results.ts";
@@ -264,7 +263,7 @@ export class LMStrix {
     return {
       record,
       attempts: await readAttempts(this.paths, record.id),
-      logFile: logFileFor(this.paths, record.id),
+      logFile: await logFileToShow(this.paths, record.id),
     };
   }
 

@@ -10,6 +10,7 @@ import { legacyFileSafeModelId, logFileFor } from "../src/paths.ts";
 import {
   appendAttempt,
   type AttemptLogEntry,
+  logFileToShow,
   parseAttemptLine,
   readAttempts,
 } from "../src/registry/attempt_log.ts";
@@ -123,5 +124,17 @@ Deno.test("a linked context_tests folder is not written through", async () => {
     } finally {
       await Deno.remove(outside, { recursive: true });
     }
+  });
+});
+
+Deno.test("show names the log an older version wrote when this one has not written its own", async () => {
+  await withTempPaths(async (paths) => {
+    const legacy = join(paths.logsDir, `${legacyFileSafeModelId("a/b")}_context_test.log`);
+    assert.equal(await logFileToShow(paths, "a/b"), logFileFor(paths, "a/b"), "none yet: the new");
+    await Deno.mkdir(paths.logsDir, { recursive: true });
+    await Deno.writeTextFile(legacy, JSON.stringify(entry(1, { model: "a/b" })) + "\n");
+    assert.equal(await logFileToShow(paths, "a/b"), legacy);
+    await appendAttempt(paths, "a/b", entry(2, { model: "a/b" }));
+    assert.equal(await logFileToShow(paths, "a/b"), logFileFor(paths, "a/b"));
   });
 });

@@ -119,6 +119,21 @@ export async function readAttempts(
   ];
 }
 
+/**
+ * The attempt log file to name for `modelId`: this version's, or, when only an older version
+ * wrote one (under its name, see {@linkcode readAttempts}), that one.
+ */
+export async function logFileToShow(
+  paths: Pick<LmstrixPaths, "logsDir">,
+  modelId: string,
+): Promise<string> {
+  const file = logFileFor(paths, modelId);
+  const legacy = legacyLogFileFor(paths, modelId);
+  if (legacy === undefined) return file;
+  const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
+  return !(await exists(file)) && await exists(legacy) ? legacy : file;
+}
+
 async function readLog(file: string): Promise<AttemptLogEntry[]> {
   let text: string;
   try {
