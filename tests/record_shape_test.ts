@@ -85,7 +85,7 @@ Deno.test("list, scan and show print one record shape; an embedding model is ski
         assert.equal(pick1(records, id).status, "skipped");
       }
       const table = (await cli(["list"])).stdout;
-      assert.match(table, /^text-embedding-\S+ .* skipped$/m);
+      assert.match(table, /^text-embedding\S* .* skipped$/m);
       assert.doesNotMatch(table, / embedding$/m);
       const csv = (await cli(["list", "--format", "csv"])).stdout;
       assert.match(csv, new RegExp(`^${id.replaceAll(".", "\\.")},.*,embedding,skipped,`, "m"));
