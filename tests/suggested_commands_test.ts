@@ -147,6 +147,9 @@ Deno.test("every command lmstrix suggests, in a message, a hint or a help's exam
         const args = command === "" ? ["--help"] : [command, "--help"];
         const help = await cli(args);
         assert.equal(help.code, 0);
+        // Only the commands that talk to LM Studio advertise --server.
+        const talks = ["", "scan", "test"].includes(command);
+        assert.equal(help.stdout.includes("--server"), talks, `${command} --help and --server`);
         const examples = helpExamples(help.stdout);
         assert.ok(examples.length >= 2 && examples.length <= 3, `${command}: ${examples}`);
         assert.ok(help.stdout.trimEnd().endsWith(examples.at(-1)!), "the examples end the help");
