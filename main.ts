@@ -277,7 +277,7 @@ export async function main(args: string[]): Promise<number> {
       exitCode = await runApply(setup(command), output, models, options, interrupt.signal);
     });
 
-  addGlobalOptions(program.command("report"))
+  addGlobalOptions(program.command("report"), { server: false })
     .description(
       "write one self-contained HTML page: every model's limits on one axis, and the probes " +
         "each number rests on",
