@@ -38,6 +38,8 @@ interface View {
   shown?: string;
   /** Turns stdout into what the example shows (a part of a JSON document). */
   pick?: (stdout: string) => string;
+  /** Turns stderr into what the example shows (one model's progress). */
+  pickStderr?: (stderr: string) => string;
   /** Shows only the first this many lines of output, then `...`. */
   head?: number;
 }
@@ -64,7 +66,20 @@ export const SESSION: readonly Step[] = [
     streams: "stdout",
     also: [{ example: "usage-test", streams: "progress-first" }],
   },
-  { args: ["test", "--all", "--quiet"] },
+  {
+    args: ["test", "--all"],
+    also: [{
+      example: "usage-checks",
+      streams: "stderr",
+      shown: "lmstrix test --all   # where llama-3.1-8b-instruct begins:",
+      // One model's first attempts: where the guardrail refuses, the bisection runs on checks.
+      pickStderr: (stderr) => {
+        const lines = stderr.split("\n");
+        const from = lines.findIndex((l) => /^\[\d+\/\d+\] llama-3\.1-8b-instruct/.test(l));
+        return lines.slice(from, from + 13).join("\n") + "\n  ...";
+      },
+    }],
+  },
   { args: ["list"], example: "list", head: 9, also: [{ example: "usage-list" }] },
   {
     args: ["show", "mistral-nemo"],
@@ -112,6 +127,14 @@ export const SESSION: readonly Step[] = [
     },
   },
   { args: ["status", "--json"], example: "usage-status-json", streams: "stdout" },
+  {
+    args: ["show", "mistral-nemo"],
+    example: "usage-applied",
+    shown: "lmstrix show mistral-nemo | grep applied",
+    streams: "stdout",
+    pick: (stdout) => stdout.split("\n").filter((l) => l.startsWith("applied")).join("\n"),
+  },
+  { args: ["status"], example: "usage-applied", head: 2 },
   { args: ["apply", "--all"], example: "usage-apply-all" },
   { args: ["list", "--format", "markdown"], example: "usage-markdown", head: 4 },
   { args: ["list", "--format", "csv"], example: "usage-csv", head: 3 },
@@ -141,7 +164,7 @@ interface Printed {
 function render(step: Step, view: View, printed: Printed): string {
   const streams = view.streams ?? "both";
   const stdout = (view.pick ? view.pick(printed.stdout) : printed.stdout).trimEnd();
-  const stderr = printed.stderr.trimEnd();
+  const stderr = (view.pickStderr ? view.pickStderr(printed.stderr) : printed.stderr).trimEnd();
   // Progress (the leading stderr lines: "Scanning...", "[1/1] model", indented attempts) comes
   // before the results; the closing lines (a summary, where the registry is) after them.
   const lines = stderr.split("\n");
@@ -220,6 +243,7 @@ export async function renderExamples(): Promise<Map<string, string>> {
  */
 export function maskVolatile(text: string): string {
   return text
+    .replace(/; about [^\n]* left/g, "; <time left>")
     .replace(/\d{4}-\d\d-\d\d(T| )?/g, "<date> ")
     .replace(/\d\d:\d\d:\d\d(\.\d+)?Z?/g, "<time>")
     .replace(/\d+(\.\d+)? (ms|s|min)\b/g, "<duration>")
