@@ -99,6 +99,9 @@ Deno.test("every command lmstrix suggests, in a message, a hint or a help's exam
           ["apply", "--undo"],
           ["test", "--max-ctx", "4096", "qwen3-8b"],
           ["test", "text-embedding-nomic-embed-text-v1.5"],
+          ["test", "--ctx", "32k"],
+          ["test", "qwen3-8b", "--ctx", "100"],
+          ["run", "qwen3-8b", "word ".repeat(24_000)],
         ]
       ) {
         const run = await session(args);

@@ -81,7 +81,7 @@ export async function runCheck(
       extra.length > 0
         ? `--ctx checks one size of one model; it takes no --${kebab(extra[0]!)}`
         : `--ctx checks one model; name exactly one, not ${models.length}`,
-      { hint: 'e.g. "lmstrix test qwen --ctx 32k"' },
+      { hint: 'name one model as "lmstrix list" shows it, then --ctx and a size such as 32k' },
     );
   }
   const reporter = progressReporter(output);

@@ -76,7 +76,7 @@ export function checkableSize(size: number): void {
   if (Number.isSafeInteger(size) && size >= MIN_TESTABLE_CONTEXT) return;
   throw new UsageError(
     `A check needs a context of at least ${MIN_TESTABLE_CONTEXT} tokens, not ${size}`,
-    { hint: 'e.g. "lmstrix test qwen --ctx 32k"' },
+    { hint: 'name one model as "lmstrix list" shows it, then --ctx and a size such as 32k' },
   );
 }
 
