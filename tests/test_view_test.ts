@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { progressReporter, renderResults, renderSummary } from "../src/cli/test.ts";
+import { formatElapsed, formatLeft, RunClock } from "../src/cli/test_progress.ts";
 import type { TestEvent, TestResult } from "../src/lmstrix.ts";
 import { MemorySink, Output } from "../src/output.ts";
 import type { AttemptLogEntry } from "../src/registry/attempt_log.ts";
@@ -272,4 +273,42 @@ Deno.test("a result line keeps the reduction at 80 columns, shortening the name"
     first!,
     /^deepseek-r1\S*…\S*: tested, working 98,304 of 131,072 declared \(25\.0% less\)$/,
   );
+});
+
+Deno.test("the time left comes from what this run's models cost: a fixed part and a part by size", async (t) => {
+  const models = [1, 2, 3, 4, 8].map((gb) => ({ id: `m${gb}`, sizeBytes: gb * 1e9 }));
+  /** Runs the first `done` models at `cost(gb)` ms each, then asks at the next one's start. */
+  const leftAfter = (done: number, cost: (gb: number) => number) => {
+    const clock = new RunClock();
+    clock.start(models);
+    let now = 0;
+    for (const m of models.slice(0, done)) {
+      clock.modelStart(m.id, now);
+      now += cost(m.sizeBytes / 1e9);
+      clock.modelDone(now);
+    }
+    clock.modelStart(models[done]!.id, now);
+    return clock.leftMs(now);
+  };
+  await t.step("nothing before the first model is done", () => {
+    assert.equal(leftAfter(0, () => 1000), undefined);
+  });
+  await t.step("every model costing the same: the same for each left", () => {
+    assert.equal(Math.round(leftAfter(3, () => 1000)!), 2000);
+  });
+  await t.step("time in proportion to size: in proportion to the sizes left", () => {
+    assert.equal(Math.round(leftAfter(3, (gb) => gb * 1000)!), 12_000);
+  });
+  await t.step("both: the fit finds each part", () => {
+    assert.equal(Math.round(leftAfter(3, (gb) => 500 + gb * 1000)!), 13_000);
+  });
+  await t.step("read as a person reads it; no time at all in an attempt's first second", () => {
+    assert.equal(formatLeft(12_000), "about 10 s left");
+    assert.equal(formatLeft(1_000), "about 5 s left");
+    assert.equal(formatLeft(754_000), "about 13 min left");
+    assert.equal(formatLeft(4 * 3600_000 + 5 * 60_000), "about 4 h 5 min left");
+    assert.equal(formatElapsed(999), "");
+    assert.equal(formatElapsed(1500), "1 s");
+    assert.equal(formatElapsed(125_000), "2 min 5 s");
+  });
 });

@@ -1,7 +1,8 @@
 /**
  * `test`'s progress on stderr: a line when a model starts, one per finished attempt, and on a
  * terminal a live line for the attempt under way that keeps the run's position (`[3/15]`) and an
- * estimate of the time left, made from what the models finished so far in this run cost.
+ * estimate of the time left, made from what the models finished so far in this run cost
+ * ({@linkcode RunClock}).
  *
  * Every line fits the width of stderr (`Output.errColumns`): the model name is shortened from
  * the middle and the timing left out before a verdict or a number would be cut. An attempt reads
@@ -17,16 +18,18 @@ import { attemptParts } from "./attempt_line.ts";
 import { fitLine, formatDuration, formatTokens } from "./format.ts";
 
 /**
- * What a run has cost so far, to estimate the time left: models take time in proportion to their
- * file size (a load reads the file; prefill runs through the weights), so the estimate is the
- * time per byte of the models finished in this run times the bytes still to test. None before the
- * first model is done: a guess from nothing would mislead more than it helps.
+ * What a run has cost so far, to estimate the time left. A model's time is taken as a fixed part
+ * (connection, sanity check, the search's steps) plus a part in proportion to its file size (a
+ * load reads the file; prefill runs through the weights): the two are fitted by least squares to
+ * the models finished in this run, so that a machine where loads dominate and one where every
+ * model costs about the same both get a fair estimate. With one model done the two parts are
+ * taken as equal. None before the first model is done: a guess from nothing would mislead more
+ * than it helps.
  */
 export class RunClock {
   readonly #sizes = new Map<string, number>();
   #order: string[] = [];
-  #spentMs = 0;
-  #spentBytes = 0;
+  readonly #done: { bytes: number; ms: number }[] = [];
   #current: { id: string; since: number } | undefined;
 
   /** The models of the run, in order, with their sizes. */
@@ -44,28 +47,49 @@ export class RunClock {
   /** The model under way finished at `now`. */
   modelDone(now: number): void {
     if (this.#current === undefined) return;
-    this.#spentMs += now - this.#current.since;
-    this.#spentBytes += this.#sizes.get(this.#current.id) ?? 1;
+    const bytes = this.#sizes.get(this.#current.id) ?? 1;
+    this.#done.push({ bytes, ms: now - this.#current.since });
     this.#current = undefined;
   }
 
   /** The estimated time left at `now`, in ms, or undefined before any model has finished. */
   leftMs(now: number): number | undefined {
-    if (this.#spentBytes === 0 || this.#current === undefined) return undefined;
-    const perByte = this.#spentMs / this.#spentBytes;
+    const cost = this.#costModel();
+    if (cost === undefined || this.#current === undefined) return undefined;
+    const predict = (id: string) => cost.fixedMs + cost.msPerByte * (this.#sizes.get(id) ?? 1);
     const index = this.#order.indexOf(this.#current.id);
-    const later = this.#order.slice(index + 1)
-      .reduce((sum, id) => sum + (this.#sizes.get(id) ?? 1), 0);
-    const current = this.#sizes.get(this.#current.id) ?? 1;
-    const currentLeft = Math.max(0, perByte * current - (now - this.#current.since));
-    return currentLeft + perByte * later;
+    const later = this.#order.slice(index + 1).reduce((sum, id) => sum + predict(id), 0);
+    const current = Math.max(0, predict(this.#current.id) - (now - this.#current.since));
+    return current + later;
+  }
+
+  /** A model's time as `fixedMs + msPerByte * size`, fitted to the models done. */
+  #costModel(): { fixedMs: number; msPerByte: number } | undefined {
+    const done = this.#done;
+    if (done.length === 0) return undefined;
+    const n = done.length;
+    const meanBytes = done.reduce((sum, d) => sum + d.bytes, 0) / n;
+    const meanMs = done.reduce((sum, d) => sum + d.ms, 0) / n;
+    const spread = done.reduce((sum, d) => sum + (d.bytes - meanBytes) ** 2, 0);
+    if (spread === 0) {
+      // One model done, or all of one size: half fixed, half in proportion to size.
+      return { fixedMs: meanMs / 2, msPerByte: meanMs / 2 / meanBytes };
+    }
+    const slope = done.reduce((sum, d) => sum + (d.bytes - meanBytes) * (d.ms - meanMs), 0) /
+      spread;
+    // Neither part can be negative: a smaller model that took longer means no size part, a
+    // fixed part below zero means time in proportion to size alone.
+    if (slope <= 0) return { fixedMs: meanMs, msPerByte: 0 };
+    const fixed = meanMs - slope * meanBytes;
+    if (fixed < 0) return { fixedMs: 0, msPerByte: meanMs / meanBytes };
+    return { fixedMs: fixed, msPerByte: slope };
   }
 }
 
 /** An estimate of time left as a person reads it: `about 40 s left`, `about 12 min left`. */
 export function formatLeft(ms: number): string {
   const seconds = ms / 1000;
-  if (seconds < 60) return `about ${Math.max(10, Math.round(seconds / 10) * 10)} s left`;
+  if (seconds < 60) return `about ${Math.max(5, Math.round(seconds / 5) * 5)} s left`;
   const minutes = Math.round(seconds / 60);
   if (minutes < 60) return `about ${minutes} min left`;
   return `about ${Math.floor(minutes / 60)} h ${minutes % 60} min left`;
