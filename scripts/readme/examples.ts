@@ -57,7 +57,7 @@ export const SESSION: readonly Step[] = [
     args: ["scan"],
     example: "scan",
     streams: "stdout",
-    head: 3,
+    head: 2,
     also: [{ example: "usage-scan", streams: "progress-first" }],
   },
   {
@@ -80,7 +80,7 @@ export const SESSION: readonly Step[] = [
       },
     }],
   },
-  { args: ["list"], example: "list", head: 9, also: [{ example: "usage-list" }] },
+  { args: ["list"], example: "list", head: 6, also: [{ example: "usage-list" }] },
   {
     args: ["show", "mistral-nemo"],
     example: "show",
