@@ -130,6 +130,7 @@ Deno.test("test --all --json prints one document when a signal stops it: results
         assert.ok(document.summary.seconds > 0);
         assert.ok(STOPPED_VALUES.includes(document.stopped));
         assert.equal(document.stopped, stoppedAs);
+        assert.deepEqual(document.skipped, [], "the same keys as a run that ended");
         assert.equal(document.error.exitCode, code);
         assert.match(document.error.message, new RegExp(`Stopped by ${signal}`));
         // The numbers are the stored ones, and beta resumes next time.

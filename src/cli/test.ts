@@ -320,6 +320,7 @@ export async function runTest(
       results: [...printer.kept, ...printer.results],
       summary,
       stopped,
+      skipped: printer.skipped,
     };
     throw error;
   }
