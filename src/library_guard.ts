@@ -84,6 +84,7 @@ export function guardLibrary<T extends object>(engine: T, options: GuardOptions)
         throw reword(error); // a getter (`paths`) that found no home
       }
       if (typeof value !== "function" || typeof property !== "string") return value;
+      if (property === "constructor") return value; // `lmstrix.constructor === LMStrix` holds
       const method = value as (...args: unknown[]) => unknown;
       return (...args: unknown[]) => {
         try {

@@ -55,6 +55,11 @@ Deno.test("a library error's hint speaks of options; the CLI's of flags", async 
       (e: ModelNotFoundError) => /\{ lmstudioDir \}/.test(e.hint ?? ""),
     );
   });
+  await t.step("the guarded engine is still an LMStrix", () => {
+    const lmstrix = new LMStrix({ lmstudioDir: home.path });
+    assert.ok(lmstrix instanceof LMStrix);
+    assert.equal(lmstrix.constructor, LMStrix);
+  });
   await t.step("the CLI keeps its flags", async () => {
     const run = await runCli(["scan", "--server", server], { home: home.path });
     assert.equal(run.code, 3);
