@@ -139,9 +139,9 @@ try {
   if ((await lmstrix("report", "--out", reportFile)) !== 0) failed = true;
   console.log(
     `\nTry more (with LMSTRIX_LMSTUDIO_DIR=${home.pathname}):\n` +
-      `  deno task start show mistral-nemo\n` +
-      `  deno task start apply --all      (writes the dry run's values)\n` +
-      `  deno task start apply --undo --all`,
+      `  deno task -q start show mistral-nemo\n` +
+      `  deno task -q start apply --all      (writes the dry run's values)\n` +
+      `  deno task -q start apply --undo --all`,
   );
 } finally {
   await emulator.close();
