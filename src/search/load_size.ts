@@ -42,7 +42,12 @@ export function nextLoadSize(
   }
   // The floor early: whether the model loads at all (a missing runtime or a broken file fails
   // everywhere: two loads say so), and the first successful load's cost, before planning.
-  if (lo === null) return minContext;
+  if (lo === null) {
+    // A refusal after load progress (the engine failed on the weights) shows the runtime works
+    // and costs about a load: the floor would spend one more, so the bisection starts at once.
+    if (state.checks !== false || hi - minContext <= precision) return minContext;
+    return splitPoint(minContext, hi, precision);
+  }
   const units = Math.ceil((hi - lo) / precision);
   // A model broken at a loaded size needs its loads for the working phase's load bisection.
   const extra = state.saneFail === null ? EXTRA_LOADABLE_LOADS : 0;

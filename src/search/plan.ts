@@ -293,14 +293,14 @@ export function planLoads(
  * meets is most often the memory's. One in two, as a neutral guess between "it works there" and
  * "it stops somewhere below"; {@link fullProbeFirst} weighs it against the measured costs.
  */
-const FULL_WORKS_AT_LIMIT = 0.5;
+export const FULL_WORKS_AT_LIMIT = 0.5;
 
 /**
  * The same chance when the instance is loaded at the declared size (or `--max-context`): long-
  * context benchmarks (RULER and the like) find most models answering well only at a fraction of
  * what they declare, so a full-length probe first would mostly be paid for nothing.
  */
-const FULL_WORKS_AT_DECLARED = 0.25;
+export const FULL_WORKS_AT_DECLARED = 0.25;
 
 /**
  * Without a prompt cache the scan grows the prompt by this share of the last pass. Each probe

@@ -7,6 +7,7 @@
 
 import { climbStep, fullProbeFirst, jumpSize, promptPrices, splitPoint } from "./plan.ts";
 import { prefillSeconds } from "./prefill_curve.ts";
+import { gridState, planWorking, workingPrices } from "./working_plan.ts";
 import type { NormalState, SearchConfig, SearchState, SearchTarget } from "./types.ts";
 
 /** Below a failure, an interval of at most this many precisions is walked down, not bisected. */
@@ -87,6 +88,13 @@ export function nextWorkingMove(state: NormalState, config: SearchConfig): Worki
     }
     // Found by prompts on a larger instance: confirm by a load there, with a new haystack.
     return target(hint, { fresh: true, backoff: true });
+  }
+  const planned = cacheUsable(s) ? null : plannedStep(s, config, pass, hi, instance);
+  if (planned !== null) {
+    const x = planned.size;
+    if (x === instance) return target(x);
+    if (!promptsUsable(s, config, x)) return target(x);
+    return planned.load ? target(x, { fresh: true }) : prompt(x, false);
   }
   const x = hi === null || hi > instance
     ? climbSize(s, config, pass, instance)
@@ -195,6 +203,28 @@ function climbSize(
   }
   const x = from + climbStep(from, precision, prices);
   return x > instance - precision ? instance : x;
+}
+
+/**
+ * Without a prompt cache, the next test as the least expected cost plans it (`working_plan.ts`),
+ * with the costs measured so far: a needle on the instance, or a confirming load; null where it
+ * cannot plan (nothing timed yet, bounds off its grid, a grid too large), and the scan's rules
+ * decide instead.
+ */
+function plannedStep(
+  s: NormalState,
+  config: SearchConfig,
+  pass: number | null,
+  hi: number | null,
+  instance: number,
+): { size: number; load: boolean } | null {
+  const grid = { ...config, top: instance };
+  const prices = workingPrices(s.costs, grid, atLimit(s, config, instance));
+  if (prices === null) return null;
+  const at = gridState(prices, pass, hi, s.workOk !== null && s.workOk === pass);
+  const step = planWorking(prices, at.lo, at.hi, at.confirmed);
+  const size = step === null ? undefined : prices.sizes[step.index];
+  return size === undefined || step === null ? null : { size, load: step.load };
 }
 
 /**
