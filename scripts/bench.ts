@@ -51,6 +51,7 @@ import {
 } from "./bench/ours_average.ts";
 import { PricedProbe } from "./bench/priced_probe.ts";
 import { plainBisection, referenceSearch } from "./bench/reference_search.ts";
+import { benchReal } from "./bench/real.ts";
 import {
   BENCH_DOC,
   BENCH_JSON,
@@ -373,6 +374,8 @@ console.log(
     ? "Every target met."
     : `Not met: ${missed.map((v) => `${v.regime} ${v.target} (${v.value})`).join("; ")}.`,
 );
+// The real regime: the same searches on llama.cpp, by the wall clock (scripts/bench/real.ts).
+if (values.regime === "all" && !values.profiles) await benchReal();
 console.log(`Bench took ${((performance.now() - started) / 1000).toFixed(0)} s.`);
 if (values.write) {
   if (regimes.length !== REGIMES.length || values.profiles || values.precision) {

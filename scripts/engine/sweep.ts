@@ -103,6 +103,39 @@ async function passRate(
   return { passed, probes, ttftMs: probes > 0 ? ttft / probes : 0 };
 }
 
+/**
+ * Prefill by depth: the time to the first token of cold prompts of growing length (each from a
+ * new haystack, so nothing is reused), and of the same prompts grown by 256 tokens (the prefix
+ * reused from the cache).
+ */
+async function prefill(
+  backend: EngineBackend,
+  model: EngineModel,
+  largest: number,
+): Promise<Array<{ tokens: number; coldMs: number; extendMs: number }>> {
+  const sizes = [512, 1024, 2048, 4096, 8192, 16384].filter((n) => n + 512 <= largest);
+  const instance = await backend.load(model, (sizes.at(-1) ?? 512) + 512);
+  const count = async (text: string) => (await backend.tokenize(model, text)).length;
+  const out = [];
+  try {
+    for (const [i, tokens] of sizes.entries()) {
+      const haystack = new Haystack(1000 + i);
+      const cold = await haystack.build(tokens, 0.5, count);
+      const first = await backend.complete(instance, cold.prompt, { maxTokens: 1, temperature: 0 });
+      const grown = await haystack.build(tokens + 256, 0.5, count);
+      const second = await backend.complete(instance, grown.prompt, {
+        maxTokens: 1,
+        temperature: 0,
+      });
+      if (first.overflow || second.overflow) continue;
+      out.push({ tokens, coldMs: first.firstTokenMs, extendMs: second.firstTokenMs });
+    }
+  } finally {
+    await backend.unload(instance);
+  }
+  return out;
+}
+
 async function main(args: string[]): Promise<void> {
   const flag = (name: string, fallback: string) => {
     const at = args.indexOf(name);
@@ -117,6 +150,11 @@ async function main(args: string[]): Promise<void> {
   const result: Record<string, unknown> = {};
   type Limits = { loads: number | null; fails: number | null };
   const loadables: Record<string, Record<Guardrail, Limits>> = {};
+  const loadCosts: Record<string, Record<string, unknown>> = {};
+  const median = (xs: number[]) => {
+    const sorted = [...xs].sort((a, b) => a - b);
+    return sorted.length === 0 ? null : Math.round(sorted[Math.floor(sorted.length / 2)]!);
+  };
   for (const guardrail of ["on", "off"] as const) {
     const server = await startEngine({ models: modelsDir, guardrail, memoryBudget: budget, log });
     try {
@@ -125,6 +163,12 @@ async function main(args: string[]): Promise<void> {
         const none = { loads: null, fails: null };
         (loadables[model.modelKey] ??= { on: none, off: none })[guardrail] = size;
         log(`${model.modelKey}: guardrail ${guardrail}: loads ${size.loads}, not ${size.fails}`);
+        const loads = server.backend.stats.loads.filter((l) => l.modelKey === model.modelKey);
+        (loadCosts[model.modelKey] ??= {})[guardrail] = {
+          loadedMs: median(loads.filter((l) => l.ok).map((l) => l.ms)),
+          refusedMs: median(loads.filter((l) => !l.ok).map((l) => l.ms)),
+          refusals: loads.filter((l) => !l.ok).map((l) => l.error),
+        };
       }
     } finally {
       await server.close();
@@ -148,11 +192,16 @@ async function main(args: string[]): Promise<void> {
         curve.push({ context: size, ...rate, rate: rate.probes ? rate.passed / rate.probes : 0 });
         log(`${model.modelKey}: context ${size}: ${rate.passed}/${rate.probes} right`);
       }
+      const timing = model.gguf.trainedContext === null
+        ? undefined
+        : await prefill(server.backend, model, limit);
       result[model.modelKey] = {
+        ...(timing === undefined ? {} : { prefill: timing }),
         path: model.path,
         declaredContext: model.gguf.declaredContext,
         trainedContext: model.gguf.trainedContext,
         loadable: loadables[model.modelKey],
+        loadCosts: loadCosts[model.modelKey],
         curve,
       };
     }

@@ -52,7 +52,7 @@ def drill(rng, target):
     return first + again + [tok.EOS], len(first) + 3, None
 
 
-def training_sample(rng, target):
+def training_sample(rng, target, drills=0.25):
     """One sample of about `target` prompt tokens (at most).
 
     Mostly one needle (as the probe's prompts up to about 600 tokens hold), placed anywhere;
@@ -62,7 +62,7 @@ def training_sample(rng, target):
     r = rng.random()
     if r < 0.02:
         return sanity()
-    if r > 0.75:
+    if r > 1 - drills:
         return drill(rng, target)
     seed = rng.randrange(1_000_000, 2**32)
     depth = rng.choice(DEPTHS) if rng.random() < 0.5 else rng.random()

@@ -64,8 +64,10 @@ def main():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--layers", type=int, default=3)
-    p.add_argument("--ffn", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--ffn", type=int, default=192)
     a = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(a.seed)
@@ -78,7 +80,8 @@ def main():
         log.write(line + "\n")
         log.flush()
 
-    config = M.Config(len(data.TOKENIZER), layers=a.layers, ffn=a.ffn)
+    config = M.Config(len(data.TOKENIZER), dim=a.dim, layers=a.layers, heads=a.heads,
+                      kv_heads=a.heads, ffn=a.ffn)
     model = M.Model(config)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
     path = os.path.join(a.out, "checkpoint.pt")
@@ -110,7 +113,8 @@ def main():
         lr = a.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
         for group in opt.param_groups:
             group["lr"] = lr
-        samples = [data.training_sample(rng, target) for _ in range(batch)]
+        drills = 0.4 if progress < 0.3 else 0.2
+        samples = [data.training_sample(rng, target, drills) for _ in range(batch)]
         ids, weight, answer = batch_tensors(samples)
         # Logits only where a loss is taken: every answer token and one position in eight.
         hidden = model.hidden(ids[:, :-1]).reshape(-1, config.dim)
