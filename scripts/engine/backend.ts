@@ -358,6 +358,7 @@ export class EngineBackend implements ProtocolBackend {
       created = await this.#worker.request("createContext", {
         path: model.file,
         contextSize: size,
+        capped: this.#guardrail === "off",
       });
     } catch (error) {
       if (!(error instanceof WorkerError)) throw error;

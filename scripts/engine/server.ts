@@ -41,7 +41,7 @@ export interface EngineServer {
   readonly port: number;
   readonly url: string;
   readonly backend: EngineBackend;
-  /** The worker's address-space cap in bytes, or null. */
+  /** The real memory cap on contexts (bytes), or null (guardrail on, or no budget). */
   readonly memoryCap: number | null;
   close(): Promise<void>;
 }
@@ -53,22 +53,11 @@ export async function startEngine(options: EngineOptions): Promise<EngineServer>
   const modules = await ensureNodeLlamaCpp(log);
   const threads = options.threads ?? 1;
   const budget = options.memoryBudget ?? null;
-  let memoryCap: number | null = null;
-  const startWorker = async () => {
-    const worker = await EngineWorker.start(modules, threads);
-    try {
-      // Guardrail off: the memory itself says no. On: the estimate decides, as LM Studio's
-      // guardrail does (node-llama-cpp's estimate runs below the real use, so a cap would
-      // refuse first and the guardrail would never be seen).
-      if (budget !== null && options.guardrail === "off") {
-        memoryCap = await worker.capMemory(budget);
-      }
-    } catch (error) {
-      await worker.close();
-      throw error;
-    }
-    return worker;
-  };
+  // Guardrail off: the memory itself says no (a real cap while a context is made). On: the
+  // estimate decides, as LM Studio's guardrail does (node-llama-cpp's estimate runs below the
+  // real use, so a cap would refuse first and the guardrail would never be seen).
+  const memoryCap = options.guardrail === "off" ? budget : null;
+  const startWorker = () => EngineWorker.start(modules, threads, memoryCap);
   const backend = new EngineBackend(models, await startWorker(), {
     guardrail: options.guardrail ?? "on",
     budget,

@@ -12,16 +12,24 @@
  * llama.cpp logged while the request ran (its own account of a failure). Requests run one at a
  * time, in order, except `cancel`, which stops a running completion.
  *
- * Usage: node worker.mjs <node_modules dir> <threads>
+ * Memory: given a budget, each context is created under a real cap on the process's address
+ * space (`prlimit --as`, the soft limit only, lifted again right after): its present size, less
+ * what the loaded models and contexts took, plus the budget. So what llama.cpp allocates beyond
+ * the budget fails inside llama.cpp, while the rest of the process (V8's heap grows as it runs)
+ * stays out of the count and the same size loads or fails the same way every time.
+ *
+ * Usage: node worker.mjs <node_modules dir> <threads> [budget bytes]
  */
 
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { join } from "node:path";
 
-const [modulesDir, threadsArg] = process.argv.slice(2);
+const [modulesDir, threadsArg, budgetArg] = process.argv.slice(2);
 const threads = Number(threadsArg) || 2;
+const budget = budgetArg ? Number(budgetArg) : null;
 const { getLlama, LlamaLogLevel } = await import(
   pathToFileURL(join(modulesDir, "node-llama-cpp", "dist", "index.js")).href
 );
@@ -53,10 +61,25 @@ function addressSpace() {
 async function modelFor(path) {
   let entry = models.get(path);
   if (!entry) {
+    const before = addressSpace();
     entry = { model: await llama.loadModel({ modelPath: path, useMmap: true }), users: 0 };
+    entry.bytes = addressSpace() - before;
     models.set(path, entry);
   }
   return entry;
+}
+
+/** Address space the loaded models and contexts took when they were made. */
+function held() {
+  let bytes = 0;
+  for (const entry of models.values()) bytes += entry.bytes;
+  for (const held of contexts.values()) bytes += held.bytes;
+  return bytes;
+}
+
+/** Sets (or, with null, lifts) the soft limit of this process's address space. */
+function cap(bytes) {
+  execFileSync("prlimit", ["--pid", String(process.pid), `--as=${bytes ?? "unlimited"}:`]);
 }
 
 const ops = {
@@ -73,18 +96,25 @@ const ops = {
     });
     return { modelBytes: weights.cpuRam, contextBytes: context.cpuRam };
   },
-  async createContext({ path, contextSize }) {
+  async createContext({ path, contextSize, capped }) {
     const entry = await modelFor(path);
     const started = performance.now();
-    const context = await entry.model.createContext({
-      contextSize,
-      sequences: 1,
-      threads,
-      // The budget is the server's guardrail's business (or the real memory's): no estimate of
-      // node-llama-cpp's own in the way, and no quiet retry at a smaller size.
-      ignoreMemorySafetyChecks: true,
-      failedCreationRemedy: false,
-    });
+    const before = addressSpace();
+    if (capped && budget !== null) cap(before - held() + budget);
+    let context;
+    try {
+      context = await entry.model.createContext({
+        contextSize,
+        sequences: 1,
+        threads,
+        // The budget is the server's guardrail's business (or the real memory's): no estimate of
+        // node-llama-cpp's own in the way, and no quiet retry at a smaller size.
+        ignoreMemorySafetyChecks: true,
+        failedCreationRemedy: false,
+      });
+    } finally {
+      if (capped && budget !== null) cap(null);
+    }
     entry.users++;
     const id = nextContext++;
     contexts.set(id, {
@@ -92,6 +122,7 @@ const ops = {
       sequence: context.getSequence(),
       entry,
       size: context.contextSize,
+      bytes: addressSpace() - before,
     });
     return { contextId: id, contextSize: context.contextSize, ms: performance.now() - started };
   },

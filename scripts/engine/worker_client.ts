@@ -65,11 +65,18 @@ export class EngineWorker {
     return this.#child.pid;
   }
 
-  /** Starts `node worker.mjs` with node-llama-cpp from `modulesDir`. */
-  static async start(modulesDir: string, threads: number): Promise<EngineWorker> {
+  /**
+   * Starts `node worker.mjs` with node-llama-cpp from `modulesDir`; with `budget`, contexts
+   * created with `capped` are made under a real memory cap (see worker.mjs).
+   */
+  static async start(
+    modulesDir: string,
+    threads: number,
+    budget: number | null = null,
+  ): Promise<EngineWorker> {
     const script = fileURLToPath(new URL("./worker.mjs", import.meta.url));
     const child = new Deno.Command("node", {
-      args: [script, modulesDir, String(threads)],
+      args: [script, modulesDir, String(threads), ...(budget === null ? [] : [String(budget)])],
       // Large buffers always mapped and unmapped (glibc otherwise raises its mmap threshold
       // after the first free, and freed contexts stay in the heap), one malloc arena: measured,
       // the address space then returns to its idle size after every context, failed or not,
@@ -142,24 +149,6 @@ export class EngineWorker {
   /** The id the next request will get (to cancel a completion while it runs). */
   peekId(): number {
     return this.#nextId;
-  }
-
-  /**
-   * Caps the worker's address space at its present size plus `budget` bytes (`prlimit --as`),
-   * so that what the models and contexts allocate beyond the budget fails in llama.cpp.
-   */
-  async capMemory(budget: number): Promise<number> {
-    const { addressSpace } = await this.request("addressSpace");
-    const cap = Number(addressSpace) + budget;
-    const result = await new Deno.Command("prlimit", {
-      args: ["--pid", String(this.pid), `--as=${cap}:${cap}`],
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (!result.success) {
-      throw new Error(`prlimit failed: ${new TextDecoder().decode(result.stderr).trim()}`);
-    }
-    return cap;
   }
 
   /** Whether the worker has exited. */

@@ -64,6 +64,7 @@ def main():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--lm-weight", type=float, default=1.0)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--heads", type=int, default=2)
@@ -125,7 +126,7 @@ def main():
         w, an = weight.reshape(-1)[keep], answer.reshape(-1)[keep]
         lm = (ce * w).sum() / w.sum().clamp(min=1)
         ans = (ce * an).sum() / an.sum()
-        loss = lm + 4 * ans
+        loss = a.lm_weight * lm + 4 * ans
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
