@@ -84,12 +84,13 @@ export const SESSION: readonly Step[] = [
   {
     args: ["show", "mistral-nemo"],
     example: "show",
-    // The measured rows: the model's own (name, path, size, ...) are left out here.
+    // The working context and what the test measured; the other rows are left out here.
     pick: (stdout) => {
       const lines = stdout.split("\n");
-      const from = lines.findIndex((l) => l.startsWith("declared"));
+      const working = lines.find((l) => l.startsWith("working"))!;
+      const from = lines.findIndex((l) => l.startsWith("took"));
       const to = lines.findIndex((l) => l.startsWith("applied"));
-      return [lines[0], "...", ...lines.slice(from, to), "..."].join("\n");
+      return [lines[0], "...", working, "...", ...lines.slice(from, to), "..."].join("\n");
     },
     streams: "stdout",
     also: [{ example: "usage-show" }],
