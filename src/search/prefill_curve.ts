@@ -7,7 +7,7 @@
  * thousand tokens on a CPU, tens of thousands on a GPU), plus a fixed overhead per prediction.
  * So a prediction that processed positions [m, n) takes `o + s*(n - m) + (s/d)*(n² - m²)/2`,
  * which is linear in (o, s, s/d): a least-squares fit over the timed predictions gives the curve.
- * Until two timings at different depths exist, d is the default {@link DEFAULT_DOUBLING_TOKENS}.
+ * Until three timings, at depths apart, exist, d is the default {@link DEFAULT_DOUBLING_TOKENS}.
  * Pure.
  *
  * @module
@@ -19,7 +19,7 @@ export interface PrefillCurve {
   secondsPerToken: number;
   /** Depth at which attention has doubled a token's prefill cost, tokens. */
   doublingTokens: number;
-  /** Whether `doublingTokens` was fitted (else the default, for want of timings at two depths). */
+  /** Whether `doublingTokens` was fitted (else the default: too few timings at depths apart). */
   doublingMeasured: boolean;
   /** Fixed seconds of a prediction before its first token, beyond the prefill. */
   overheadSeconds: number;
@@ -34,7 +34,7 @@ export type PrefillSample = [from: number, to: number, seconds: number];
  * Depth at which attention doubles a token's prefill cost before the run has measured it: a
  * consumer GPU or Apple silicon with a 7B model (llama.cpp measured on a CPU here doubles it
  * nearer 8k, the emulator's default machine at 24k). A default only: the fit replaces it as soon
- * as predictions at two depths were timed.
+ * as three predictions at depths apart were timed.
  */
 export const DEFAULT_DOUBLING_TOKENS = 32_768;
 
@@ -89,15 +89,15 @@ export function fitPrefillCurve(samples: readonly PrefillSample[]): PrefillCurve
       samples: usable.length,
     };
   };
-  if (usable.length >= 2 && spread >= MIN_DEPTH_SPREAD) {
-    if (usable.length >= 3) {
-      const [o, s, t] = leastSquares(rows, [0, 1, 2]);
-      if (o !== undefined && s !== undefined && t !== undefined && o >= 0 && s > 0 && t >= 0) {
-        return curve(s, t, o, true);
-      }
+  // Three timings at least: with two, a prediction's fixed overhead passes for a flatter curve
+  // (it weighs most on the short prompts a scan starts with).
+  if (usable.length >= 3 && spread >= MIN_DEPTH_SPREAD) {
+    const [o, s, t] = leastSquares(rows, [0, 1, 2]);
+    if (o !== undefined && s !== undefined && t !== undefined && o >= 0 && s > 0 && t >= 0) {
+      return curve(s, t, o, true);
     }
-    const [s, t] = leastSquares(rows, [1, 2]);
-    if (s !== undefined && t !== undefined && s > 0 && t >= 0) return curve(s, t, 0, true);
+    const [s2, t2] = leastSquares(rows, [1, 2]);
+    if (s2 !== undefined && t2 !== undefined && s2 > 0 && t2 >= 0) return curve(s2, t2, 0, true);
   }
   // One depth only: the speed under the default doubling depth.
   const k = 1000 / DEFAULT_DOUBLING_TOKENS;
