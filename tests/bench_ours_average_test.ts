@@ -19,7 +19,7 @@ import {
   priorL,
   priorW,
 } from "../scripts/bench/best_average.ts";
-import { oursAverage, priorSample } from "../scripts/bench/ours_average.ts";
+import { oursAverage, PRIOR_KEYS, priorSample } from "../scripts/bench/ours_average.ts";
 import { PricedProbe, truthProfile } from "../scripts/bench/priced_probe.ts";
 import type { ModelProfile } from "../scripts/emulator/profile.ts";
 import { CANCEL_HOLD_MS, type Emulator } from "../scripts/emulator/server.ts";
@@ -41,12 +41,36 @@ const steps = (attempts: Attempt[]) =>
  */
 async function compare(emulator: Emulator, profile: ModelProfile, label: string) {
   const config = benchConfig(profile);
+  // A check's cancel must reach the emulator within its hold (40 ms of real time); on a loaded
+  // machine it may come late, and the emulator then loads what the check asked for: a race of
+  // the test's clock, not a price. Such a run is made again (a server that ignores the cancel
+  // loads it every time and is compared as it is).
+  for (let tries = 1;; tries++) {
+    const late = await compareOnce(emulator, profile, config, label, tries < RACE_TRIES);
+    if (!late) return;
+  }
+}
+
+/** Runs made again where a check's cancel lost the race with the emulator's hold. */
+const RACE_TRIES = 4;
+
+/** One comparison; true (without asserting) where a check's cancel came late and `retry`. */
+async function compareOnce(
+  emulator: Emulator,
+  profile: ModelProfile,
+  config: ReturnType<typeof benchConfig>,
+  label: string,
+  retry: boolean,
+): Promise<boolean> {
   emulator.reset();
   const lms = await connectLmStudio(emulator.url);
   try {
     const probe = virtualProbe(lms, emulator, profile.modelKey, "priced");
     const real = await searchContextLimits(config, probe);
     await probe.unload();
+    if (retry && profile.cancelIgnored !== true && (real.costs.checksCompleted ?? 0) > 0) {
+      return true;
+    }
     const stats = emulator.stats();
     const priced = new PricedProbe(profile);
     const played = await searchContextLimits(config, priced);
@@ -60,6 +84,7 @@ async function compare(emulator: Emulator, profile: ModelProfile, label: string)
       Math.abs(difference) <= TOLERANCE,
       `${label}: priced ${priced.ms} ms, emulator ${stats.virtualMs} ms`,
     );
+    return false;
   } finally {
     await lms.close();
   }
@@ -124,15 +149,24 @@ Deno.test("the best's optimal plays, averaged over the prior, cost the best aver
   const fleet = (await loadFleet()).filter((p) => p.type === "llm");
   for (const { key: regime, apply } of REGIMES) {
     for (const profile of fleet.map(apply).slice(0, 5)) {
-      const config = benchConfig(profile);
-      const n = priorGrid(config).length - 1;
-      const truthMs = bestTruthMs(profile, config);
-      let average = 0;
-      for (let i = 0; i <= n; i++) {
-        for (let k = 0; k <= i; k++) average += priorL(n) * priorW(i) * truthMs(i, k);
+      for (const prior of PRIOR_KEYS) {
+        const config = benchConfig(profile);
+        const n = priorGrid(config).length - 1;
+        const truthMs = bestTruthMs(profile, config, prior);
+        let average = 0;
+        let mass = 0;
+        for (let i = 0; i <= n; i++) {
+          for (let k = 0; k <= i; k++) {
+            const weight = priorL(n) * priorW(i, k, prior);
+            average += weight * truthMs(i, k);
+            mass += weight;
+          }
+        }
+        const best = bestAverage(profile, config, prior).ms;
+        const label = `${regime} ${prior}: ${profile.modelKey}`;
+        assert.ok(Math.abs(mass - 1) < 1e-9, label);
+        assert.ok(Math.abs(average - best) <= 1e-6 * best, label);
       }
-      const best = bestAverage(profile, config).ms;
-      assert.ok(Math.abs(average - best) <= 1e-6 * best, `${regime}: ${profile.modelKey}`);
     }
   }
 });

@@ -30,7 +30,7 @@ function normalise(text: string): string {
   ).join("\n");
 }
 
-Deno.test("the README's bench summary is the one the bench writes from its saved figures", async () => {
+Deno.test("the README's bench summary is the one written from the saved figures", async () => {
   const report = JSON.parse(await read(BENCH_JSON)) as BenchReport;
   const block = readBlock(await read(README), "bench-summary");
   assert.ok(block !== null, "the README has no bench-summary block");
@@ -38,7 +38,7 @@ Deno.test("the README's bench summary is the one the bench writes from its saved
   for (const line of block.split("\n")) assert.ok(line.length <= 100, `over 100 columns: ${line}`);
 });
 
-Deno.test("docs/bench.md's tables are the ones the bench writes from its saved figures", async () => {
+Deno.test("docs/bench.md's tables are the ones written from the saved figures", async () => {
   const report = JSON.parse(await read(BENCH_JSON)) as BenchReport;
   const block = readBlock(await read(BENCH_DOC), "bench-tables");
   assert.ok(block !== null, "docs/bench.md has no bench-tables block");

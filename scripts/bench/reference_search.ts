@@ -29,10 +29,11 @@ export function referenceSearch(config: SearchConfig, probe: Probe): Promise<Sea
 
 /**
  * The plain correct bisection: the reference made right, as a user would write it. The same two
- * midpoint bisections, a fresh load at every step, but the second judges a load at the midpoint
- * by a needle that fills it (the prompt is the context less the reserve, a new haystack each
- * time, nothing cached), over [minContext, the loadable size found]. It finds every number
- * within the precision and never gambles: the honest plain alternative to weigh a search against.
+ * midpoint bisections, a fresh load at every step, but the second judges a load by a needle that
+ * fills it (the prompt is the context less the reserve, a new haystack each time, nothing
+ * cached): first at the loadable size found, then at midpoints of [minContext, that size]. It
+ * finds every number within the precision: the honest plain alternative to weigh a search
+ * against.
  */
 export function plainBisection(config: SearchConfig, probe: Probe): Promise<SearchResult> {
   return bisections(config, probe, true);
@@ -120,10 +121,14 @@ async function bisections(
   const loadable = await bisect((x) => judge(x, false));
   // Nothing loads at all: nothing can work either, and the second bisection would only repeat
   // the first one's refusals.
-  // The correct one bisects the working size below the loadable one; a midpoint there loads.
+  // The correct one first asks whether the model works at the loadable size (a reported size
+  // below it may be a precision below the truth already: bisecting under it could add another),
+  // then bisects the working size below it; a midpoint there loads.
   const working = loadable === null
     ? null
-    : await bisect((x) => judge(x, true), needles ? loadable : undefined);
+    : needles
+    ? (await judge(loadable, true) ? loadable : await bisect((x) => judge(x, true), loadable))
+    : await bisect((x) => judge(x, true));
   await probe.unload();
   state.phase = "done";
   state.loadable = loadable;

@@ -23,7 +23,7 @@ import type { MeasuredCosts } from "./types.ts";
  */
 const WORKS_AT_LIMIT = 1 / 3;
 
-/** Largest grid the plan solves exactly (cells of the precision); larger grids keep the heuristic. */
+/** Largest grid the plan solves (cells of the precision); a larger one keeps the heuristic. */
 const MAX_CELLS = 160;
 
 /**
