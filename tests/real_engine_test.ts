@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { runCliAgainst, tempHome } from "./support/cli.ts";
 import { startEngineProcess } from "./support/engine.ts";
 import { classifyFailure } from "../src/lmstudio/failures.ts";
+import { curveDocs } from "../scripts/engine/truth_table.ts";
 
 interface Limits {
   loads: number | null;
@@ -163,5 +164,16 @@ Deno.test("against the real engine with its guardrail off, llama.cpp's allocatio
   for (const attempt of failures) {
     assert.equal(attempt.outcome, "refused");
     assert.equal(classifyFailure(new Error(attempt.output)), "refused");
+  }
+});
+
+Deno.test("the README and docs/engine.md show the curve the engine sweep measured", async () => {
+  for (const { path, text } of await curveDocs(new URL("../", import.meta.url))) {
+    assert.equal(
+      await Deno.readTextFile(path),
+      text,
+      `${path.pathname} differs: run deno task engine:sweep --write (or truth_table.ts --write)`,
+    );
+    assert.match(text, /^\| needle-512: context \|/m, `${path.pathname} has no curve table`);
   }
 });

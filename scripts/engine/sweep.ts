@@ -9,7 +9,8 @@
  *   the contract's needle probe (`src/probe/haystack.ts`, as LMStrix builds it: the prompt fills
  *   W up to the 64-token reserve) over many seeds, greedy, at most 64 new tokens.
  *
- * Usage: deno task engine:sweep [--seeds N] [--budget BYTES] [--out FILE]
+ * Usage: deno task engine:sweep [--seeds N] [--budget BYTES] [--out FILE] [--write]
+ * (`--write`: also the curve tables of the README and docs/engine.md, see `truth_table.ts`)
  *
  * @module
  */
@@ -18,6 +19,7 @@ import { Haystack } from "../../src/probe/haystack.ts";
 import { RESERVE_TOKENS } from "../../src/contract.ts";
 import type { EngineModel } from "./catalogue.ts";
 import { startEngine } from "./server.ts";
+import { curveDocs } from "./truth_table.ts";
 import type { EngineBackend, Guardrail } from "./backend.ts";
 
 /** The budget the tests run the engine with: 120 MB beyond the idle engine (the needle model loads about half its declared context in it, the random one all of its). */
@@ -26,9 +28,13 @@ export const TEST_BUDGET = 120_000_000;
 /** Needle depths in the order LMStrix's search uses them. */
 const DEPTHS = [0.5, 0.25, 0.75, 0.1, 0.9, 0.4, 0.6];
 
-/** Context sizes of the pass-rate ladder, for a model trained at `trained` tokens. */
+/**
+ * Context sizes of the pass-rate ladder, for a model trained at `trained` tokens (null: not
+ * trained, a few rungs show it never answers).
+ */
 function ladder(trained: number | null, loadable: number): number[] {
-  const base = trained ?? 512;
+  if (trained === null) return [512, 1024, 2048, 4096].filter((w) => w <= loadable);
+  const base = trained;
   const sizes = new Set<number>();
   for (const f of [0.75, 1, 1.125, 1.25, 1.375, 1.5, 1.75, 2, 2.5, 3, 4, 6, 8]) {
     sizes.add(Math.round(base * f / 64) * 64);
@@ -188,7 +194,8 @@ async function main(args: string[]): Promise<void> {
       );
       const curve = [];
       for (const size of ladder(model.gguf.trainedContext, limit)) {
-        const rate = await passRate(server.backend, model, size, seeds);
+        const n = model.gguf.trainedContext === null ? Math.min(seeds, 5) : seeds;
+        const rate = await passRate(server.backend, model, size, n);
         curve.push({ context: size, ...rate, rate: rate.probes ? rate.passed / rate.probes : 0 });
         log(`${model.modelKey}: context ${size}: ${rate.passed}/${rate.probes} right`);
       }
@@ -220,6 +227,12 @@ async function main(args: string[]): Promise<void> {
   };
   await Deno.writeTextFile(out, JSON.stringify(document, null, 2) + "\n");
   log(`wrote ${out} (${document.seconds} s)`);
+  if (args.includes("--write")) {
+    for (const { path, text } of await curveDocs(new URL("../../", import.meta.url))) {
+      await Deno.writeTextFile(path, text);
+      log(`wrote the curve into ${path.pathname}`);
+    }
+  }
 }
 
 if (import.meta.main) await main(Deno.args);
