@@ -142,6 +142,7 @@ export async function benchReal(): Promise<boolean> {
           `${shown(limits.loadable)} / ${shown(limits.working)}`,
           (ours.ms / 1000).toFixed(1),
           String(loads(ours.result)),
+          `${shown(ref.result.loadable)} / ${shown(ref.result.working)}`,
           (ref.ms / 1000).toFixed(1),
           String(loads(ref.result)),
           (lb / 1000).toFixed(1),
@@ -153,10 +154,10 @@ export async function benchReal(): Promise<boolean> {
   }
   console.log("\nRegime real: llama.cpp behind LM Studio's protocol (wall clock, seconds)\n");
   console.log(
-    "| model | ours: loadable / working | measured | ours s | ours loads | bisection s | bisection loads " +
-      "| lower bound s |",
+    "| model | ours: loadable / working | measured | ours s | ours loads | bisection: loadable / " +
+      "working | bisection s | bisection loads | lower bound s |",
   );
-  console.log("|---|---|---|---:|---:|---:|---:|---:|");
+  console.log("|---|---|---|---:|---:|---|---:|---:|---:|");
   for (const row of rows) console.log(`| ${row.join(" | ")} |`);
   return true;
 }
