@@ -10,18 +10,10 @@ import { ExitCode } from "../exit_codes.ts";
 import type { ContextCheck, LMStrix } from "../lmstrix.ts";
 import { displayText, type Output } from "../output.ts";
 import { fitLine, formatTokens, wrapWords } from "./format.ts";
-import { progressReporter } from "./test.ts";
+import { progressReporter, type TestCommandOptions } from "./test.ts";
 
-/** What `test --ctx` was given besides the size. */
-export interface CheckCommandOptions {
-  all?: boolean;
-  force?: boolean;
-  retryFailed?: boolean;
-  precision?: number;
-  minContext?: number;
-  maxContext?: number;
-  timeout?: number;
-}
+/** What `test --ctx` was given besides the size: the options of `test`; only --timeout applies. */
+export type CheckCommandOptions = TestCommandOptions;
 
 /** The verdict as a person reads it: `works at 32,768`. */
 export function verdictText(check: Pick<ContextCheck, "verdict" | "context">): string {
