@@ -65,3 +65,17 @@ export function describeFileError(error: unknown): FileProblem | null {
   }
   return null;
 }
+
+/** A class of error, as `instanceof` takes it (`Deno.errors.NotFound`). */
+export type ErrorClass = abstract new (...args: never[]) => Error;
+
+/**
+ * Why a read or write of a path the user named failed, in the words `reasons` gives for the
+ * first class `error` belongs to; null when it belongs to none (an unexpected failure).
+ */
+export function pathFailure(
+  error: unknown,
+  reasons: ReadonlyArray<readonly [ErrorClass, string]>,
+): string | null {
+  return reasons.find(([kind]) => error instanceof kind)?.[1] ?? null;
+}

@@ -11,6 +11,7 @@ import type { LMStrix } from "../lmstrix.ts";
 import type { Output } from "../output.ts";
 import { requirePermissions } from "../permissions.ts";
 import { writeFileAtomic } from "../registry/atomic_write.ts";
+import { pathFailure } from "./file_errors.ts";
 
 /** The report's file name when `--out` is not given (or names a directory). */
 export const DEFAULT_REPORT_FILE = "lmstrix-report.html";
@@ -58,13 +59,11 @@ export async function runReport(
 
 /** A write that failed, told as the place the user named. */
 function cannotWrite(file: string, error: unknown): unknown {
-  const why = error instanceof Deno.errors.NotFound
-    ? "its directory does not exist"
-    : error instanceof Deno.errors.PermissionDenied
-    ? "permission denied"
-    : error instanceof Deno.errors.NotADirectory
-    ? "a part of that path is a file, not a directory"
-    : null;
+  const why = pathFailure(error, [
+    [Deno.errors.NotFound, "its directory does not exist"],
+    [Deno.errors.PermissionDenied, "permission denied"],
+    [Deno.errors.NotADirectory, "a part of that path is a file, not a directory"],
+  ]);
   if (why === null) return error;
   return new UsageError(`Cannot write the report to "${file}": ${why}`, {
     hint: "pass --out with a file in a directory you can write to",

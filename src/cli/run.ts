@@ -8,6 +8,7 @@ import { UsageError } from "../errors.ts";
 import { ExitCode } from "../exit_codes.ts";
 import type { LMStrix, RunResult } from "../lmstrix.ts";
 import { displayText, type Output } from "../output.ts";
+import { pathFailure } from "./file_errors.ts";
 
 /** Options of `run` as the command line gives them. */
 export interface RunCommandOptions {
@@ -55,13 +56,11 @@ async function readPrompt(prompt: string | undefined, file: string | undefined):
         ? await new Response(Deno.stdin.readable).text()
         : await Deno.readTextFile(file);
     } catch (error) {
-      const why = error instanceof Deno.errors.NotFound
-        ? "no such file"
-        : error instanceof Deno.errors.PermissionDenied
-        ? "permission denied"
-        : error instanceof Deno.errors.IsADirectory
-        ? "it is a directory"
-        : null;
+      const why = pathFailure(error, [
+        [Deno.errors.NotFound, "no such file"],
+        [Deno.errors.PermissionDenied, "permission denied"],
+        [Deno.errors.IsADirectory, "it is a directory"],
+      ]);
       if (why === null) throw error;
       throw new UsageError(`Cannot read the prompt from "${file}": ${why}`);
     }
