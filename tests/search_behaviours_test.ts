@@ -9,11 +9,13 @@
 
 import assert from "node:assert/strict";
 import {
+  initialState,
   type SearchConfig,
   searchContextLimits,
   type SearchState,
 } from "../src/search/context_search.ts";
-import { type FakeModel, FakeProbe, truthOf } from "./support/fake_probe.ts";
+import { MAX_REQUESTS } from "../src/search/load_size.ts";
+import { type FakeModel, FakeProbe, seededRandom, truthOf } from "./support/fake_probe.ts";
 
 const CONFIG: SearchConfig = { declared: 131072, minContext: 2048, precision: 1311, reserve: 64 };
 
@@ -306,4 +308,84 @@ Deno.test("checks stay in the plan where loads are too quick for the clock to te
     checkSeconds: 2,
   });
   assert.equal(dear.result.plan.checks, false, "a check near a load's price is not worth it");
+});
+
+Deno.test("a size that loaded once and fails every time after is searched again below it, once", async (t) => {
+  // The engine's memory shrinks after the first load: 44,000 loaded, then nothing above 20,000.
+  const model: FakeModel = {
+    loadFailAbove: 60000,
+    refusalEarly: false,
+    needleFailAbove: 30000,
+    shrinks: { after: 1, loadFailAbove: 20000 },
+  };
+  const probe = new FakeProbe({ ...model, throwOnCall: 500 }, CONFIG.reserve);
+  const result = await searchContextLimits(CONFIG, probe);
+  const loads = probe.calls.filter((c) => c.method === "load").map((c) => c.context);
+  await t.step("the lost size is loaded once more, not again and again", () => {
+    assert.ok(loads[2]! > 20000 && probe.calls[3]?.method === "sanity", loads.join(" "));
+    const repeats = loads.filter((c) => c === loads[2]).length;
+    assert.equal(repeats, 2, loads.join(" "));
+    assert.ok(probe.loads <= 25, `${probe.loads} loads`);
+  });
+  await t.step("the loadable size is what loads now, and works there", () => {
+    assert.equal(result.failure, null);
+    assert.ok(result.loadable! <= 20000 && result.loadable! > 20000 - CONFIG.precision);
+    assert.equal(result.working, result.loadable);
+  });
+});
+
+Deno.test("loads that stop being repeatable twice fail the model, saying so", async () => {
+  // Each load that works lowers what the engine holds below it: nothing learnt by loading holds.
+  const probe = new FakeProbe({ brokenAbove: 40000 }, CONFIG.reserve);
+  let limit = Infinity;
+  let loads = 0;
+  const load = probe.load.bind(probe);
+  probe.load = async (context) => {
+    loads++;
+    if (context > limit) {
+      probe.loaded = null;
+      return { kind: "refused", message: "Failed to load model", early: false };
+    }
+    const outcome = await load(context);
+    if (outcome.kind === "loaded") limit = context - 1;
+    return outcome;
+  };
+  const result = await searchContextLimits(CONFIG, probe);
+  assert.ok(loads <= 20, `${loads} loads`);
+  assert.equal(result.loadable, null);
+  assert.equal(result.working, null);
+  assert.match(result.failure ?? "", /loads stopped being repeatable: \d+ tokens failed to load/);
+});
+
+Deno.test("no answers of the server keep a search going past its request ceiling", async (t) => {
+  // An adversary: each load succeeds or fails at random, each needle passes at random.
+  for (let seed = 1; seed <= 60; seed++) {
+    const random = seededRandom(seed);
+    const probe = new FakeProbe({}, CONFIG.reserve);
+    const load = probe.load.bind(probe);
+    probe.load = async (context) => {
+      const outcome = await load(context);
+      if (random() < 0.5) return outcome;
+      probe.loaded = null;
+      return { kind: "refused", message: "Failed to load model", early: random() < 0.5 };
+    };
+    probe.needle = (promptTokens) => {
+      if (probe.loaded === null || promptTokens + CONFIG.reserve > probe.loaded) {
+        throw new Error("needle without a loaded instance large enough");
+      }
+      return Promise.resolve({ pass: random() < 0.5, excerpt: "?" });
+    };
+    const result = await searchContextLimits(CONFIG, probe);
+    const requests = probe.calls.filter((c) => c.method !== "unload").length;
+    assert.ok(requests <= MAX_REQUESTS, `seed ${seed}: ${requests} requests`);
+    if (result.failure !== null) assert.equal(result.loadable, null);
+  }
+  await t.step("a state at the ceiling ends at once, saying why", async () => {
+    const probe = new FakeProbe({}, CONFIG.reserve);
+    const state = { ...initialState(CONFIG), requests: MAX_REQUESTS };
+    const result = await searchContextLimits(CONFIG, probe, { state });
+    assert.equal(probe.loads, 0);
+    assert.equal(result.loadable, null);
+    assert.match(result.failure ?? "", /Stopped after 400 requests to LM Studio/);
+  });
 });

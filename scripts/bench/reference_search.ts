@@ -147,5 +147,6 @@ async function bisections(
     costs: noCosts(),
     plan: choosePlan(noCosts()),
     lastRefusal: null,
+    failure: null,
   };
 }

@@ -27,6 +27,8 @@ export interface FoundLimits {
   plan?: SearchPlan;
   /** LM Studio's text for the latest refused load: the reason when nothing loads. */
   lastRefusal?: string | null;
+  /** Why the search gave up without limits (loads not repeatable, too many requests). */
+  failure?: string | null;
 }
 
 /** The record's view of the costs a search measured, with its plan in one sentence. */
@@ -74,7 +76,10 @@ export function recordAfterSearch(
   if (found.costs !== undefined && found.plan !== undefined) {
     next.costs = costsOf(found.costs, found.plan);
   }
-  if (found.loadable === null) {
+  if (found.failure) {
+    next.status = "failed";
+    next.error = found.failure;
+  } else if (found.loadable === null) {
     next.status = "failed";
     // LM Studio's own words say why (a missing runtime, a broken file, too little memory).
     const reason = found.lastRefusal ? `: ${found.lastRefusal}` : "";

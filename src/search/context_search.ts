@@ -35,7 +35,7 @@
  * @module
  */
 
-import { learnCheck, learnLoad, nextLoadSize } from "./load_size.ts";
+import { learnCheck, learnLoad, loadLost, nextLoadSize, outOfRequests } from "./load_size.ts";
 import { measureLoad, measurePrefill } from "./measure.ts";
 import { choosePlan, describeDecision, searchCap, splitPoint } from "./plan.ts";
 import type {
@@ -61,7 +61,7 @@ export { nextWorkingMove, type WorkingMove } from "./working_move.ts";
 /** Needle depths, used in turn, so that consecutive probes ask about different places. */
 const DEPTHS = [0.5, 0.25, 0.75, 0.1, 0.9, 0.4, 0.6] as const;
 
-/** Safety net against a planning bug: no real search comes near this many steps. */
+/** Safety net against a planning bug (requests have their own ceiling, `MAX_REQUESTS`). */
 const MAX_STEPS = 10_000;
 
 /**
@@ -93,6 +93,7 @@ export async function searchContextLimits(
     costs: structuredClone(state.costs),
     plan: structuredClone(state.plan),
     lastRefusal: state.lastRefusal,
+    failure: state.failure,
   };
 }
 
@@ -129,6 +130,7 @@ class SearchRun {
     if (this.#state.pendingLoad !== undefined) await this.#crashed(this.#state.pendingLoad);
     for (let step = 0; this.#state.phase !== "done"; step++) {
       if (step >= MAX_STEPS) throw new Error(`Context search did not finish in ${MAX_STEPS} steps`);
+      if (outOfRequests(this.#state)) break;
       if (this.#state.phase === "loadable") await this.#loadableStep();
       else await this.#workingStep();
     }
@@ -250,10 +252,7 @@ class SearchRun {
     }
   }
 
-  /**
-   * Prompt-level test: a needle of `x - reserve` tokens on the (larger) current instance;
-   * `recheck` asks again about the current hint, with a needle at another depth.
-   */
+  /** A needle of `x - reserve` tokens on the (larger) instance; `recheck`: the hint, elsewhere. */
   async #promptStep(x: number, recheck = false): Promise<void> {
     const s = this.#state;
     const instance = s.instance ?? x;
@@ -288,7 +287,7 @@ class SearchRun {
       // It loaded before: a different outcome now makes it a failure from here on.
       s.instance = null;
       if (phase === "loadable") this.#crashedLoadable(instance);
-      else this.#failLoadLevel(instance, false);
+      else loadLost(s, instance);
     }
     await this.#record(attempt);
   }
@@ -300,12 +299,9 @@ class SearchRun {
     const phase: Phase = target.fresh ? "confirm" : "working";
     if (this.#loaded !== x) {
       const attempt = await this.#load(x, phase);
+      // Below the loadable size, a load that fails proves the loads are not repeatable.
       if (attempt.outcome === "loaded") s.instance = x;
-      else {
-        s.instance = null;
-        s.target = null;
-        this.#failLoadLevel(x, target.backoff === true);
-      }
+      else loadLost(s, x);
       return await this.#record(attempt);
     }
     const sane = saneAt(this.#state, x);
@@ -400,6 +396,7 @@ class SearchRun {
    * unloads whatever the outcome.
    */
   async #beforeRequest(context: number): Promise<void> {
+    this.#state.requests++;
     this.#state.pendingLoad = context;
     await this.#hooks.beforeLoad?.(context, structuredClone(this.#state));
     this.#loaded = null;
@@ -441,6 +438,7 @@ class SearchRun {
     const context = this.#loaded ?? 0;
     // `2+2=` shares no prefix with a needle prompt: it replaces what the server keeps.
     this.#cached = null;
+    s.requests++;
     const answer = await this.#probe.sanity();
     if (answer.crashed === true) this.#instanceLost();
     if (answer.pass) s.saneOk = Math.max(s.saneOk ?? 0, context);
@@ -467,6 +465,7 @@ class SearchRun {
     // A fresh seed shares no prefix with anything before or after it.
     this.#cached = fresh ? null : promptTokens;
     const context = this.#loaded ?? 0;
+    s.requests++;
     const answer = await this.#probe.needle(promptTokens, { fresh, depth });
     measurePrefill(s.costs, promptTokens, cached, answer);
     if (answer.crashed === true) this.#instanceLost();

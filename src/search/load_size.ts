@@ -102,3 +102,66 @@ export function learnCheck(s: NormalState, context: number, outcome: CheckOutcom
   }
   return attempt;
 }
+
+/**
+ * A size that loaded once may fail every time after (the engine's free memory shrank, or it now
+ * fails to allocate there): the search then loads again below it, this many times at most.
+ */
+export const MAX_RELEARNS = 1;
+
+/**
+ * Every search ends within this many requests to LM Studio (loads, checks, `2+2=`, needles)
+ * whatever the server answers: the last defence against answers that never settle. A search
+ * with consistent answers sends well under a tenth of it.
+ */
+export const MAX_REQUESTS = 400;
+
+/**
+ * A load at `context` failed (refused or fitted) in the working phase, though the loadable phase
+ * found it loads: that success is no longer trusted. The search goes back to the loadable phase
+ * below `context` (what loads now), keeping the working bounds that still hold; the second time,
+ * it gives up, as the loads are not repeatable.
+ */
+export function loadLost(s: NormalState, context: number): void {
+  s.instance = null;
+  s.target = null;
+  s.relearns++;
+  if (s.relearns > MAX_RELEARNS) {
+    return giveUp(
+      s,
+      `Its loads stopped being repeatable: ${context} tokens failed to load after that ` +
+        `size or more had loaded, twice (LM Studio's free memory may be shrinking)`,
+    );
+  }
+  s.phase = "loadable";
+  s.loadable = null;
+  s.loadFail = Math.min(s.loadFail ?? Infinity, context);
+  if (s.loadOk !== null && s.loadOk >= context) s.loadOk = null;
+  if (s.checkOk !== null && s.checkOk >= context) s.checkOk = null;
+  if (s.fitHint !== null && s.fitHint >= context) s.fitHint = null;
+  if (s.workOk !== null && s.workOk >= context) s.workOk = null;
+  s.hint = null;
+  s.hintBelow = null;
+  s.hintChecked = null;
+}
+
+/** Ends the search at the request ceiling ({@link MAX_REQUESTS}); true when it did. */
+export function outOfRequests(s: NormalState): boolean {
+  if (s.requests < MAX_REQUESTS) return false;
+  giveUp(
+    s,
+    `Stopped after ${MAX_REQUESTS} requests to LM Studio: its answers never settled ` +
+      `(a size loaded, then failed, or the reverse)`,
+  );
+  return true;
+}
+
+/** The search ends without limits, saying why. */
+function giveUp(s: NormalState, reason: string): void {
+  s.failure = reason;
+  s.loadable = null;
+  s.working = null;
+  s.instance = null;
+  s.target = null;
+  s.phase = "done";
+}

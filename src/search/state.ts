@@ -26,6 +26,9 @@ export function normaliseState(saved: SearchState): NormalState {
     lastRefusal: state.lastRefusal ?? null,
     checks: state.checks ?? null,
     checkOk: state.checkOk ?? null,
+    requests: state.requests ?? 0,
+    relearns: state.relearns ?? 0,
+    failure: state.failure ?? null,
   };
 }
 
@@ -61,6 +64,9 @@ export function initialState(config: SearchConfig): NormalState {
     lastRefusal: null,
     checks: null,
     checkOk: null,
+    requests: 0,
+    relearns: 0,
+    failure: null,
   };
 }
 

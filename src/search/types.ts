@@ -261,6 +261,12 @@ export interface SearchState {
   checks?: boolean | null;
   /** Largest size a check saw start loading, not yet proven by a real load. */
   checkOk?: number | null;
+  /** Requests sent to LM Studio for this model (all runs): loads, checks, `2+2=` and needles. */
+  requests?: number;
+  /** Times a size that had loaded failed to load later, sending the search back to loading. */
+  relearns?: number;
+  /** Why the search gave up (loads not repeatable, or too many requests); null: it did not. */
+  failure?: string | null;
 }
 
 /**
@@ -281,6 +287,9 @@ export type NormalState =
       | "lastRefusal"
       | "checks"
       | "checkOk"
+      | "requests"
+      | "relearns"
+      | "failure"
     >
   >;
 
@@ -322,6 +331,11 @@ export interface SearchResult {
   plan: SearchPlan;
   /** LM Studio's text for the latest refused load, or null: the reason when nothing loads. */
   lastRefusal: string | null;
+  /**
+   * Why the search gave up without limits (both null), in words for a person, or null: the loads
+   * stopped being repeatable, or the model took more requests than any search needs.
+   */
+  failure: string | null;
 }
 
 /** Options of {@link searchContextLimits}. */

@@ -76,6 +76,11 @@ export interface FakeModel {
   checkSeconds?: number;
   /** Checks that start are loaded all the same (a server ignoring the cancel). */
   checksComplete?: boolean;
+  /**
+   * The engine's memory shrinks: after `after` loads that succeeded, every load above
+   * `loadFailAbove` fails once under way (a size that loaded once is refused from then on).
+   */
+  shrinks?: { after: number; loadFailAbove: number };
 }
 
 /** One recorded call. */
@@ -113,6 +118,8 @@ export class FakeProbe implements Probe {
   readonly #reserve: number;
   #seed = 0;
   #counted = 0;
+  /** Loads that succeeded so far (for {@link FakeModel.shrinks}). */
+  #loadedCount = 0;
   /** The last needle prompt on the instance (seed and length), for the prompt cache. */
   #lastPrompt: { seed: number; tokens: number } | null = null;
   /** Prompt tokens the model had to prefill, cache taken into account. */
@@ -192,7 +199,9 @@ export class FakeProbe implements Probe {
       this.loaded = m.fitTo ?? m.fitAbove;
       return Promise.resolve({ kind: "loaded", actual: this.loaded, ...timed(m.loadSeconds) });
     }
-    if (m.loadFailAbove !== undefined && context > m.loadFailAbove) {
+    const shrunk = m.shrinks !== undefined && this.#loadedCount >= m.shrinks.after &&
+      context > m.shrinks.loadFailAbove;
+    if (shrunk || (m.loadFailAbove !== undefined && context > m.loadFailAbove)) {
       // Past the guardrail (or with none), the engine fails once the load is under way.
       const late = m.refusalEarly === false || m.guardrailAbove !== undefined
         ? { early: false }
@@ -205,6 +214,7 @@ export class FakeProbe implements Probe {
       });
     }
     this.loaded = context;
+    this.#loadedCount++;
     // The instance is the asked size or larger (auto-fit up): prompts up to the asked size fit.
     const actual = Math.max(context, m.fitUpTo ?? 0);
     return Promise.resolve({ kind: "loaded", actual, ...timed(m.loadSeconds) });
