@@ -10,9 +10,11 @@ import { type EmulatorCore, EngineFailure } from "./core.ts";
 import {
   type ChannelState,
   type Connection,
+  endPrediction,
   historyText,
   type ProtocolBackend,
   send,
+  sendFragments,
   Silenced,
   sleep,
 } from "../protocol/frames.ts";
@@ -363,9 +365,11 @@ async function handlePredict(
   const prefill = prefillMs(profile, cached, promptTokens);
   const sendMessage = (message: Json) =>
     send(connection, { type: "channelSend", channelId, message });
-  const predictionConfig = collapseStack(creation.predictionConfigStack);
-  const modelInfo = core.instanceInfo(instance);
-  const loadModelConfig = core.loadConfig(instance);
+  const about = {
+    predictionConfig: collapseStack(creation.predictionConfigStack),
+    modelInfo: core.instanceInfo(instance),
+    loadModelConfig: core.loadConfig(instance),
+  };
 
   const realDelay = profile.realDelayMs?.predict ?? 0;
   if (realDelay > 0) {
@@ -376,20 +380,13 @@ async function handlePredict(
       instance.cacheText = "";
       record.virtualMs = elapsed;
       record.stopReason = "userStopped";
-      sendMessage({
-        type: "success",
-        stats: {
-          stopReason: "userStopped",
-          promptTokensCount: promptTokens,
-          predictedTokensCount: 0,
-          totalTokensCount: promptTokens,
-          totalTimeSec: elapsed / 1000,
-        },
-        modelInfo,
-        loadModelConfig,
-        predictionConfig,
-      });
-      send(connection, { type: "channelClose", channelId });
+      endPrediction(connection, channelId, {
+        stopReason: "userStopped",
+        promptTokensCount: promptTokens,
+        predictedTokensCount: 0,
+        totalTokensCount: promptTokens,
+        totalTimeSec: elapsed / 1000,
+      }, about);
       return;
     }
     sendMessage({ type: "promptProcessingProgress", progress: 1 });
@@ -408,19 +405,12 @@ async function handlePredict(
 
   if (takeOneShot(core, "endlessNextPredict")) {
     await streamEndlessly(record, channel, sendMessage);
-    sendMessage({
-      type: "success",
-      stats: {
-        stopReason: "userStopped",
-        promptTokensCount: promptTokens,
-        predictedTokensCount: record.predictedTokens,
-        totalTokensCount: promptTokens + record.predictedTokens,
-      },
-      modelInfo,
-      loadModelConfig,
-      predictionConfig,
-    });
-    send(connection, { type: "channelClose", channelId });
+    endPrediction(connection, channelId, {
+      stopReason: "userStopped",
+      promptTokensCount: promptTokens,
+      predictedTokensCount: record.predictedTokens,
+      totalTokensCount: promptTokens + record.predictedTokens,
+    }, about);
     return;
   }
 
@@ -465,38 +455,18 @@ async function handlePredict(
     ? text.includes("4")
     : null;
 
-  const chunk = Math.max(1, Math.ceil(pieces.length / 3));
-  for (let i = 0; i < pieces.length; i += chunk) {
-    const slice = pieces.slice(i, i + chunk);
-    sendMessage({
-      type: "fragment",
-      fragment: {
-        content: slice.join(""),
-        tokensCount: slice.length,
-        containsDrafted: false,
-        reasoningType: "none",
-        isStructural: false,
-      },
-    });
-  }
+  sendFragments(connection, channelId, pieces);
   const ttftSec = (TIMING.predictOverheadMs + prefill) / 1000;
-  sendMessage({
-    type: "success",
-    stats: {
-      stopReason,
-      tokensPerSecond: generation > 0 ? pieces.length / (generation / 1000) : 0,
-      numGpuLayers: -1,
-      timeToFirstTokenSec: ttftSec,
-      totalTimeSec: total / 1000,
-      promptTokensCount: promptTokens,
-      predictedTokensCount: pieces.length,
-      totalTokensCount: promptTokens + pieces.length,
-    },
-    modelInfo,
-    loadModelConfig,
-    predictionConfig,
-  });
-  send(connection, { type: "channelClose", channelId });
+  endPrediction(connection, channelId, {
+    stopReason,
+    tokensPerSecond: generation > 0 ? pieces.length / (generation / 1000) : 0,
+    numGpuLayers: -1,
+    timeToFirstTokenSec: ttftSec,
+    totalTimeSec: total / 1000,
+    promptTokensCount: promptTokens,
+    predictedTokensCount: pieces.length,
+    totalTokensCount: promptTokens + pieces.length,
+  }, about);
 }
 
 /**

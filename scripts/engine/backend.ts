@@ -19,9 +19,11 @@ import { type EngineWorker, WorkerError } from "./worker_client.ts";
 import {
   type ChannelState,
   type Connection,
+  endPrediction,
   historyText,
   type ProtocolBackend,
   send,
+  sendFragments,
   sendOnChannel,
 } from "../protocol/frames.ts";
 import {
@@ -554,37 +556,21 @@ export class EngineBackend implements ProtocolBackend {
       }
     }
     const { firstTokenMs, totalMs } = result;
-    const chunk = Math.max(1, Math.ceil(pieces.length / 3));
-    for (let i = 0; i < pieces.length; i += chunk) {
-      const slice = pieces.slice(i, i + chunk);
-      sendOnChannel(connection, channelId, {
-        type: "fragment",
-        fragment: {
-          content: slice.join(""),
-          tokensCount: slice.length,
-          containsDrafted: false,
-          reasoningType: "none",
-          isStructural: false,
-        },
-      });
-    }
+    sendFragments(connection, channelId, pieces);
     const generationSec = Math.max(1e-6, (totalMs - firstTokenMs) / 1000);
-    sendOnChannel(connection, channelId, {
-      type: "success",
-      stats: {
-        stopReason,
-        tokensPerSecond: pieces.length / generationSec,
-        numGpuLayers: 0,
-        timeToFirstTokenSec: firstTokenMs / 1000,
-        totalTimeSec: totalMs / 1000,
-        promptTokensCount: promptTokens,
-        predictedTokensCount: pieces.length,
-        totalTokensCount: promptTokens + pieces.length,
-      },
+    endPrediction(connection, channelId, {
+      stopReason,
+      tokensPerSecond: pieces.length / generationSec,
+      numGpuLayers: 0,
+      timeToFirstTokenSec: firstTokenMs / 1000,
+      totalTimeSec: totalMs / 1000,
+      promptTokensCount: promptTokens,
+      predictedTokensCount: pieces.length,
+      totalTokensCount: promptTokens + pieces.length,
+    }, {
       modelInfo: this.#instanceInfo(instance),
       loadModelConfig: this.#loadConfig(instance),
       predictionConfig: collapseStack(stack),
     });
-    send(connection, { type: "channelClose", channelId });
   }
 }

@@ -66,6 +66,49 @@ export function sendOnChannel(connection: Connection, channelId: number, message
   send(connection, { type: "channelSend", channelId, message });
 }
 
+/** Sends an answer's token pieces on a channel as LM Studio streams them: in three fragments. */
+export function sendFragments(connection: Connection, channelId: number, pieces: string[]): void {
+  const chunk = Math.max(1, Math.ceil(pieces.length / 3));
+  for (let i = 0; i < pieces.length; i += chunk) {
+    const slice = pieces.slice(i, i + chunk);
+    sendOnChannel(connection, channelId, {
+      type: "fragment",
+      fragment: {
+        content: slice.join(""),
+        tokensCount: slice.length,
+        containsDrafted: false,
+        reasoningType: "none",
+        isStructural: false,
+      },
+    });
+  }
+}
+
+/** The model and configuration a prediction's end names beside its statistics. */
+export interface PredictionAbout {
+  modelInfo: unknown;
+  loadModelConfig: unknown;
+  predictionConfig: unknown;
+}
+
+/** Ends a prediction's channel as LM Studio does: success with the statistics, then close. */
+export function endPrediction(
+  connection: Connection,
+  channelId: number,
+  stats: Json,
+  about: PredictionAbout,
+): void {
+  const { modelInfo, loadModelConfig, predictionConfig } = about;
+  sendOnChannel(connection, channelId, {
+    type: "success",
+    stats,
+    modelInfo,
+    loadModelConfig,
+    predictionConfig,
+  });
+  send(connection, { type: "channelClose", channelId });
+}
+
 /** Resolves true after `ms`, or false as soon as `signal` aborts. */
 export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
