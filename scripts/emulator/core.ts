@@ -14,7 +14,13 @@ import type {
   OneShotFaults,
   PredictionRecord,
 } from "./stats.ts";
-import { isRecord, type Json, type KvField, LmsError } from "../protocol/wire.ts";
+import {
+  isRecord,
+  type Json,
+  type KvField,
+  LmsError,
+  referencedInstance,
+} from "../protocol/wire.ts";
 
 export interface Instance {
   identifier: string;
@@ -271,14 +277,8 @@ export class EmulatorCore {
 
   /** Finds the instance a specifier points at, or throws LM Studio's error. */
   resolve(specifier: unknown, domain: string): Instance {
-    if (isRecord(specifier) && specifier.type === "instanceReference") {
-      for (const instance of this.instances.values()) {
-        if (instance.instanceReference === specifier.instanceReference) return instance;
-      }
-      throw new LmsError("This model has already been unloaded.", {
-        displayData: { code: "generic.specificModelUnloaded" },
-      });
-    }
+    const referenced = referencedInstance(this.instances.values(), specifier);
+    if (referenced !== undefined) return referenced;
     const query = isRecord(specifier) && isRecord(specifier.query) ? specifier.query : {};
     const candidates = [...this.instances.values()].filter((instance) =>
       instance.profile.type === domain &&

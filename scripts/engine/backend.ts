@@ -32,6 +32,7 @@ import {
   type Json,
   type KvField,
   LmsError,
+  referencedInstance,
   stackValue,
 } from "../protocol/wire.ts";
 
@@ -184,14 +185,8 @@ export class EngineBackend implements ProtocolBackend {
   }
 
   #resolve(specifier: unknown): LoadedInstance {
-    if (isRecord(specifier) && specifier.type === "instanceReference") {
-      for (const instance of this.instances.values()) {
-        if (instance.instanceReference === specifier.instanceReference) return instance;
-      }
-      throw new LmsError("This model has already been unloaded.", {
-        displayData: { code: "generic.specificModelUnloaded" },
-      });
-    }
+    const referenced = referencedInstance(this.instances.values(), specifier);
+    if (referenced !== undefined) return referenced;
     const query = isRecord(specifier) && isRecord(specifier.query) ? specifier.query : {};
     for (const instance of this.instances.values()) {
       if (query.identifier !== undefined && instance.identifier !== query.identifier) continue;

@@ -29,6 +29,23 @@ export function isRecord(value: unknown): value is Json {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+/**
+ * The instance an `instanceReference` specifier points at, or LM Studio's error when it has been
+ * unloaded; undefined for a query specifier, which each back end matches its own way.
+ */
+export function referencedInstance<T extends { instanceReference: string }>(
+  instances: Iterable<T>,
+  specifier: unknown,
+): T | undefined {
+  if (!isRecord(specifier) || specifier.type !== "instanceReference") return undefined;
+  for (const instance of instances) {
+    if (instance.instanceReference === specifier.instanceReference) return instance;
+  }
+  throw new LmsError("This model has already been unloaded.", {
+    displayData: { code: "generic.specificModelUnloaded" },
+  });
+}
+
 export const NAMESPACES = new Set([
   "llm",
   "embedding",
