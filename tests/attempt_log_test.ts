@@ -14,24 +14,15 @@ import {
   parseAttemptLine,
   readAttempts,
 } from "../src/registry/attempt_log.ts";
-import { withTempPaths } from "./support/records.ts";
+import { loadAttempt, withTempPaths } from "./support/records.ts";
 
 function entry(askedContext: number, extra: Partial<AttemptLogEntry> = {}): AttemptLogEntry {
-  return {
+  return loadAttempt(askedContext, {
     time: "2025-01-02T03:04:05.000Z",
     model: "org/Model Q4",
-    phase: "loadable",
-    action: "load",
-    askedContext,
-    actualContext: askedContext,
-    promptTokens: null,
-    outcome: "loaded",
-    output: null,
     durationMs: 1200,
-    retries: 0,
-    error: null,
     ...extra,
-  };
+  });
 }
 
 Deno.test("the attempt log keeps one JSON line per attempt", async (t) => {

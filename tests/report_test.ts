@@ -19,7 +19,7 @@ import { buildReport } from "../src/report/report.ts";
 import { contextScale } from "../src/report/scale.ts";
 import { startChromium } from "./support/chromium.ts";
 import { closedPort, runCli } from "./support/cli.ts";
-import { record } from "./support/records.ts";
+import { loadAttempt, record } from "./support/records.ts";
 import { CHECKED, HOSTILE_KEY, shelfOf, testedDemoHome } from "./support/report_home.ts";
 
 const MB = 1024 * 1024;
@@ -182,18 +182,7 @@ Deno.test("the report draws the latest search, resumed runs included, and every 
     });
   const attempt = (askedContext: number, check?: number) =>
     JSON.stringify({
-      time: "t",
-      model: "m",
-      phase: "loadable",
-      action: "load",
-      askedContext,
-      actualContext: askedContext,
-      promptTokens: null,
-      outcome: "loaded",
-      output: null,
-      durationMs: 1,
-      retries: 0,
-      error: null,
+      ...loadAttempt(askedContext, { time: "t" }),
       ...(check === undefined ? {} : { check }),
     });
   const log = [
@@ -236,20 +225,9 @@ Deno.test("the report marks a limit that is only the --max-context cap with ≥,
     cappedAt: 32768,
     testedAt: "2026-12-07T19:00:00.000Z",
   });
-  const load = JSON.stringify({
-    time: "2026-12-07T19:00:00.000Z",
-    model: "capped",
-    phase: "loadable",
-    action: "load",
-    askedContext: 32768,
-    actualContext: 32768,
-    promptTokens: null,
-    outcome: "loaded",
-    output: null,
-    durationMs: 1,
-    retries: 0,
-    error: null,
-  });
+  const load = JSON.stringify(
+    loadAttempt(32768, { time: "2026-12-07T19:00:00.000Z", model: "capped" }),
+  );
   const html = renderReport({
     models: [{ record: capped, evidence: evidenceOf(load) }],
     generatedAt: new Date("2026-12-07T20:00:00Z"),

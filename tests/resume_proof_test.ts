@@ -15,7 +15,7 @@ import type { AttemptLogEntry } from "../src/registry/attempt_log.ts";
 import { initialState } from "../src/search/context_search.ts";
 import { tempHome } from "./support/cli.ts";
 import { withEmulator } from "./support/emulator.ts";
-import { record } from "./support/records.ts";
+import { loadAttempt, record } from "./support/records.ts";
 import { fleet, lmstrix, readLog, readRegistry } from "./support/reliability.ts";
 
 /** A saved search that looks finished: the working size 30,000 (the truth is 21,111). */
@@ -35,21 +35,7 @@ function editedSearch(declared: number) {
 }
 
 function entry(extra: Partial<AttemptLogEntry>): AttemptLogEntry {
-  return {
-    time: "2026-12-07T00:00:00.000Z",
-    model: "beta",
-    phase: "working",
-    action: "load",
-    askedContext: 0,
-    actualContext: null,
-    promptTokens: null,
-    outcome: "loaded",
-    output: null,
-    durationMs: 1,
-    retries: 0,
-    error: null,
-    ...extra,
-  };
+  return loadAttempt(0, { model: "beta", phase: "working", actualContext: null, ...extra });
 }
 
 Deno.test("a saved working size is resumed only when the log shows its load and needle passing", () => {

@@ -1,11 +1,13 @@
 /**
  * Builders for the registry's data in unit tests: a temp LM Studio home's paths, a model record
- * with the fields a test leaves alone filled in, and a registry holding given records.
+ * and an attempt-log entry with the fields a test leaves alone filled in, and a registry holding
+ * given records.
  *
  * @module
  */
 
 import { type LmstrixPaths, lmstrixPaths } from "../../src/paths.ts";
+import type { AttemptLogEntry } from "../../src/registry/attempt_log.ts";
 import type { ModelRecord } from "../../src/registry/model_record.ts";
 import { emptyRegistry, type Registry } from "../../src/registry/registry.ts";
 
@@ -42,4 +44,29 @@ export function registryOf(...records: ModelRecord[]): Registry {
   const registry = emptyRegistry();
   for (const r of records) registry.models[r.id] = r;
   return registry;
+}
+
+/**
+ * An attempt-log entry: a load of `askedContext` that loaded as asked; `extra` sets the fields
+ * the test is about.
+ */
+export function loadAttempt(
+  askedContext: number,
+  extra: Partial<AttemptLogEntry> = {},
+): AttemptLogEntry {
+  return {
+    time: "2026-12-07T00:00:00.000Z",
+    model: "m",
+    phase: "loadable",
+    action: "load",
+    askedContext,
+    actualContext: askedContext,
+    promptTokens: null,
+    outcome: "loaded",
+    output: null,
+    durationMs: 1,
+    retries: 0,
+    error: null,
+    ...extra,
+  };
 }
