@@ -13,8 +13,7 @@ import { applyContextLimits } from "../src/apply/apply.ts";
 import type { ApplyEntry } from "../src/apply/step.ts";
 import { applyPaths, loadApplied } from "../src/apply/applied_store.ts";
 import { legacyFileSafeModelId, lmstrixPaths } from "../src/paths.ts";
-import { newModelRecord } from "../src/registry/model_record.ts";
-import { emptyRegistry, saveRegistry } from "../src/registry/registry.ts";
+import { buildApplyHome, configFile } from "./support/apply_home.ts";
 import { tempHome } from "./support/cli.ts";
 
 /** A config with the user's own settings, which only an edit in place keeps. */
@@ -30,34 +29,12 @@ interface Model {
   config?: string;
 }
 
-function configFile(home: string, modelPath: string): string {
-  return join(home, ".internal", "user-concrete-model-default-config", ...modelPath.split("/")) +
-    ".json";
-}
-
-async function buildHome(home: string, models: Model[]): Promise<void> {
-  const registry = emptyRegistry();
-  for (const model of models) {
-    const record = newModelRecord({
-      id: model.id,
-      path: model.path,
-      sizeBytes: 1_000_000,
-      architecture: "llama",
-      declaredContext: 131_072,
-      type: "llm",
-    });
-    record.status = "tested";
-    record.workingContext = model.working ?? 8_000;
-    record.loadableContext = model.working ?? 8_000;
-    record.testedAt = "2026-11-25T13:44:36.684Z";
-    registry.models[model.id] = record;
-    if (model.config !== undefined) {
-      const file = configFile(home, model.path);
-      await Deno.mkdir(dirname(file), { recursive: true });
-      await Deno.writeTextFile(file, model.config);
-    }
-  }
-  await saveRegistry(lmstrixPaths(home), registry);
+/** Builds `models` in `home`, each tested with its working size (8,000 unless given). */
+function buildHome(home: string, models: Model[]): Promise<void> {
+  return buildApplyHome(
+    home,
+    models.map((model) => ({ ...model, status: "tested", working: model.working ?? 8_000 })),
+  );
 }
 
 function byId(entries: ApplyEntry[]): Map<string, ApplyEntry> {

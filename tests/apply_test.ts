@@ -23,8 +23,7 @@ import { contextWithMargin, parseMargin } from "../src/apply/margin.ts";
 import { applyPaths, loadApplied } from "../src/apply/applied_store.ts";
 import { lmstrixPaths } from "../src/paths.ts";
 import { acquireLock } from "../src/registry/lock.ts";
-import { type ModelRecord, newModelRecord } from "../src/registry/model_record.ts";
-import { emptyRegistry, saveRegistry } from "../src/registry/registry.ts";
+import { buildApplyHome, configFile, type FixtureModel } from "./support/apply_home.ts";
 import { cliCommand, runCli, tempHome } from "./support/cli.ts";
 
 /** The keys of one `apply --json` entry, in the contract's order. */
@@ -80,16 +79,6 @@ const MALFORMED = `{"preset":"","load":{"fields":[{"key":"llm.load.contextLength
 /** Valid JSON, but not a shape LMStrix knows. */
 const UNKNOWN_SHAPE = `{"load":{"fields":{"llm.load.contextLength":4096}}}\n`;
 
-interface FixtureModel {
-  id: string;
-  path: string;
-  status: ModelRecord["status"];
-  working: number | null;
-  type?: ModelRecord["type"];
-  /** The config file's content before the test, or absent. */
-  config?: string;
-}
-
 /** The fixture fleet: one model for each case the issue names. */
 const FLEET: FixtureModel[] = [
   {
@@ -143,37 +132,9 @@ const FLEET: FixtureModel[] = [
   },
 ];
 
-/** The config file of a fixture model. */
-function configFile(home: string, modelPath: string): string {
-  return join(home, ".internal", "user-concrete-model-default-config", ...modelPath.split("/")) +
-    ".json";
-}
-
 /** Builds the registry and the config files of `fleet` in `home`. */
-async function buildHome(home: string, fleet: FixtureModel[] = FLEET): Promise<void> {
-  const registry = emptyRegistry();
-  for (const model of fleet) {
-    const record = newModelRecord({
-      id: model.id,
-      path: model.path,
-      sizeBytes: 1_000_000,
-      architecture: "llama",
-      declaredContext: 131_072,
-      type: model.type ?? "llm",
-    });
-    record.status = model.status;
-    record.workingContext = model.working;
-    record.loadableContext = model.working;
-    if (model.status === "tested") record.testedAt = "2026-11-25T13:44:36.684Z";
-    if (model.status === "failed") record.error = "It did not load at 2048 tokens or more";
-    registry.models[model.id] = record;
-    if (model.config !== undefined) {
-      const file = configFile(home, model.path);
-      await Deno.mkdir(dirname(file), { recursive: true });
-      await Deno.writeTextFile(file, model.config);
-    }
-  }
-  await saveRegistry(lmstrixPaths(home), registry);
+function buildHome(home: string, fleet: FixtureModel[] = FLEET): Promise<void> {
+  return buildApplyHome(home, fleet);
 }
 
 /** Every file and directory under `dir`, with the bytes of each file, for exact comparisons. */
