@@ -50,6 +50,10 @@ const nowhere = testProfile("no-runtime", { noRuntime: true });
 const raised = testProfile("raised", { fitUpTo: 12288 });
 const crashing = testProfile("crashing", { crashAbove: 6000 });
 const uncached = testProfile("uncached", { promptCache: false });
+const shrinking = testProfile("shrinking", {
+  loadFailAbove: 16384,
+  shrinks: { afterLoads: 1, loadFailAbove: 8192 },
+});
 
 Deno.test("refused loads say what LM Studio says and cost what it costs", sdkTest, async (t) => {
   await withEmulator([guardrail, engine, exitCode, nowhere], async (emulator) => {
@@ -148,6 +152,45 @@ Deno.test(
       );
       assert.deepEqual(await within(lms.llm.listLoaded(), QUICK), []);
       assert.equal(profileTruth(crashing).working, 6000);
+      await lms[Symbol.asyncDispose]();
+    });
+  },
+);
+
+Deno.test(
+  "shrinks: a size that loaded once fails every later load, after progress",
+  sdkTest,
+  async (t) => {
+    await withEmulator([shrinking], async (emulator) => {
+      const lms = client(emulator);
+      await t.step("the first load above the shrunk size loads", async () => {
+        const model = await within(
+          lms.llm.load("shrinking", { config: { contextLength: 12288 }, verbose: false }),
+          QUICK,
+        );
+        assert.equal(await within(model.getContextLength(), QUICK), 12288);
+        await within(model.unload(), QUICK);
+      });
+      await t.step(
+        "the same size fails from then on, every time, as llama.cpp's allocation",
+        async () => {
+          for (let i = 0; i < 3; i++) {
+            assert.match(await refusal(lms, "shrinking", 12288), /failed to allocate/);
+            assert.match(await refusal(lms, "shrinking", 10000), /failed to allocate/);
+          }
+        },
+      );
+      await t.step(
+        "below the shrunk size it still loads; the truth is what loads now",
+        async () => {
+          const model = await within(
+            lms.llm.load("shrinking", { config: { contextLength: 8192 }, verbose: false }),
+            QUICK,
+          );
+          await within(model.unload(), QUICK);
+          assert.equal(profileTruth(shrinking).loadable, 8192);
+        },
+      );
       await lms[Symbol.asyncDispose]();
     });
   },

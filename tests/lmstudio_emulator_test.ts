@@ -132,6 +132,7 @@ Deno.test("profile validation rejects malformed documents with the field named",
     ["a cliff without mode", { models: [{ ...good, needleFailAbove: 100 }] }, /needleFailMode/],
     ["a band without cliff", { models: [{ ...good, noisyBand: 10 }] }, /needs "needleFailAbove"/],
     ["a duplicate key", { models: [good, good] }, /appears twice/],
+    ["a shrink without its size", { models: [{ ...good, shrinks: { afterLoads: 1 } }] }, /shrinks/],
     ["a bad fault list", { models: [{ ...good, faults: { dropOnLoad: [0] } }] }, /dropOnLoad/],
   ];
   for (const [name, document, pattern] of cases) {

@@ -182,3 +182,34 @@ Deno.test("a server that loads what a check cancels: checks stop, nothing is lef
     assert.ok(!/checks/.test(decisions.at(-1) ?? ""), "the last decision leaves checks");
   }, { cancelHoldMs: 100 });
 });
+
+Deno.test("a size that loaded once and fails every load after: a bounded test, what loads now", async () => {
+  await using home = await tempHome();
+  // The engine's memory shrinks after the first load: nothing above 8,000 loads from then on.
+  const shrinking = testProfile("shrinking", {
+    ...SMALL,
+    loadFailAbove: 14000,
+    refusal: "engine",
+    shrinks: { afterLoads: 1, loadFailAbove: 8000 },
+  });
+  await withEmulator([shrinking], async (emulator) => {
+    const cli = (...args: string[]) => runCliAgainst(emulator.url, home.path, args);
+    assert.equal((await cli("scan", "--quiet")).code, 0);
+    const run = await cli("test", "--all", "--json");
+    const loads = emulator.stats().loads.filter((l) => l.modelKey === "shrinking");
+    const first = loads.find((l) => l.ok);
+    assert.ok(first !== undefined && first.askedContext! > 8000, JSON.stringify(first));
+    const again = loads.filter((l) => l.askedContext === first.askedContext && !l.ok);
+    assert.ok(again.length >= 1, "the size that loaded was asked again and failed");
+    assert.ok(loads.length <= 20, `${loads.length} loads`);
+    assert.equal(run.code, 0, run.stderr);
+    const [r] = (JSON.parse(run.stdout) as { results: Result[] }).results;
+    assert.equal(r?.status, "tested", r?.error ?? "");
+    assert.ok(
+      r.loadableContext! <= 8000 && r.loadableContext! >= 8000 - 256,
+      `${r.loadableContext}`,
+    );
+    assert.ok(r.workingContext! <= r.loadableContext!);
+    assert.deepEqual(emulator.stats().loaded, [], "nothing left loaded");
+  });
+});

@@ -216,6 +216,14 @@ export class EmulatorCore {
         cause: `failed to load model No LM Runtime found for model format ${format}!`,
       });
     }
+    const shrinks = profile.shrinks;
+    const loaded = this.loads.filter((r) => r.modelKey === profile.modelKey && r.ok).length;
+    if (shrinks !== undefined && loaded >= shrinks.afterLoads && asked > shrinks.loadFailAbove) {
+      // The engine's free memory shrank: llama.cpp fails to allocate once the load is under way.
+      throw new EngineFailure("Failed to load model", {
+        cause: "Failed to initialize the context: failed to allocate compute pp buffers",
+      });
+    }
     if (
       profile.loadFailAbove !== undefined && asked > profile.loadFailAbove &&
       profile.refusal === "engine"

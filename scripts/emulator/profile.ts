@@ -44,6 +44,14 @@ export interface ProfileRealDelay {
   predict?: number;
 }
 
+/** The engine's memory shrinking after some loads (see {@link ModelProfile}). */
+export interface ProfileShrink {
+  /** Successful loads of the model after which it shrinks. */
+  afterLoads: number;
+  /** Loads above this size fail from then on. */
+  loadFailAbove: number;
+}
+
 /**
  * One emulated model.
  *
@@ -70,6 +78,9 @@ export interface ProfileRealDelay {
  *   load's cost and, where the load is paced (`realDelayMs.load`, `--time-scale`), at the time
  *   it would have ended (a server that does not honour the SDK's cancel; the client's promise is
  *   rejected all the same).
+ * - `shrinks`: the engine's free memory shrinks as it goes: once `afterLoads` loads of the model
+ *   have succeeded, every load above `loadFailAbove` fails after load progress, as llama.cpp's
+ *   allocation failure does (a size that loaded once is refused on every later load).
  * - `prefillSlowdownTokens`: the depth at which attention has doubled the prefill cost of a
  *   token (default `TIMING.prefillSlowdownTokens`, 24,576): smaller on a machine slow at long
  *   prompts (a CPU or a laptop: at 8,192 a 7B prefills 190k tokens in 9 minutes, not 3.4).
@@ -122,6 +133,8 @@ export interface ModelProfile {
   /** See the interface doc. */
   cancelIgnored?: boolean;
   /** See the interface doc. */
+  shrinks?: ProfileShrink;
+  /** See the interface doc. */
   prefillSlowdownTokens?: number;
   /** Required when `needleFailAbove` is set. */
   needleFailMode?: NeedleFailMode;
@@ -155,6 +168,8 @@ export function profileTruth(profile: ModelProfile): ProfileTruth {
     profile.declaredContext,
     profile.loadFailAbove,
     profile.fitAbove,
+    // What loads once the engine shrank: the size a search that ends after it must report.
+    profile.shrinks?.loadFailAbove,
   );
   const working = minOf(
     loadable,

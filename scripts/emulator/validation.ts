@@ -41,6 +41,7 @@ const PROFILE_KEYS = new Set([
   "fitUpTo",
   "promptCache",
   "cancelIgnored",
+  "shrinks",
   "prefillSlowdownTokens",
   "faults",
   "realDelayMs",
@@ -178,6 +179,19 @@ export function validateProfile(value: unknown, where = "profile"): ModelProfile
   if (promptCache !== undefined) profile.promptCache = promptCache;
   const cancelIgnored = optionalBoolean(value, "cancelIgnored", where);
   if (cancelIgnored !== undefined) profile.cancelIgnored = cancelIgnored;
+  const shrinks = value.shrinks;
+  if (shrinks !== undefined) {
+    const at = `${where}.shrinks`;
+    if (!isRecord(shrinks)) throw new ProfileError(`${at}: must be an object`);
+    const extra = Object.keys(shrinks).find((k) => k !== "afterLoads" && k !== "loadFailAbove");
+    if (extra !== undefined) throw new ProfileError(`${at}: unknown field "${extra}"`);
+    const afterLoads = optionalPositiveInt(shrinks, "afterLoads", at);
+    const loadFailAbove = optionalPositiveInt(shrinks, "loadFailAbove", at);
+    if (afterLoads === undefined || loadFailAbove === undefined) {
+      throw new ProfileError(`${at}: needs "afterLoads" and "loadFailAbove"`);
+    }
+    profile.shrinks = { afterLoads, loadFailAbove };
+  }
   if (profile.fitUpTo !== undefined && profile.fitUpTo > profile.declaredContext) {
     throw new ProfileError(`${where}: "fitUpTo" must not exceed "declaredContext"`);
   }
