@@ -12,7 +12,7 @@ import { dirname, join } from "node:path";
 import { applyContextLimits } from "../src/apply/apply.ts";
 import type { ApplyEntry } from "../src/apply/step.ts";
 import { applyPaths, loadApplied } from "../src/apply/applied_store.ts";
-import { legacyFileSafeModelId, lmstrixPaths } from "../src/paths.ts";
+import { legacyFileSafeModelId, type LmstrixPaths, lmstrixPaths } from "../src/paths.ts";
 import { buildApplyHome, configFile } from "./support/apply_home.ts";
 import { tempHome } from "./support/cli.ts";
 
@@ -35,6 +35,15 @@ function buildHome(home: string, models: Model[]): Promise<void> {
     home,
     models.map((model) => ({ ...model, status: "tested", working: model.working ?? 8_000 })),
   );
+}
+
+/** One model, with a config of the user's own settings. */
+const ONE_MODEL = { id: "m", path: "pub/M/m.gguf", config: CONFIG("q8_0", 65_536) } as const;
+
+/** Builds a home of {@link ONE_MODEL} in `home`; its paths. */
+async function oneModelHome(home: string): Promise<LmstrixPaths> {
+  await buildHome(home, [ONE_MODEL]);
+  return lmstrixPaths(home);
 }
 
 function byId(entries: ApplyEntry[]): Map<string, ApplyEntry> {
@@ -76,9 +85,8 @@ Deno.test("two models whose ids once shared a file name keep one backup each, an
 
 Deno.test("undo writes nothing from a backup whose bytes are not the recorded original", async () => {
   await using home = await tempHome();
-  const model = { id: "m", path: "pub/M/m.gguf", config: CONFIG("q8_0", 65_536) };
-  await buildHome(home.path, [model]);
-  const paths = lmstrixPaths(home.path);
+  const model = ONE_MODEL;
+  const paths = await oneModelHome(home.path);
   await applyContextLimits(paths, "all");
   const where = applyPaths(paths);
   const backup = join(where.backupsDir, loadApplied(where).entries["m"]!.backup!);
@@ -98,9 +106,8 @@ Deno.test("undo writes nothing from a backup whose bytes are not the recorded or
 
 Deno.test("a save LM Studio makes just before the rename is kept, and the model is named", async () => {
   await using home = await tempHome();
-  const model = { id: "m", path: "pub/M/m.gguf", config: CONFIG("q8_0", 65_536) };
-  await buildHome(home.path, [model]);
-  const paths = lmstrixPaths(home.path);
+  const model = ONE_MODEL;
+  const paths = await oneModelHome(home.path);
   const file = configFile(home.path, model.path);
   const saved = model.config.replace(
     "]}}",
@@ -124,9 +131,8 @@ Deno.test("a save LM Studio makes just before the rename is kept, and the model 
 
 Deno.test("a hand-edited applied.json cannot make undo read, copy or delete a file elsewhere", async () => {
   await using home = await tempHome();
-  const model = { id: "m", path: "pub/M/m.gguf", config: CONFIG("q8_0", 65_536) };
-  await buildHome(home.path, [model]);
-  const paths = lmstrixPaths(home.path);
+  const model = ONE_MODEL;
+  const paths = await oneModelHome(home.path);
   await applyContextLimits(paths, "all");
   const outside = await Deno.makeTempDir({ prefix: "lmstrix-outside-" });
   try {
@@ -163,9 +169,8 @@ Deno.test("symbolic links under lmstrix/ and LM Studio's config folder are never
     await t.step("a linked config_backups: nothing written there, nothing deleted", async () => {
       await reset();
       await using home = await tempHome();
-      const model = { id: "m", path: "pub/M/m.gguf", config: CONFIG("q8_0", 65_536) };
-      await buildHome(home.path, [model]);
-      const paths = lmstrixPaths(home.path);
+      const model = ONE_MODEL;
+      const paths = await oneModelHome(home.path);
       await Deno.writeTextFile(join(outsideDir, "m.json"), victimText);
       await Deno.symlink(outsideDir, applyPaths(paths).backupsDir);
       const [entry] = await applyContextLimits(paths, "all");
@@ -180,9 +185,7 @@ Deno.test("symbolic links under lmstrix/ and LM Studio's config folder are never
     await t.step("a linked backups folder at undo: the backup is not read through it", async () => {
       await reset();
       await using home = await tempHome();
-      const model = { id: "m", path: "pub/M/m.gguf", config: CONFIG("q8_0", 65_536) };
-      await buildHome(home.path, [model]);
-      const paths = lmstrixPaths(home.path);
+      const paths = await oneModelHome(home.path);
       await applyContextLimits(paths, "all");
       const where = applyPaths(paths);
       const name = loadApplied(where).entries["m"]!.backup!;
@@ -237,11 +240,11 @@ Deno.test("symbolic links under lmstrix/ and LM Studio's config folder are never
 
 Deno.test("a read-only config file is skipped and named, not replaced", async () => {
   await using home = await tempHome();
-  const model = { id: "m", path: "pub/M/m.gguf", config: CONFIG("q8_0", 65_536) };
-  await buildHome(home.path, [model]);
+  const model = ONE_MODEL;
+  const paths = await oneModelHome(home.path);
   const file = configFile(home.path, model.path);
   await Deno.chmod(file, 0o444);
-  const [entry] = await applyContextLimits(lmstrixPaths(home.path), "all");
+  const [entry] = await applyContextLimits(paths, "all");
   assert.equal(entry!.action, "skipped");
   assert.equal(entry!.failed, true);
   assert.match(entry!.reason!, /read-only/);
@@ -293,10 +296,9 @@ Deno.test("a config path too long for the file system says so, not that the file
 
 Deno.test("a temp file a killed run left beside a config is removed by the next apply and undo", async () => {
   await using home = await tempHome();
-  const model = { id: "m", path: "pub/M/m.gguf", config: CONFIG("q8_0", 65_536) };
-  await buildHome(home.path, [model]);
+  const model = ONE_MODEL;
+  const paths = await oneModelHome(home.path);
   const dir = dirname(configFile(home.path, model.path));
-  const paths = lmstrixPaths(home.path);
   for (const command of ["apply", "undo"] as const) {
     const stale = join(dir, ".lmstrix-4242-0a1b2c3d.tmp");
     await Deno.writeTextFile(stale, "half a config");
