@@ -12,6 +12,7 @@ import { PricedProbe, truthProfile } from "../scripts/bench/priced_probe.ts";
 import { benchConfig } from "../scripts/bench/regimes.ts";
 import { priorGrid } from "../scripts/bench/best_average.ts";
 import { loadFleet } from "./support/emulator.ts";
+import { FakeProbe } from "./support/fake_probe.ts";
 
 Deno.test("the plain bisection finds both numbers, each needle filling a fresh load", async () => {
   const fleet = (await loadFleet()).filter((p) => p.type === "llm" && p.noRuntime !== true);
@@ -43,4 +44,15 @@ Deno.test("the plain bisection finds both numbers, each needle filling a fresh l
       });
     }
   }
+});
+
+Deno.test("the plain bisection counts a load reported larger than asked as loaded", async () => {
+  // llama.cpp rounds every context up to a multiple of 256: most midpoints come back larger.
+  const config = { declared: 65536, minContext: 512, precision: 256, reserve: 64 };
+  const probe = new FakeProbe({ loadFailAbove: 58368, needleFailAbove: 640 }, config.reserve);
+  const load = probe.load.bind(probe);
+  probe.load = (context) => load(Math.ceil(context / 256) * 256);
+  const result = await plainBisection(config, probe);
+  assert.ok(result.loadable! <= 58368 && result.loadable! > 58368 - 256, `${result.loadable}`);
+  assert.ok(result.working! <= 704 && result.working! >= 704 - 256, `${result.working}`);
 });
