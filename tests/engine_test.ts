@@ -142,6 +142,13 @@ Deno.test("the record after a result says what was found, and why not", async (t
     assert.equal(deaf.status, "failed");
     assert.match(deaf.error ?? "", /No context of 2048 tokens or more answered/);
   });
+  await t.step("a search that gave up makes it failed with the search's reason", () => {
+    const failure = "Its loads stopped being repeatable: 8192 tokens failed to load";
+    const found = { loadable: null, working: null, lastRefusal: "Failed to load model", failure };
+    const gaveUp = recordAfterSearch(running, found, config, "T");
+    assert.equal(gaveUp.status, "failed");
+    assert.equal(gaveUp.error, failure);
+  });
   await t.step("a fault makes it failed but keeps the search to resume", () => {
     const failed = recordAfterFault(running, "Model unloaded");
     assert.equal(failed.status, "failed");
