@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { seededRandom } from "../src/random.ts";
 import { searchContextLimits } from "../src/search/context_search.ts";
+import { MAX_REQUESTS } from "../src/search/load_size.ts";
 import { crashReloads, impliedLoads } from "../scripts/bench/implied_loads.ts";
 import { PricedProbe } from "../scripts/bench/priced_probe.ts";
 import { benchConfig, REGIMES } from "../scripts/bench/regimes.ts";
@@ -62,6 +63,7 @@ Deno.test("no load whose outcome was implied, over random truths in every regime
   const random = seededRandom(16);
   let searches = 0;
   let crashed = 0;
+  let mostRequests = 0;
   const worstCrash: { reloads: number; attempts: Attempt[] }[] = [];
   for (const regime of REGIMES) {
     await t.step(`regime ${regime.key}`, async () => {
@@ -71,6 +73,7 @@ Deno.test("no load whose outcome was implied, over random truths in every regime
           const config = benchConfig(profile);
           const result = await searchContextLimits(config, new PricedProbe(profile));
           searches++;
+          mostRequests = Math.max(mostRequests, result.state.requests ?? 0);
           const label = `${regime.key} ${JSON.stringify(profile)}`;
           assert.deepEqual(impliedLoads(result.attempts), [], label);
           const truth = profileTruth(profile);
@@ -87,6 +90,8 @@ Deno.test("no load whose outcome was implied, over random truths in every regime
     });
   }
   assert.ok(searches >= 2000, `${searches} searches`);
+  // Consistent answers come nowhere near the ceiling that ends a search whose answers never settle.
+  assert.ok(mostRequests <= MAX_REQUESTS / 5, `${mostRequests} requests in one search`);
   assert.ok(crashed >= 200, `${crashed} crash boundaries`);
   assert.deepEqual(
     worstCrash.map((w) => w.reloads),
