@@ -386,6 +386,6 @@ Deno.test("no answers of the server keep a search going past its request ceiling
     const result = await searchContextLimits(CONFIG, probe, { state });
     assert.equal(probe.loads, 0);
     assert.equal(result.loadable, null);
-    assert.match(result.failure ?? "", /Stopped after 1000 requests to LM Studio/);
+    assert.match(result.failure ?? "", /Stopped after 1,000 requests to LM Studio/);
   });
 });

@@ -148,9 +148,10 @@ export function loadLost(s: NormalState, context: number): void {
 /** Ends the search at the request ceiling ({@link MAX_REQUESTS}); true when it did. */
 export function outOfRequests(s: NormalState): boolean {
   if (s.requests < MAX_REQUESTS) return false;
+  const ceiling = MAX_REQUESTS.toLocaleString("en-US");
   giveUp(
     s,
-    `Stopped after ${MAX_REQUESTS} requests to LM Studio: its answers never settled ` +
+    `Stopped after ${ceiling} requests to LM Studio: its answers never settled ` +
       `(a size loaded, then failed, or the reverse)`,
   );
   return true;
