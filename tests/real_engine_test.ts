@@ -57,7 +57,21 @@ interface Result {
   error: string | null;
 }
 
-async function testAll(guardrail: "on" | "off"): Promise<{ results: Result[]; log: string[] }> {
+/** A load as the engine recorded it (its `/__engine/stats`). */
+interface EngineLoad {
+  modelKey: string;
+  askedContext: number;
+  ok: boolean;
+  stage: string;
+}
+
+/**
+ * Runs `scan` and `test --all` against the engine with `guardrail`: the results, every line of
+ * the attempt logs, and every load the engine itself recorded during the run.
+ */
+async function testAll(
+  guardrail: "on" | "off",
+): Promise<{ results: Result[]; log: string[]; loads: EngineLoad[] }> {
   await using engine = await startEngineProcess([
     "--guardrail",
     guardrail,
@@ -89,38 +103,77 @@ async function testAll(guardrail: "on" | "off"): Promise<{ results: Result[]; lo
         .trim().split("\n"),
     );
   }
-  return { results: document.results, log };
+  const stats = await (await fetch(`${engine.httpUrl}/__engine/stats`)).json();
+  return { results: document.results, log, loads: stats.loads };
 }
 
-/**
- * How far a real allocation boundary moves between runs, as a share of it: the address space a
- * context may take is capped to the byte, but the rest of the process (V8, the threads) moves
- * it by a megabyte or two, about 1,000 tokens of these tiny models (measured: 57,088 to 58,112
- * tokens in runs of `test --all`, 55,808 to 57,600 in sweeps). The guardrail's estimate does not
- * move.
- */
-const REAL_BOUNDARY_SPREAD = { on: 0, off: 0.04 };
-
-function checkLoadable(result: Result, limits: Limits, guardrail: "on" | "off"): void {
+/** The guardrail's estimate does not move: LMStrix's number is within a step of the sweep's. */
+function checkEstimatedLoadable(result: Result, limits: Limits): void {
   assert.notEqual(limits.loads, null);
   const loads = limits.loads!;
-  const slack = Math.round(loads * REAL_BOUNDARY_SPREAD[guardrail]);
-  const fails = limits.fails === null ? loads + 1 : limits.fails + slack;
+  const fails = limits.fails === null ? loads + 1 : limits.fails;
   assert.ok(result.loadableContext !== null, `${result.id}: nothing loaded`);
   // LMStrix reports a size that loaded, within one precision step of the first that did not.
   assert.ok(
-    result.loadableContext! < fails && result.loadableContext! >= loads - PRECISION - slack,
+    result.loadableContext! < fails && result.loadableContext! >= loads - PRECISION,
     `${result.id}: loadable ${result.loadableContext}, the engine loads ${loads}, not ${fails}`,
   );
 }
 
-function checkModels(results: Result[], guardrail: "on" | "off"): void {
+/**
+ * How far a real allocation boundary may lie from the sweep's on another machine, as a share
+ * of it. It moves within a run (the worker's heap grows as it runs: a size that loaded may fail
+ * a minute later; measured here, 48,896 to 58,624 after a dozen direct loads) and from machine
+ * to machine (a CI machine's run loaded 55,552 where this one's sweep loads 58,368). So with the
+ * guardrail off the number is judged by what the engine did in the same run, and only bounded
+ * by the fixture.
+ */
+const REAL_BOUNDARY_SPREAD = 0.25;
+
+/**
+ * Llama.cpp's real allocation failure: the engine loaded LMStrix's number in that run and
+ * failed a load within one precision step above it (unless the number is the declared size).
+ */
+function checkRealLoadable(
+  result: Result,
+  loads: EngineLoad[],
+  limits: Limits,
+  declared: number,
+): void {
+  const loadable = result.loadableContext;
+  assert.ok(loadable !== null, `${result.id}: nothing loaded`);
+  const mine = loads.filter((l) => l.modelKey === result.id);
+  assert.ok(
+    mine.some((l) => l.ok && l.askedContext === loadable),
+    `${result.id}: loadable ${loadable}, which the engine never loaded`,
+  );
+  if (loadable < declared) {
+    const above = mine.filter((l) =>
+      !l.ok && l.stage === "engine" && l.askedContext > loadable &&
+      l.askedContext <= loadable + PRECISION
+    );
+    assert.ok(
+      above.length > 0,
+      `${result.id}: loadable ${loadable}, yet llama.cpp failed nothing up to ${
+        loadable + PRECISION
+      }: ${JSON.stringify(mine.map((l) => [l.askedContext, l.ok]))}`,
+    );
+  }
+  const swept = limits.loads!;
+  assert.ok(
+    Math.abs(loadable - swept) <= swept * REAL_BOUNDARY_SPREAD,
+    `${result.id}: loadable ${loadable}, far from the ${swept} the sweep measured`,
+  );
+}
+
+function checkModels(results: Result[], guardrail: "on" | "off", loads: EngineLoad[]): void {
   for (const [id, truth] of Object.entries(TRUTH.models)) {
     const result = results.find((r) => r.id === id);
     assert.ok(result, `no result for ${id}`);
-    checkLoadable(result, truth.loadable[guardrail], guardrail);
-    const loads = truth.loadable[guardrail].loads ?? 0;
-    if (!truth.curve.some((p) => p.context >= MIN_CONTEXT && p.context <= loads && p.rate >= 0.8)) {
+    if (guardrail === "on") checkEstimatedLoadable(result, truth.loadable.on);
+    else checkRealLoadable(result, loads, truth.loadable.off, truth.declaredContext);
+    const limit = result.loadableContext ?? 0;
+    if (!truth.curve.some((p) => p.context >= MIN_CONTEXT && p.context <= limit && p.rate >= 0.8)) {
       // The engine never answers at 80 % (random weights): failed, and saying why.
       assert.equal(result.status, "failed");
       assert.equal(result.workingContext, null);
@@ -141,8 +194,8 @@ function checkModels(results: Result[], guardrail: "on" | "off"): void {
 }
 
 Deno.test("against the real engine with its guardrail on, lmstrix finds the loadable and working contexts the engine measures", async () => {
-  const { results, log } = await testAll("on");
-  checkModels(results, "on");
+  const { results, log, loads } = await testAll("on");
+  checkModels(results, "on", loads);
   // The guardrail's refusals are LM Studio's text, read as refusals.
   const refusals = log.map((line) => JSON.parse(line)).filter((a) =>
     /insufficient system resources/.test(String(a.output ?? ""))
@@ -155,8 +208,8 @@ Deno.test("against the real engine with its guardrail on, lmstrix finds the load
 });
 
 Deno.test("against the real engine with its guardrail off, llama.cpp's allocation failures are read as refusals and the numbers still hold", async () => {
-  const { results, log } = await testAll("off");
-  checkModels(results, "off");
+  const { results, log, loads } = await testAll("off");
+  checkModels(results, "off", loads);
   const failures = log.map((line) => JSON.parse(line)).filter((a) =>
     /failed to allocate|insufficient memory/.test(String(a.output ?? ""))
   );
