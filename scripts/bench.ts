@@ -69,6 +69,7 @@ import { type ModelProfile, profileTruth } from "./emulator/profile.ts";
 import { CANCEL_HOLD_MS, type Emulator, startEmulator } from "./emulator/server.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "./emulator/validation.ts";
 import { impliedLoads } from "./bench/implied_loads.ts";
+import { type FloorModel, priorFloor } from "./bench/prior_floor.ts";
 
 const USAGE = "usage: deno task bench [--regime a|b|c|d|all] [--profiles FILE] " +
   "[--precision N] [--trace] [--write | --render]";
@@ -276,11 +277,14 @@ async function runRegime(regime: Regime): Promise<RegimeReport> {
     averages: Object.fromEntries(PRIOR_KEYS.map((key) => [key, empty()])),
     drift: 0,
     implied: 0,
+    floor: { floor: 1, lambda: 0, bestUniformMs: 0, bestShelfMs: 0 },
   };
+  const floorModels: FloorModel[] = [];
   try {
     for (const profile of profiles) {
       const truth = profileTruth(profile);
       const config = benchConfig(profile, values.precision ? Number(values.precision) : undefined);
+      floorModels.push({ profile, config });
       const ours = await run(emulator, profile, config, (c, p) => searchContextLimits(c, p));
       // The pricing probe our averages rest on, against the emulator on this truth.
       const priced = new PricedProbe(profile);
@@ -351,6 +355,7 @@ async function runRegime(regime: Regime): Promise<RegimeReport> {
   } finally {
     await emulator.close();
   }
+  report.floor = priorFloor(floorModels);
   const u = report.averages.uniform!;
   report.rows.push([
     "TOTAL",

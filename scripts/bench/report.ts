@@ -54,6 +54,12 @@ export interface RegimeReport {
   drift: number;
   /** Loads ours asked for on the fleet whose outcome was implied. */
   implied: number;
+  /**
+   * What a search not told the prior can reach at best (`prior_floor.ts`): no search's worse
+   * ratio to the best, uniform or shelf, is below `floor`; the best averages it is taken against
+   * (exact, over every truth of each prior, ms).
+   */
+  floor: { floor: number; lambda: number; bestUniformMs: number; bestShelfMs: number };
 }
 
 /** What `deno task bench` measured. */
@@ -230,6 +236,25 @@ export function fullTables(report: BenchReport): string {
       ),
     );
   }
+  parts.push(
+    "A search is not told the prior: the least worse-of-both ratio any one search can reach " +
+      "(`scripts/bench/prior_floor.ts`; best: exact averages over every truth, minutes):",
+    table(
+      ["regime", "best: uniform / shelf", "no search below", "ours: uniform / shelf"],
+      report.regimes.map((r) => {
+        const ours = PRIORS.map((p) => {
+          const a = r.averages[p.key];
+          return a === undefined ? "-" : x(a.ours / a.best);
+        });
+        return [
+          `${r.key}: ${r.name}`,
+          `${min(r.floor.bestUniformMs)} / ${min(r.floor.bestShelfMs)}`,
+          `${r.floor.floor.toFixed(3)}x`,
+          ours.join(" / "),
+        ];
+      }),
+    ),
+  );
   for (const r of report.regimes) {
     parts.push(
       `Regime ${r.key}, ${r.name}, model by model (error = reported - truth in tokens, ✗ outside ` +
