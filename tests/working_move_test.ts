@@ -139,6 +139,32 @@ Deno.test("the working phase's next move is a pure function of the state", async
       assert.equal(nextWorkingMove(working(wide), CONFIG).kind, "prompt");
     },
   );
+  await t.step(
+    "without one, on an instance no larger than the pass, the plan's size is loaded",
+    () => {
+      // A confirming load at 60,000 passed and is the instance: the plan's next size above it is
+      // tested as a load there, not by reloading the full length for a needle (or a full probe).
+      const costs = {
+        ...noCosts(),
+        promptCache: false,
+        loads: 3,
+        loadSeconds: 30,
+        prefillCurve: {
+          secondsPerToken: 0.0002,
+          doublingTokens: 8192,
+          doublingMeasured: true,
+          overheadSeconds: 0.04,
+          samples: 4,
+        },
+      };
+      const state = working({ costs, plan: choosePlan(costs), workOk: 60000, instance: 60000 });
+      const move = nextWorkingMove(state, CONFIG);
+      assert.equal(move.kind, "set-target");
+      const target = move.kind === "set-target" ? move.target : null;
+      assert.equal(target?.fresh, true);
+      assert.ok(target !== null && target.context > 60000 && target.context < 131072, `${target}`);
+    },
+  );
   await t.step("a hint outside the bounds is dropped", () => {
     const move = nextWorkingMove(working({ hint: 30000, workFail: 25000 }), CONFIG);
     assert.ok(move.kind === "prompt" || move.kind === "set-target");

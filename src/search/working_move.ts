@@ -71,6 +71,12 @@ export function nextWorkingMove(state: NormalState, config: SearchConfig): Worki
   if (instance !== null) s.instance = instance;
   const pass = Math.max(lo ?? 0, hint ?? 0) || null;
   if (instance === null || (pass !== null && instance <= pass)) {
+    // No instance above the pass. Without a cache every test pays its whole prompt anyway: the
+    // plan's next size, made as a load-level test there (a needle would need a reload first).
+    const planned = cacheUsable(s) ? null : plannedStep(s, config, pass, hi, top);
+    if (planned !== null) {
+      return planned.size === top ? target(top) : target(planned.size, { fresh: true });
+    }
     return target(loadLevelSize(s, config, lo, hi, top));
   }
   const prompt = (size: number, recheck: boolean): WorkingMove => ({

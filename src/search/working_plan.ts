@@ -19,9 +19,9 @@ import type { MeasuredCosts } from "./types.ts";
  * or health allow. Lower than the single full-length probe's {@link FULL_WORKS_AT_DECLARED}-or-
  * half guess, because the plan weighs every size below as well: measured over the bench's two
  * priors (a shelf where half the models work at their loadable size, and a uniform spread where
- * hardly any do), one in three keeps it nearest the best on both.
+ * hardly any do), one in four keeps it nearest the best on both (`docs/bench.md`).
  */
-const WORKS_AT_LIMIT = 1 / 3;
+export const WORKS_AT_LIMIT = 1 / 4;
 
 /** Largest grid the plan solves (cells of the precision); a larger one keeps the heuristic. */
 const MAX_CELLS = 160;
