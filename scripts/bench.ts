@@ -277,7 +277,7 @@ async function runRegime(regime: Regime): Promise<RegimeReport> {
     averages: Object.fromEntries(PRIOR_KEYS.map((key) => [key, empty()])),
     drift: 0,
     implied: 0,
-    floor: { floor: 1, lambda: 0, bestUniformMs: 0, bestShelfMs: 0 },
+    floor: { floor: 1, lambda: 0, phased: 1, bestUniformMs: 0, bestShelfMs: 0 },
   };
   const floorModels: FloorModel[] = [];
   try {

@@ -61,7 +61,7 @@ Deno.test("each target is judged on its figure: a miss says NOT met", () => {
     },
     drift: 0,
     implied: 0,
-    floor: { floor: 1.05, lambda: 0.5, bestUniformMs: 90, bestShelfMs: 80 },
+    floor: { floor: 1.05, lambda: 0.5, phased: 1.08, bestUniformMs: 90, bestShelfMs: 80 },
   });
   const report: BenchReport = { regimes: [regime("a", 50, 100), regime("b", 80, 90)], sample: 10 };
   const judged = verdicts(report);
@@ -78,7 +78,7 @@ Deno.test("each target is judged on its figure: a miss says NOT met", () => {
   // The floor a search not told the prior cannot beat, beside ours.
   assert.match(
     fullTables(report),
-    /\|\s*b: b\s*\|\s*0\.00 \/ 0\.00\s*\|\s*1\.050x\s*\|\s*1\.22x \/ -\s*\|/,
+    /\|\s*b: b\s*\|\s*0\.00 \/ 0\.00\s*\|\s*1\.050x\s*\|\s*1\.080x\s*\|\s*1\.22x \/ -\s*\|/,
   );
 });
 

@@ -3,15 +3,18 @@
  * what our search spends finding the loadable size (its attempts up to the first working one)
  * and the working size (the rest), against the best average's two games on the same truths (its
  * load game told W, and the same game not told W: what a search that finds L before its first
- * needle needs at least), priced as `ours_average.ts` prices them.
+ * needle needs at least), priced as `ours_average.ts` prices them. Beside them: the game not told
+ * W when it must load the declared size first (as ours does), and the needle game played
+ * optimally with W = L weighed as our working plan weighs it ({@link WORKS_AT_LIMIT}).
  *
  * Usage: deno run --allow-read scripts/bench/phases.ts [REGIME] [PRIOR] [TRUTHS]
- * (defaults: b uniform 300)
+ * (defaults: b uniform 1000, the bench's sample)
  *
  * @module
  */
 
 import { searchContextLimits } from "../../src/search/context_search.ts";
+import { WORKS_AT_LIMIT } from "../../src/search/working_plan.ts";
 import { DEMO_FLEET_URL, readProfilesFile } from "../emulator/validation.ts";
 import {
   gridPrices,
@@ -35,13 +38,17 @@ interface Phases {
   bestLoads: number;
   /** The load game not told W. */
   untoldLoads: number;
+  /** The load game not told W, its first load at the declared size. */
+  capFirstLoads: number;
   bestNeedles: number;
+  /** The needle game's optimal play with W = L weighed as our plan weighs it. */
+  oursWeightNeedles: number;
 }
 
 async function main(args: string[]): Promise<void> {
   const regime = REGIMES.find((r) => r.key === (args[0] ?? "b"));
   const prior = (args[1] ?? "uniform") as PriorKey;
-  const size = Number(args[2] ?? 300);
+  const size = Number(args[2] ?? 1000);
   if (regime === undefined || !["uniform", "shelf"].includes(prior) || !(size > 0)) {
     console.error("usage: phases.ts [a|b|c|d] [uniform|shelf] [TRUTHS]");
     Deno.exit(2);
@@ -52,7 +59,9 @@ async function main(args: string[]): Promise<void> {
     oursNeedles: 0,
     bestLoads: 0,
     untoldLoads: 0,
+    capFirstLoads: 0,
     bestNeedles: 0,
+    oursWeightNeedles: 0,
   };
   for (const profile of fleet.map(regime.apply)) {
     const config = benchConfig(profile);
@@ -62,6 +71,10 @@ async function main(args: string[]): Promise<void> {
     const work = workGame(prices, (j) => topWeight(j, prior));
     const told = loadGame(prices, (i) => priorW(i, -1, prior), (k) => priorW(k, k, prior));
     const untold = loadGame(prices, () => 1);
+    const share = WORKS_AT_LIMIT;
+    const weighed = workGame(prices, (j) => Math.max(1e-9, share * j / (1 - share)));
+    const capFirst = (i: number) =>
+      i === n ? prices.okLoad[n]! : prices.refused[n]! + untold.cost(0, n, false, i);
     for (const truth of priorSample(config, prior, size).truths) {
       const probe = new PricedProbe(truthProfile(profile, config, truth));
       const result = await searchContextLimits(config, probe);
@@ -73,15 +86,18 @@ async function main(args: string[]): Promise<void> {
       sums.oursNeedles += truth.weight * (probe.ms - loads);
       sums.bestLoads += truth.weight * told.cost(truth.k, n + 1, false, truth.i);
       sums.untoldLoads += truth.weight * untold.cost(0, n + 1, false, truth.i);
+      sums.capFirstLoads += truth.weight * capFirst(truth.i);
       sums.bestNeedles += truth.weight * work.cost(truth.i, truth.k);
+      sums.oursWeightNeedles += truth.weight * weighed.cost(truth.i, truth.k);
     }
   }
   const min = (ms: number) => (ms / 60_000).toFixed(2);
   console.log(
     `regime ${regime.key}, ${prior} prior, ${size} truths per model (fleet sums, minutes):\n` +
       `  loads:   ours ${min(sums.oursLoads)}, best ${min(sums.bestLoads)} (told W), ` +
-      `${min(sums.untoldLoads)} not told W\n` +
-      `  needles: ours ${min(sums.oursNeedles)}, best ${min(sums.bestNeedles)}`,
+      `${min(sums.untoldLoads)} not told W (${min(sums.capFirstLoads)} declared size first)\n` +
+      `  needles: ours ${min(sums.oursNeedles)}, best ${min(sums.bestNeedles)} ` +
+      `(${min(sums.oursWeightNeedles)} played at our weight of W = L)`,
   );
 }
 

@@ -15,6 +15,11 @@
  * {@link priorFloor}. V(0) = V(1) = 1 (told the prior, the best is the best); the floor is above
  * 1 by what not knowing the prior costs.
  *
+ * The phased floor is the same bound for a search that finds L before its first needle (ours, and
+ * the plain bisection): its loads are then a tree over L alone, uniform under both priors, so the
+ * load game is played without W (`best_average.ts`'s phased figure) and only the needle game
+ * mixes the priors.
+ *
  * @module
  */
 
@@ -43,6 +48,8 @@ export interface PriorFloor {
   floor: number;
   /** The λ where V is largest. */
   lambda: number;
+  /** The same floor for a search that finds L before its first needle. */
+  phased: number;
   /** The fleet sums of the best averages under each prior, ms. */
   bestUniformMs: number;
   bestShelfMs: number;
@@ -54,9 +61,15 @@ const LAMBDA_STEPS = 40;
 /**
  * The least average over the mixed prior `a` P_uniform(W | L) + `b` P_shelf(W | L) (unnormalised
  * weights, L uniform under both), in ms times (a + b): the two games of `best_average.ts` with the
- * mixed weights.
+ * mixed weights; `phased`, with the load game not told W.
  */
-export function mixedBestMs(profile: ModelProfile, config: SearchConfig, a: number, b: number) {
+export function mixedBestMs(
+  profile: ModelProfile,
+  config: SearchConfig,
+  a: number,
+  b: number,
+  phased = false,
+) {
   const grid = priorGrid(config);
   const n = grid.length - 1;
   if (n < 0 || a + b <= 0) return 0;
@@ -68,6 +81,7 @@ export function mixedBestMs(profile: ModelProfile, config: SearchConfig, a: numb
   const work = workGame(prices, (j) => (j === 0 ? 1 : w(j, j) / w(j, -1))).value;
   let workMs = 0;
   for (let j = 0; j <= n; j++) workMs += priorL(n) * work[j]!;
+  if (phased) return total * (loadGame(prices, () => 1)(0, n + 1, false) + workMs);
   const revealed = loadGame(prices, (i) => w(i, -1), (k) => w(k, k));
   let loadMs = 0;
   let tail = 0;
@@ -84,15 +98,17 @@ export function mixedValue(
   lambda: number,
   bestUniformMs: number,
   bestShelfMs: number,
+  phased = false,
 ): number {
   let v = 0;
   for (const { profile, config } of models) {
-    v += mixedBestMs(profile, config, lambda / bestUniformMs, (1 - lambda) / bestShelfMs);
+    const [a, b] = [lambda / bestUniformMs, (1 - lambda) / bestShelfMs];
+    v += mixedBestMs(profile, config, a, b, phased);
   }
   return v;
 }
 
-/** The floor of a fleet (see the module doc). */
+/** The floor of a fleet, and its phased floor (see the module doc). */
 export function priorFloor(models: readonly FloorModel[]): PriorFloor {
   let bestUniformMs = 0;
   let bestShelfMs = 0;
@@ -100,12 +116,14 @@ export function priorFloor(models: readonly FloorModel[]): PriorFloor {
     bestUniformMs += bestAverage(profile, config, "uniform").ms;
     bestShelfMs += bestAverage(profile, config, "shelf").ms;
   }
-  let found = { floor: 1, lambda: 0 };
+  let found = { floor: 1, lambda: 0, phased: 1 };
   if (bestUniformMs <= 0 || bestShelfMs <= 0) return { ...found, bestUniformMs, bestShelfMs };
   for (let step = 0; step <= LAMBDA_STEPS; step++) {
     const lambda = step / LAMBDA_STEPS;
     const v = mixedValue(models, lambda, bestUniformMs, bestShelfMs);
-    if (v > found.floor) found = { floor: v, lambda };
+    if (v > found.floor) found = { ...found, floor: v, lambda };
+    const phased = mixedValue(models, lambda, bestUniformMs, bestShelfMs, true);
+    found.phased = Math.max(found.phased, phased);
   }
   return { ...found, bestUniformMs, bestShelfMs };
 }
