@@ -10,7 +10,8 @@ import { profileTruth } from "../scripts/emulator/profile.ts";
 import { RESERVE_TOKENS } from "../src/lmstrix.ts";
 import { runCli, tempHome } from "./support/cli.ts";
 import { loadFleet, withEmulator } from "./support/emulator.ts";
-import { checksByModel } from "./support/reliability.ts";
+import { checksByModel, readLog } from "./support/reliability.ts";
+import { worksAtLimitShare } from "../src/search/shelf_share.ts";
 
 interface Result {
   id: string;
@@ -66,6 +67,19 @@ Deno.test("test --all on the demo fleet keeps the budget and gets every number r
         if (honest) assert.equal(result.loads, 1, "an honest model costs one load");
       });
     }
+    await t.step("each search weighs its limit by the models tested before it", async () => {
+      for (const [index, result] of results.entries()) {
+        const before = results.slice(0, index).filter((r) => r.status === "tested").map((r) => ({
+          declared: r.declaredContext,
+          loadable: r.loadableContext,
+          working: r.workingContext,
+          precision: Math.max(256, Math.ceil(r.declaredContext / 100)),
+        }));
+        const start = (await readLog(home.path, result.id)).find((e) => e.event === "run-start");
+        const config = start?.config as { worksAtLimit?: number } | undefined;
+        assert.equal(config?.worksAtLimit, worksAtLimitShare(before).share, result.id);
+      }
+    });
     await t.step("the loads and checks counted are the loads LM Studio saw, nothing stays", () => {
       const stats = emulator.stats();
       const requests = results.reduce((sum, r) => sum + r.loads + (checks.get(r.id) ?? 0), 0);

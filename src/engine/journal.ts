@@ -31,6 +31,11 @@ export class Journal {
     return Object.hasOwn(this.#registry.models, id) ? this.#registry.models[id] : undefined;
   }
 
+  /** Every record, as the journal last stored them. */
+  records(): ModelRecord[] {
+    return Object.values(this.#registry.models);
+  }
+
   /** Stores `record` in the registry (replacing the one with its id) and saves the registry. */
   async put(record: ModelRecord): Promise<void> {
     this.#registry.models[record.id] = record;

@@ -9,6 +9,7 @@ import { UsageError } from "../errors.ts";
 import { RESERVE_TOKENS } from "../contract.ts";
 import type { ModelRecord } from "../registry/model_record.ts";
 import type { SearchConfig } from "../search/context_search.ts";
+import { worksAtLimitShare } from "../search/shelf_share.ts";
 import type { TestEvent } from "./test_events.ts";
 
 export { RESERVE_TOKENS };
@@ -111,4 +112,29 @@ export function searchConfigFor(record: ModelRecord, options: TestOptions): Sear
 export function sameConfig(a: SearchConfig | undefined, b: SearchConfig): boolean {
   return a !== undefined && a.declared === b.declared && a.minContext === b.minContext &&
     a.precision === b.precision && a.reserve === b.reserve && a.maxContext === b.maxContext;
+}
+
+/**
+ * `config` with the shelf's share of models that work at their limit (`shelf_share.ts`), from
+ * the tested models of `records` other than `record`; a search resumed under the same settings
+ * keeps the share it started with, so that it decides as it would have without the stop.
+ */
+export function withShelfShare(
+  config: SearchConfig,
+  record: ModelRecord,
+  records: readonly ModelRecord[],
+): SearchConfig {
+  const saved = (record.search as { config?: SearchConfig } | undefined)?.config;
+  const kept = saved?.worksAtLimit;
+  if (sameConfig(saved, config) && typeof kept === "number" && kept >= 0 && kept <= 1) {
+    return { ...config, worksAtLimit: kept };
+  }
+  const tested = records.filter((r) => r.id !== record.id && r.status === "tested").map((r) => ({
+    declared: r.declaredContext,
+    loadable: r.loadableContext,
+    working: r.workingContext,
+    precision: r.precision ?? defaultPrecision(r.declaredContext),
+    ...(r.cappedAt !== undefined ? { cappedAt: r.cappedAt } : {}),
+  }));
+  return { ...config, worksAtLimit: worksAtLimitShare(tested).share };
 }

@@ -40,7 +40,12 @@ import {
 } from "./outcome.ts";
 import { type CrashEvidence, type ResumePoint, resumePoint, savedSearch } from "./resume.ts";
 import type { TestEvent, TestReport } from "./test_events.ts";
-import { searchConfigFor, type TestOptions, untestableReason } from "./test_options.ts";
+import {
+  searchConfigFor,
+  type TestOptions,
+  untestableReason,
+  withShelfShare,
+} from "./test_options.ts";
 
 /** What a run needs besides the models: the server, the journal, the options and the retries. */
 export interface RunContext {
@@ -192,7 +197,7 @@ async function testModel(
     await journal.put(failed);
     return { result: resultOf(failed, { loads: 0, promptTokens: 0 }), attempts: [] };
   }
-  const config = searchConfigFor(record, options);
+  const config = withShelfShare(searchConfigFor(record, options), record, journal.records());
   const start = resumePoint(record, config, evidence);
   announceStart(record, start, position, options.onEvent);
   const runId = `${context.home}-${newRunId()}`;

@@ -20,6 +20,11 @@ export interface SearchConfig {
   precision: number;
   /** Tokens left free in the working probe's prompt (the prompt is `context - reserve` long). */
   reserve: number;
+  /**
+   * The chance that a model works at the full length of an instance as large as memory allows,
+   * as the shelf's tested models say (`shelf_share.ts`); the working plan's default when unset.
+   */
+  worksAtLimit?: number;
 }
 
 /**

@@ -12,16 +12,19 @@
  */
 
 import { FULL_WORKS_AT_DECLARED, promptPrices } from "./plan.ts";
-import type { MeasuredCosts } from "./types.ts";
+import { DEFAULT_WORKS_AT_LIMIT } from "./shelf_share.ts";
+import type { MeasuredCosts, SearchConfig } from "./types.ts";
 
 /**
  * The plan's chance that the model works at the full length of an instance as large as memory
- * or health allow. Lower than the single full-length probe's {@link FULL_WORKS_AT_DECLARED}-or-
- * half guess, because the plan weighs every size below as well: measured over the bench's two
- * priors (a shelf where half the models work at their loadable size, and a uniform spread where
- * hardly any do), one in four keeps it nearest the best on both (`docs/bench.md`).
+ * or health allow, where the run has not learned its shelf's own ({@link SearchConfig}'s
+ * `worksAtLimit`, `shelf_share.ts`). Lower than the single full-length probe's
+ * {@link FULL_WORKS_AT_DECLARED}-or-half guess, because the plan weighs every size below as well:
+ * measured over the bench's two priors (a shelf where half the models work at their loadable
+ * size, and a uniform spread where hardly any do), one in four keeps it nearest the best on both
+ * (`docs/bench.md`).
  */
-export const WORKS_AT_LIMIT = 1 / 4;
+export const WORKS_AT_LIMIT = DEFAULT_WORKS_AT_LIMIT;
 
 /** Largest grid the plan solves (cells of the precision); a larger one keeps the heuristic. */
 const MAX_CELLS = 160;
@@ -154,12 +157,15 @@ function solve(prices: WorkingPrices): Solved {
  * a load were timed): the grid of the precision below `top` down to `minContext`, each needle
  * priced in prompt tokens at the start of the context (the probe's measured fixed cost and the
  * fitted curve's prefill, rounded: {@link promptPrices}) and a load in the same tokens. The full
- * length weighs as the search's prior says ({@link WORKS_AT_LIMIT} where loads or health stop
- * just above it, else {@link FULL_WORKS_AT_DECLARED}).
+ * length weighs as the search's prior says (the shelf's `worksAtLimit`, else
+ * {@link WORKS_AT_LIMIT}, where loads or health stop just above it; else
+ * {@link FULL_WORKS_AT_DECLARED}).
  */
 export function workingPrices(
   costs: MeasuredCosts,
-  grid: { top: number; minContext: number; precision: number; reserve: number },
+  grid: Pick<SearchConfig, "minContext" | "precision" | "reserve" | "worksAtLimit"> & {
+    top: number;
+  },
   atLimit: boolean,
 ): WorkingPrices | null {
   const curve = costs.prefillCurve ?? null;
@@ -175,7 +181,8 @@ export function workingPrices(
     const q = size - reserve;
     return probeTokens + q + q * q / (2 * d);
   });
-  const share = atLimit ? WORKS_AT_LIMIT : FULL_WORKS_AT_DECLARED;
+  const limit = Math.min(0.95, Math.max(0.01, grid.worksAtLimit ?? WORKS_AT_LIMIT));
+  const share = atLimit ? limit : FULL_WORKS_AT_DECLARED;
   return { sizes, needle, load, topWeight: share * cells / (1 - share) };
 }
 
