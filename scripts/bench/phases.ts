@@ -7,8 +7,9 @@
  * W when it must load the declared size first (as ours does), and the needle game played
  * optimally with W = L weighed as our working plan weighs it ({@link WORKS_AT_LIMIT}).
  *
- * Usage: deno run --allow-read scripts/bench/phases.ts [REGIME] [PRIOR] [TRUTHS]
- * (defaults: b uniform 1000, the bench's sample)
+ * Usage: deno run --allow-read scripts/bench/phases.ts [REGIME] [PRIOR] [TRUTHS] [SHARE]
+ * (defaults: b uniform 1000, the bench's sample; SHARE: the search's chance that a model works at
+ * its memory limit, as a run learns it from its shelf, else the default)
  *
  * @module
  */
@@ -49,8 +50,10 @@ async function main(args: string[]): Promise<void> {
   const regime = REGIMES.find((r) => r.key === (args[0] ?? "b"));
   const prior = (args[1] ?? "uniform") as PriorKey;
   const size = Number(args[2] ?? 1000);
-  if (regime === undefined || !["uniform", "shelf"].includes(prior) || !(size > 0)) {
-    console.error("usage: phases.ts [a|b|c|d] [uniform|shelf] [TRUTHS]");
+  const share = args[3] === undefined ? undefined : Number(args[3]);
+  const badShare = share !== undefined && !(share >= 0 && share <= 1);
+  if (regime === undefined || !["uniform", "shelf"].includes(prior) || !(size > 0) || badShare) {
+    console.error("usage: phases.ts [a|b|c|d] [uniform|shelf] [TRUTHS] [SHARE]");
     Deno.exit(2);
   }
   const fleet = (await readProfilesFile(DEMO_FLEET_URL)).filter((p) => p.type === "llm");
@@ -64,15 +67,18 @@ async function main(args: string[]): Promise<void> {
     oursWeightNeedles: 0,
   };
   for (const profile of fleet.map(regime.apply)) {
-    const config = benchConfig(profile);
+    const config = {
+      ...benchConfig(profile),
+      ...(share === undefined ? {} : { worksAtLimit: share }),
+    };
     const grid = priorGrid(config);
     const n = grid.length - 1;
     const prices = gridPrices(priorProfile(profile), config, grid);
     const work = workGame(prices, (j) => topWeight(j, prior));
     const told = loadGame(prices, (i) => priorW(i, -1, prior), (k) => priorW(k, k, prior));
     const untold = loadGame(prices, () => 1);
-    const share = WORKS_AT_LIMIT;
-    const weighed = workGame(prices, (j) => Math.max(1e-9, share * j / (1 - share)));
+    const ours = config.worksAtLimit ?? WORKS_AT_LIMIT;
+    const weighed = workGame(prices, (j) => Math.max(1e-9, ours * j / (1 - ours)));
     const capFirst = (i: number) =>
       i === n ? prices.okLoad[n]! : prices.refused[n]! + untold.cost(0, n, false, i);
     for (const truth of priorSample(config, prior, size).truths) {
@@ -92,8 +98,10 @@ async function main(args: string[]): Promise<void> {
     }
   }
   const min = (ms: number) => (ms / 60_000).toFixed(2);
+  const worse = (sums.oursLoads + sums.oursNeedles) / (sums.bestLoads + sums.bestNeedles);
   console.log(
-    `regime ${regime.key}, ${prior} prior, ${size} truths per model (fleet sums, minutes):\n` +
+    `regime ${regime.key}, ${prior} prior, ${size} truths per model (fleet sums, minutes; ` +
+      `ours ${worse.toFixed(3)}x the best):\n` +
       `  loads:   ours ${min(sums.oursLoads)}, best ${min(sums.bestLoads)} (told W), ` +
       `${min(sums.untoldLoads)} not told W (${min(sums.capFirstLoads)} declared size first)\n` +
       `  needles: ours ${min(sums.oursNeedles)}, best ${min(sums.bestNeedles)} ` +
