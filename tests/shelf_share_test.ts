@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { timedNoCacheCosts } from "./support/costs.ts";
 import {
   DEFAULT_WORKS_AT_LIMIT,
   PRIOR_MODELS,
@@ -17,7 +18,6 @@ import {
   choosePlan,
   initialState,
   nextWorkingMove,
-  noCosts,
   type NormalState,
   type SearchConfig,
 } from "../src/search/context_search.ts";
@@ -89,19 +89,7 @@ Deno.test("a run takes the share from the other tested models; a resumed search 
 
 Deno.test("without a prompt cache, the working plan weighs the full length by the share", () => {
   const config: SearchConfig = { declared: 131072, minContext: 2048, precision: 1311, reserve: 64 };
-  const costs = {
-    ...noCosts(),
-    promptCache: false,
-    loads: 3,
-    loadSeconds: 30,
-    prefillCurve: {
-      secondsPerToken: 0.0002,
-      doublingTokens: 24576,
-      doublingMeasured: true,
-      overheadSeconds: 0.04,
-      samples: 4,
-    },
-  };
+  const costs = timedNoCacheCosts(24576);
   // Loaded at 40,000, refused just above: the instance is as large as memory allows.
   const state: NormalState = {
     ...initialState(config),

@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { timedNoCacheCosts } from "./support/costs.ts";
 import {
   choosePlan,
   climbStep,
@@ -144,19 +145,7 @@ Deno.test("the working phase's next move is a pure function of the state", async
     () => {
       // A confirming load at 60,000 passed and is the instance: the plan's next size above it is
       // tested as a load there, not by reloading the full length for a needle (or a full probe).
-      const costs = {
-        ...noCosts(),
-        promptCache: false,
-        loads: 3,
-        loadSeconds: 30,
-        prefillCurve: {
-          secondsPerToken: 0.0002,
-          doublingTokens: 8192,
-          doublingMeasured: true,
-          overheadSeconds: 0.04,
-          samples: 4,
-        },
-      };
+      const costs = timedNoCacheCosts(8192);
       const state = working({ costs, plan: choosePlan(costs), workOk: 60000, instance: 60000 });
       const move = nextWorkingMove(state, CONFIG);
       assert.equal(move.kind, "set-target");
