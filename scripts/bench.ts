@@ -70,6 +70,7 @@ import { CANCEL_HOLD_MS, type Emulator, startEmulator } from "./emulator/server.
 import { DEMO_FLEET_URL, readProfilesFile } from "./emulator/validation.ts";
 import { impliedLoads } from "./bench/implied_loads.ts";
 import { type FloorModel, priorFloor } from "./bench/prior_floor.ts";
+import { SHELF_SEED, shelfRuns, SHELVES } from "./bench/shelf_runs.ts";
 
 const USAGE = "usage: deno task bench [--regime a|b|c|d|all] [--profiles FILE] " +
   "[--precision N] [--trace] [--write | --render]";
@@ -356,6 +357,16 @@ async function runRegime(regime: Regime): Promise<RegimeReport> {
     await emulator.close();
   }
   report.floor = priorFloor(floorModels);
+  report.shelves = {};
+  for (const key of PRIOR_KEYS) {
+    const learned = await shelfRuns(floorModels, key);
+    const fixed = await shelfRuns(floorModels, key, SHELVES, SHELF_SEED, false);
+    report.shelves[key] = {
+      learned: learned.ours / learned.best,
+      fixed: fixed.ours / fixed.best,
+      runs: learned.runs,
+    };
+  }
   const u = report.averages.uniform!;
   report.rows.push([
     "TOTAL",

@@ -67,6 +67,12 @@ export interface RegimeReport {
     bestUniformMs: number;
     bestShelfMs: number;
   };
+  /**
+   * Per prior, our time over the best's on shelves of the fleet tested in turn
+   * (`shelf_runs.ts`): learning the shelf's share of models that work at their limit, and with
+   * the default share, on the same truths.
+   */
+  shelves?: Record<string, { learned: number; fixed: number; runs: number }>;
 }
 
 /** What `deno task bench` measured. */
@@ -268,6 +274,24 @@ export function fullTables(report: BenchReport): string {
           `${r.floor.phased.toFixed(3)}x`,
           ours.join(" / "),
         ];
+      }),
+    ),
+  );
+  parts.push(
+    "A run learns its shelf: our time over the best's on shelves of the fleet, one truth per " +
+      "model drawn from the prior, tested in turn, each search given the share of the models " +
+      "before it that work at their limit, and with the default share instead " +
+      "(`scripts/bench/shelf_runs.ts`):",
+    table(
+      ["regime", "learned: uniform / shelf", "default: uniform / shelf", "searches"],
+      report.regimes.map((r) => {
+        const cells = (pick: "learned" | "fixed") =>
+          PRIORS.map((p) => {
+            const runs = r.shelves?.[p.key];
+            return runs === undefined ? "-" : x(runs[pick]);
+          }).join(" / ");
+        const runs = PRIORS.reduce((sum, p) => sum + (r.shelves?.[p.key]?.runs ?? 0), 0);
+        return [`${r.key}: ${r.name}`, cells("learned"), cells("fixed"), `${runs}`];
       }),
     ),
   );
