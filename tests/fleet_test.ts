@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import type { TestResult } from "../src/engine/test_events.ts";
 import { profileTruth } from "../scripts/emulator/profile.ts";
 import { RESERVE_TOKENS } from "../src/lmstrix.ts";
 import { runCli, tempHome } from "./support/cli.ts";
@@ -13,14 +14,8 @@ import { loadFleet, withEmulator } from "./support/emulator.ts";
 import { checksByModel, readLog } from "./support/reliability.ts";
 import { worksAtLimitShare } from "../src/search/shelf_share.ts";
 
-interface Result {
-  id: string;
-  declaredContext: number;
-  loadableContext: number | null;
-  workingContext: number | null;
-  status: string;
-  loads: number;
-}
+/** One model's outcome in `test --json`. */
+type Result = TestResult;
 
 Deno.test("test --all on the demo fleet keeps the budget and gets every number right", async (t) => {
   const fleet = await loadFleet();

@@ -11,6 +11,7 @@
  */
 
 import assert from "node:assert/strict";
+import type { TestResult } from "../src/engine/test_events.ts";
 import { join } from "node:path";
 import type { ModelProfile } from "../scripts/emulator/profile.ts";
 import { profileTruth } from "../scripts/emulator/profile.ts";
@@ -33,14 +34,8 @@ const PROFILES: ModelProfile[] = [
   testProfile("crashing", { ...SMALL, crashAbove: 7000, promptCache: false }),
 ];
 
-interface Result {
-  id: string;
-  loadableContext: number | null;
-  workingContext: number | null;
-  status: string;
-  loads: number;
-  error: string | null;
-}
+/** One model's outcome in `test --json`. */
+type Result = TestResult;
 
 Deno.test("test --all meets each real LM Studio behaviour with the right numbers", async (t) => {
   await using home = await tempHome();

@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import type { TestResult } from "../src/engine/test_events.ts";
 import { runCliAgainst, tempHome } from "./support/cli.ts";
 import { startEngineProcess } from "./support/engine.ts";
 import { classifyFailure } from "../src/lmstudio/failures.ts";
@@ -48,14 +49,8 @@ function rateAt(curve: Truth["models"][string]["curve"], context: number): numbe
   return below.rate + t * (above.rate - below.rate);
 }
 
-interface Result {
-  id: string;
-  declaredContext: number;
-  loadableContext: number | null;
-  workingContext: number | null;
-  status: string;
-  error: string | null;
-}
+/** One model's outcome in `test --json`. */
+type Result = TestResult;
 
 /** A load as the engine recorded it (its `/__engine/stats`). */
 interface EngineLoad {

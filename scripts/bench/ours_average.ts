@@ -91,13 +91,20 @@ export function priorSample(
   }
   const random = seededRandom(seed);
   for (let draw = 0; draw < size; draw++) {
-    const i = Math.floor(random() * (n + 1));
-    const top = topWeight(i, prior);
-    // W = L with its weight, else uniform below L.
-    const draw = random() * (i + top);
-    truths.push(truth(i, draw >= i ? i : Math.floor(draw), 1 / size));
+    const { i, k } = drawTruth(random, n, prior);
+    truths.push(truth(i, k, 1 / size));
   }
   return { truths, exact: false };
+}
+
+/**
+ * One truth of `prior` on a grid of n + 1 sizes, as grid indices: L uniform on the grid, then W
+ * = L with its weight ({@link topWeight}), else uniform below L.
+ */
+export function drawTruth(random: () => number, n: number, prior: PriorKey) {
+  const i = Math.floor(random() * (n + 1));
+  const draw = random() * (i + topWeight(i, prior));
+  return { i, k: draw >= i ? i : Math.floor(draw) };
 }
 
 /** Averages over a sample of the prior, in ms. */

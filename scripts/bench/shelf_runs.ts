@@ -3,7 +3,7 @@
  * each model's chance of working at its memory limit by the models it tested before
  * (`src/search/shelf_share.ts`), which the bench's averages, one truth at a time with the
  * default, cannot show. Here a shelf is the fleet with one truth per model drawn from the prior
- * (as `priorSample` draws them), tested in the fleet's order, each search given the share the
+ * ({@link drawTruth}), tested in the fleet's order, each search given the share the
  * results before it on the same shelf give; our search's time and the best's optimal plays on
  * the same truths are summed over {@link SHELVES} seeded shelves.
  *
@@ -15,7 +15,8 @@ import { searchContextLimits } from "../../src/search/context_search.ts";
 import { type ShelfModel, worksAtLimitShare } from "../../src/search/shelf_share.ts";
 import { seededRandom } from "../../src/random.ts";
 import type { ModelProfile } from "../emulator/profile.ts";
-import { bestTruthMs, priorGrid, type PriorKey, topWeight } from "./best_average.ts";
+import { bestTruthMs, priorGrid, type PriorKey } from "./best_average.ts";
+import { drawTruth } from "./ours_average.ts";
 import { PricedProbe, truthProfile } from "./priced_probe.ts";
 
 /** Shelves drawn per prior. */
@@ -55,9 +56,7 @@ export async function shelfRuns(
       const grid = priorGrid(config);
       const n = grid.length - 1;
       if (n < 0) continue;
-      const i = Math.floor(random() * (n + 1));
-      const draw = random() * (i + topWeight(i, prior));
-      const k = draw >= i ? i : Math.floor(draw);
+      const { i, k } = drawTruth(random, n, prior);
       const truth = { loadable: grid[i]!, working: grid[k]! };
       share = worksAtLimitShare(tested).share;
       const learned = learn ? { ...config, worksAtLimit: share } : config;
