@@ -365,6 +365,7 @@ async function runRegime(regime: Regime): Promise<RegimeReport> {
       learned: learned.ours / learned.best,
       fixed: fixed.ours / fixed.best,
       runs: learned.runs,
+      lastShare: learned.lastShare,
     };
   }
   const u = report.averages.uniform!;

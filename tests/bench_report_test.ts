@@ -63,8 +63,8 @@ Deno.test("each target is judged on its figure: a miss says NOT met", () => {
     implied: 0,
     floor: { floor: 1.05, lambda: 0.5, phased: 1.08, bestUniformMs: 90, bestShelfMs: 80 },
     shelves: {
-      uniform: { learned: 1.04, fixed: 1.07, runs: 30 },
-      shelf: { learned: 1.06, fixed: 1.09, runs: 30 },
+      uniform: { learned: 1.04, fixed: 1.07, runs: 30, lastShare: 0.12 },
+      shelf: { learned: 1.06, fixed: 1.09, runs: 30, lastShare: 0.47 },
     },
   });
   const report: BenchReport = { regimes: [regime("a", 50, 100), regime("b", 80, 90)], sample: 10 };
@@ -82,7 +82,7 @@ Deno.test("each target is judged on its figure: a miss says NOT met", () => {
   // Shelves tested in turn, learning the share and with the default.
   assert.match(
     fullTables(report),
-    /\|\s*b: b\s*\|\s*1\.04x \/ 1\.06x\s*\|\s*1\.07x \/ 1\.09x\s*\|\s*60\s*\|/,
+    /\|\s*b: b\s*\|\s*1\.04x \/ 1\.06x\s*\|\s*1\.07x \/ 1\.09x\s*\|\s*0\.12 \/ 0\.47\s*\|\s*60\s*\|/,
   );
   // The floor a search not told the prior cannot beat, beside ours.
   assert.match(

@@ -70,9 +70,10 @@ export interface RegimeReport {
   /**
    * Per prior, our time over the best's on shelves of the fleet tested in turn
    * (`shelf_runs.ts`): learning the shelf's share of models that work at their limit, and with
-   * the default share, on the same truths.
+   * the default share, on the same truths; `lastShare`, the share the last model of a shelf
+   * was given, averaged over the shelves.
    */
-  shelves?: Record<string, { learned: number; fixed: number; runs: number }>;
+  shelves?: Record<string, { learned: number; fixed: number; runs: number; lastShare?: number }>;
 }
 
 /** What `deno task bench` measured. */
@@ -283,15 +284,27 @@ export function fullTables(report: BenchReport): string {
       "before it that work at their limit, and with the default share instead " +
       "(`scripts/bench/shelf_runs.ts`):",
     table(
-      ["regime", "learned: uniform / shelf", "default: uniform / shelf", "searches"],
+      [
+        "regime",
+        "learned: uniform / shelf",
+        "default: uniform / shelf",
+        "last share learned",
+        "searches",
+      ],
       report.regimes.map((r) => {
-        const cells = (pick: "learned" | "fixed") =>
+        const cells = (pick: (runs: { learned: number; fixed: number }) => string) =>
           PRIORS.map((p) => {
             const runs = r.shelves?.[p.key];
-            return runs === undefined ? "-" : x(runs[pick]);
+            return runs === undefined ? "-" : pick(runs);
           }).join(" / ");
         const runs = PRIORS.reduce((sum, p) => sum + (r.shelves?.[p.key]?.runs ?? 0), 0);
-        return [`${r.key}: ${r.name}`, cells("learned"), cells("fixed"), `${runs}`];
+        return [
+          `${r.key}: ${r.name}`,
+          cells((runs) => x(runs.learned)),
+          cells((runs) => x(runs.fixed)),
+          PRIORS.map((p) => r.shelves?.[p.key]?.lastShare?.toFixed(2) ?? "-").join(" / "),
+          `${runs}`,
+        ];
       }),
     ),
   );
