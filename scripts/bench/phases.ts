@@ -100,12 +100,15 @@ async function main(args: string[]): Promise<void> {
   const min = (ms: number) => (ms / 60_000).toFixed(2);
   const worse = (sums.oursLoads + sums.oursNeedles) / (sums.bestLoads + sums.bestNeedles);
   console.log(
-    `regime ${regime.key}, ${prior} prior, ${size} truths per model (fleet sums, minutes; ` +
-      `ours ${worse.toFixed(3)}x the best):\n` +
-      `  loads:   ours ${min(sums.oursLoads)}, best ${min(sums.bestLoads)} (told W), ` +
-      `${min(sums.untoldLoads)} not told W (${min(sums.capFirstLoads)} declared size first)\n` +
-      `  needles: ours ${min(sums.oursNeedles)}, best ${min(sums.bestNeedles)} ` +
-      `(${min(sums.oursWeightNeedles)} played at our weight of W = L)`,
+    [
+      `regime ${regime.key}, ${prior} prior, ${size} truths per model`,
+      `(fleet sums, minutes): ours ${worse.toFixed(3)}x the best`,
+      `  loads:   ours ${min(sums.oursLoads)}, best told W ${min(sums.bestLoads)}, ` +
+      `not told W ${min(sums.untoldLoads)}`,
+      `           not told W, declared size first ${min(sums.capFirstLoads)}`,
+      `  needles: ours ${min(sums.oursNeedles)}, best ${min(sums.bestNeedles)}, ` +
+      `best at our weight of W = L ${min(sums.oursWeightNeedles)}`,
+    ].join("\n"),
   );
 }
 
